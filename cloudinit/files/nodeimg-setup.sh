@@ -1,0 +1,259 @@
+#!/bin/sh
+# nodeimg-setup: first-boot configuration of a nodeimg machine (generated).
+#   nodeimg-setup local    steps that need no network; run once by cloud-init (runcmd)
+#   nodeimg-setup online   steps that need the internet (apt, snap); run by
+#                          nodeimg-online.service, retried with backoff until all are done
+#   nodeimg-setup status   print the state of every step
+# The state of every step is one line of $STATUS_FILE:
+#   STEP STATE ATTEMPTS UNIX-TIME MESSAGE
+# STATE is pending, done, skipped, waiting (for a package or an earlier step),
+# retrying (failed, tried again later) or failed (a local step; cloud-init reports it).
+set -u
+# shellcheck source=/dev/null
+. /etc/nodeimg/setup.env
+STATE_DIR=/var/lib/nodeimg/steps
+LOG_DIR=/var/log/nodeimg
+export DEBIAN_FRONTEND=noninteractive
+APT_OPTS="-o DPkg::Lock::Timeout=300 -o Acquire::Retries=3 -o Acquire::http::Timeout=30 -o Acquire::https::Timeout=30 -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef"
+
+is_k8s() { [ "$NODEIMG_ROLE" = master ] || [ "$NODEIMG_ROLE" = worker ]; }
+
+LOCAL_STEPS="ssh firewall chrony"
+ONLINE_STEPS="apt-update apt-upgrade packages firewall chrony"
+if [ "$NODEIMG_ROLE" = nfs ]; then
+  LOCAL_STEPS="$LOCAL_STEPS nfs-exports"
+  ONLINE_STEPS="$ONLINE_STEPS nfs-exports"
+else
+  ONLINE_STEPS="$ONLINE_STEPS microk8s microk8s-launch"
+fi
+ALL_STEPS="ssh apt-update apt-upgrade packages firewall chrony"
+if [ "$NODEIMG_ROLE" = nfs ]; then ALL_STEPS="$ALL_STEPS nfs-exports"; else ALL_STEPS="$ALL_STEPS microk8s microk8s-launch"; fi
+
+log() {
+  echo "nodeimg-setup: $*"
+  logger -t nodeimg-setup -- "$*" 2>/dev/null || true
+}
+
+# The message a step leaves for the status line: why it waits or failed.
+MESSAGE=""
+say() { MESSAGE="$*"; }
+
+state_of() { cut -d' ' -f1 "$STATE_DIR/$1" 2>/dev/null || echo pending; }
+attempts_of() { cut -d' ' -f2 "$STATE_DIR/$1" 2>/dev/null || echo 0; }
+is_settled() { case "$(state_of "$1")" in done|skipped) return 0 ;; *) return 1 ;; esac; }
+
+write_status() {
+  mkdir -p "$(dirname "$STATUS_FILE")"
+  for s in $ALL_STEPS; do
+    if [ -f "$STATE_DIR/$s" ]; then
+      printf '%s %s\n' "$s" "$(cat "$STATE_DIR/$s")"
+    else
+      printf '%s pending 0 0 -\n' "$s"
+    fi
+  done > "$STATUS_FILE.tmp" && mv "$STATUS_FILE.tmp" "$STATUS_FILE"
+}
+
+record() { # STEP STATE ATTEMPTS MESSAGE
+  msg=$(printf '%s' "$4" | tr '\n\r\t' '   ' | cut -c1-200)
+  [ -n "$msg" ] || msg=-
+  printf '%s %s %s %s\n' "$2" "$3" "$(date +%s)" "$msg" > "$STATE_DIR/$1.tmp" && mv "$STATE_DIR/$1.tmp" "$STATE_DIR/$1"
+  write_status
+}
+
+# run_step STEP: 0 done/skipped, 1 failed, 2 waiting.
+run_step() {
+  step=$1
+  n=$(( $(attempts_of "$step") + 1 ))
+  MESSAGE=""
+  fn=step_$(echo "$step" | tr '-' '_')
+  "$fn" >> "$LOG_DIR/$step.log" 2>&1
+  rc=$?
+  case $rc in
+    0) record "$step" "done" "$n" "$MESSAGE"; log "$step: done" ;;
+    3) record "$step" skipped "$n" "$MESSAGE"; rc=0; log "$step: skipped ($MESSAGE)" ;;
+    2) record "$step" waiting "$n" "$MESSAGE"; log "$step: waiting ($MESSAGE)" ;;
+    *) [ -n "$MESSAGE" ] || MESSAGE="exit $rc: $(tail -n 1 "$LOG_DIR/$step.log" 2>/dev/null)"
+       record "$step" "$FAIL_STATE" "$n" "$MESSAGE"; rc=1; log "$step: $FAIL_STATE ($MESSAGE)" ;;
+  esac
+  return $rc
+}
+
+has_package() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+# ---- steps that need no network -------------------------------------------
+
+step_ssh() {
+  if ! sshd -t; then say "sshd rejects its configuration (sshd -t)"; return 1; fi
+  if systemctl is-enabled ssh.socket >/dev/null 2>&1; then
+    # Socket activation (Ubuntu 22.10+): the port comes from a generator.
+    if ! systemctl daemon-reload || ! systemctl restart ssh.socket; then say "cannot restart ssh.socket"; return 1; fi
+    if systemctl is-active ssh.service >/dev/null 2>&1; then systemctl restart ssh.service; fi
+  else
+    systemctl restart ssh || { say "cannot restart ssh"; return 1; }
+  fi
+  say "listening on port $SSH_PORT, keys only"
+}
+
+step_firewall() {
+  if ! command -v ufw >/dev/null 2>&1; then say "package ufw not installed yet"; return 2; fi
+  # From a known state, so that a re-run gives exactly the profile's rules.
+  ufw --force reset >/dev/null || return 1
+  ufw default deny incoming || return 1
+  ufw default allow outgoing || return 1
+  # The SSH port first, so an enabled firewall never locks the operator out.
+  ufw allow "$SSH_PORT/tcp" comment ssh || return 1
+  printf '%s\n' "$FIREWALL_RULES" | while read -r port proto from why; do
+    [ -n "$port" ] || continue
+    if [ "$from" = any ]; then
+      ufw allow "$port/$proto" comment "$why" || exit 1
+    else
+      ufw allow proto "$proto" from "$from" to any port "$port" comment "$why" || exit 1
+    fi
+  done || return 1
+  if is_k8s; then
+    # Pod traffic between nodes (Calico), as the MicroK8s docs ask under ufw.
+    ufw default allow routed || return 1
+    for iface in vxlan.calico 'cali+'; do
+      ufw allow in on "$iface" || return 1
+      ufw allow out on "$iface" || return 1
+    done
+  fi
+  ufw --force enable || return 1
+  say "active"
+}
+
+step_chrony() {
+  if ! command -v chronyd >/dev/null 2>&1; then say "package chrony not installed yet"; return 2; fi
+  systemctl enable chrony >/dev/null 2>&1 || true
+  systemctl restart chrony || { say "cannot restart chrony"; return 1; }
+  say "pools from the profile"
+}
+
+step_nfs_exports() {
+  for f in $NFS_FOLDERS; do
+    mkdir -p "$NFS_EXPORT_ROOT/$f" || return 1
+    chown "$NFS_UID:$NFS_GID" "$NFS_EXPORT_ROOT/$f" || return 1
+    chmod 0770 "$NFS_EXPORT_ROOT/$f" || return 1
+  done
+  chown "$NFS_UID:$NFS_GID" "$NFS_EXPORT_ROOT" || return 1
+  if ! command -v exportfs >/dev/null 2>&1; then say "package nfs-kernel-server not installed yet"; return 2; fi
+  systemctl enable nfs-server >/dev/null 2>&1 || true
+  systemctl start nfs-server || { say "cannot start nfs-server"; return 1; }
+  exportfs -ra || { say "exportfs -ra failed"; return 1; }
+  say "$NFS_EXPORT_ROOT exported"
+}
+
+# ---- steps that need the internet -----------------------------------------
+
+# apt-get update exits 0 even when no index could be fetched: read its output.
+step_apt_update() {
+  if [ "$APT_UPDATE" != true ]; then say "apt.update is off in the profile"; return 3; fi
+  # shellcheck disable=SC2086
+  out=$(timeout 900 apt-get $APT_OPTS update 2>&1); rc=$?
+  printf '%s\n' "$out"
+  if [ $rc -ne 0 ] || printf '%s\n' "$out" | grep -Eq '^(W|E): (Failed to fetch|Some index files failed)'; then
+    say "no package index reachable (offline?)"; return 1
+  fi
+}
+
+step_apt_upgrade() {
+  if [ "$APT_UPGRADE" != true ]; then say "apt.upgrade is off in the profile"; return 3; fi
+  if ! is_settled apt-update; then say "after apt-update"; return 2; fi
+  # shellcheck disable=SC2086
+  timeout 3600 apt-get $APT_OPTS -y dist-upgrade || { say "apt-get dist-upgrade failed"; return 1; }
+  # shellcheck disable=SC2086
+  timeout 900 apt-get $APT_OPTS -y autoremove || { say "apt-get autoremove failed"; return 1; }
+  if [ -f /var/run/reboot-required ]; then say "upgraded; a reboot is required to finish"; fi
+}
+
+step_packages() {
+  missing=""
+  for p in $PACKAGES; do has_package "$p" || missing="$missing $p"; done
+  if [ -z "$missing" ]; then say "all installed"; return 0; fi
+  if [ "$APT_UPDATE" = true ] && ! is_settled apt-update; then say "after apt-update:$missing"; return 2; fi
+  # shellcheck disable=SC2086
+  timeout 1800 apt-get $APT_OPTS -y install $missing || { say "cannot install$missing"; return 1; }
+  say "installed$missing"
+}
+
+step_microk8s() {
+  if ! command -v snap >/dev/null 2>&1; then say "package snapd not installed yet"; return 2; fi
+  if ! snap list microk8s >/dev/null 2>&1; then
+    [ -f /etc/microk8s.yaml ] || { say "launch configuration /etc/microk8s.yaml is missing"; return 1; }
+    timeout 600 snap wait system seed.loaded || { say "snapd is not seeded yet"; return 1; }
+    timeout 1800 snap install microk8s --classic --channel="$MICROK8S_CHANNEL" || {
+      say "snap install microk8s --channel=$MICROK8S_CHANNEL failed (snap store unreachable?)"; return 1; }
+  fi
+  if [ "$MICROK8S_HOLD" = true ]; then
+    snap refresh --hold microk8s >/dev/null 2>&1 || log "snap refresh --hold is not supported by this snapd"
+  fi
+  usermod -a -G microk8s "$SSH_USER" || return 1
+  home=$(getent passwd "$SSH_USER" | cut -d: -f6)
+  if [ -n "$home" ]; then
+    mkdir -p "$home/.kube" || return 1
+    chown "$SSH_USER" "$home/.kube" || return 1
+    chmod 0700 "$home/.kube"
+  fi
+  say "installed from $MICROK8S_CHANNEL"
+}
+
+# The cluster agent renames the launch file to *.applied once the addons and
+# the join went through; it retries on its own (workers may boot first).
+step_microk8s_launch() {
+  if ! is_settled microk8s; then say "after microk8s"; return 2; fi
+  if ls /var/snap/microk8s/common/etc/launcher/*.applied >/dev/null 2>&1; then
+    if [ "$NODEIMG_ROLE" = master ]; then
+      timeout 600 microk8s status --wait-ready >/dev/null || { say "MicroK8s is not ready yet"; return 1; }
+      say "control plane ready"
+    else
+      say "joined the cluster"
+    fi
+    return 0
+  fi
+  say "launch configuration not applied yet"
+  return 1
+}
+
+# ---- entry points ---------------------------------------------------------
+
+mkdir -p "$STATE_DIR" "$LOG_DIR"
+case "${1:-}" in
+  local)
+    FAIL_STATE=failed
+    failed=0
+    for s in $LOCAL_STEPS; do
+      run_step "$s"
+      [ $? -eq 1 ] && failed=1
+    done
+    write_status
+    systemctl daemon-reload
+    systemctl enable nodeimg-online.service
+    # --no-block: it starts after cloud-final, so cloud-init finishes first.
+    systemctl start --no-block nodeimg-online.service
+    exit $failed
+    ;;
+  online)
+    FAIL_STATE=retrying
+    delay=15
+    while :; do
+      pending=0
+      for s in $ONLINE_STEPS; do
+        is_settled "$s" && continue
+        run_step "$s" || pending=1
+      done
+      write_status
+      [ $pending -eq 0 ] && break
+      sleep "$delay"
+      delay=$((delay * 2)); [ $delay -gt 600 ] && delay=600
+    done
+    touch /var/lib/nodeimg/online.done
+    log "all first-boot steps done"
+    ;;
+  status)
+    cat "$STATUS_FILE"
+    ;;
+  *)
+    echo "usage: nodeimg-setup local|online|status" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,19 @@
+# nodeimg first-boot settings, read by /usr/local/sbin/nodeimg-setup.
+NODEIMG_MACHINE={{ machine.name }}
+NODEIMG_ROLE={{ machine.role }}
+STATUS_FILE={{ status_file }}
+SSH_PORT={{ ssh.port }}
+SSH_USER={{ ssh.user }}
+APT_UPDATE={{ apt.update }}
+APT_UPGRADE={{ apt.upgrade }}
+PACKAGES={{ packages | join(sep=" ") }}
+NFS_SERVER={{ nfs_server.ip }}
+NFS_EXPORT_ROOT={{ nfs.export_root }}
+NFS_UID={{ nfs.uid }}
+NFS_GID={{ nfs.gid }}
+NFS_FOLDERS={{ nfs.folders | join(sep=" ") }}
+MICROK8S_CHANNEL={{ microk8s.channel }}
+MICROK8S_HOLD={{ microk8s.hold_refresh }}
+# One rule a line: PORT PROTO FROM COMMENT (FROM is `any` or a network).
+FIREWALL_RULES={% set_global rules = "" %}{% for r in firewall.rules %}{% set_global rules = rules ~ r.port ~ " " ~ r.proto ~ " " ~ r.from ~ " " ~ r.why ~ "
+" %}{% endfor %}{{ rules }}

@@ -1,0 +1,265 @@
+//! Check stage: every rendered file is parsed back before anything is
+//! written. cloud-init's own schema check ignores unknown top-level keys,
+//! so a typo there would be silently skipped on the machine: refuse it here.
+
+use crate::render::Seed;
+use crate::yaml::{self, Kind, Node};
+
+/// Top-level keys of cloud-config understood by cloud-init's modules
+/// (cloud-init 20.x to 25.x).
+pub const CLOUD_CONFIG_KEYS: &[&str] = &[
+    "allow_public_ssh_keys",
+    "ansible",
+    "apk_repos",
+    "apt",
+    "apt_pipelining",
+    "apt_reboot_if_required",
+    "apt_update",
+    "apt_upgrade",
+    "autoinstall",
+    "bootcmd",
+    "byobu_by_default",
+    "ca-certs",
+    "ca_certs",
+    "chef",
+    "chpasswd",
+    "cloud_config_modules",
+    "cloud_final_modules",
+    "cloud_init_modules",
+    "create_hostname_file",
+    "device_aliases",
+    "disable_ec2_metadata",
+    "disable_root",
+    "disable_root_opts",
+    "disk_setup",
+    "drivers",
+    "fan",
+    "final_message",
+    "fqdn",
+    "fs_setup",
+    "groups",
+    "growpart",
+    "grub-dpkg",
+    "grub_dpkg",
+    "hostname",
+    "keyboard",
+    "keys_to_console",
+    "landscape",
+    "launch-index",
+    "locale",
+    "locale_configfile",
+    "lxd",
+    "manage_etc_hosts",
+    "manage_resolv_conf",
+    "mcollective",
+    "merge_how",
+    "merge_type",
+    "mount_default_fields",
+    "mounts",
+    "no_ssh_fingerprints",
+    "ntp",
+    "output",
+    "package_reboot_if_required",
+    "package_update",
+    "package_upgrade",
+    "packages",
+    "password",
+    "phone_home",
+    "power_state",
+    "prefer_fqdn_over_hostname",
+    "preserve_hostname",
+    "puppet",
+    "random_seed",
+    "reporting",
+    "resize_rootfs",
+    "resolv_conf",
+    "rh_subscription",
+    "rsyslog",
+    "runcmd",
+    "salt_minion",
+    "snap",
+    "spacewalk",
+    "ssh",
+    "ssh_authorized_keys",
+    "ssh_deletekeys",
+    "ssh_fp_console_blacklist",
+    "ssh_genkeytypes",
+    "ssh_import_id",
+    "ssh_key_console_blacklist",
+    "ssh_keys",
+    "ssh_publish_hostkeys",
+    "ssh_pwauth",
+    "ssh_quiet_keygen",
+    "swap",
+    "system_info",
+    "timezone",
+    "ubuntu_advantage",
+    "ubuntu_pro",
+    "updates",
+    "user",
+    "users",
+    "vendor_data",
+    "version",
+    "wireguard",
+    "write_files",
+    "yum_repo_dir",
+    "yum_repos",
+    "zypper",
+];
+
+/// A problem in a rendered file: `file` is `<machine>/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub line: u32,
+    pub col: u32,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: error: {}\n  hint: the templates produced this; check a --templates override, or report a bug",
+            self.file, self.line, self.col, self.message
+        )
+    }
+}
+
+fn parse(machine: &str, name: &str, text: &str, out: &mut Vec<Problem>) -> Option<Node> {
+    match yaml::parse(text) {
+        Ok(n) => Some(n),
+        Err(d) => {
+            let pos = d.pos(None);
+            out.push(Problem {
+                file: format!("{machine}/{name}"),
+                line: pos.line,
+                col: pos.col,
+                message: format!("rendered file is not valid YAML: {}", d.message),
+            });
+            None
+        }
+    }
+}
+
+fn entries(node: &Node) -> &[(yaml::Key, Node)] {
+    match &node.kind {
+        Kind::Map(e) => e,
+        _ => &[],
+    }
+}
+
+/// Checks one machine's seed; returns every problem found.
+pub fn check_seed(machine: &str, seed: &Seed) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let problem = |name: &str, node: &Node, message: String| Problem {
+        file: format!("{machine}/{name}"),
+        line: node.pos.line,
+        col: node.pos.col,
+        message,
+    };
+
+    if !seed.user_data.starts_with("#cloud-config\n") {
+        out.push(Problem {
+            file: format!("{machine}/user-data"),
+            line: 1,
+            col: 1,
+            message: "user-data does not start with `#cloud-config`, so cloud-init would not read it as cloud-config".into(),
+        });
+    }
+    if let Some(ud) = parse(machine, "user-data", &seed.user_data, &mut out) {
+        if !matches!(ud.kind, Kind::Map(_)) {
+            out.push(problem(
+                "user-data",
+                &ud,
+                "user-data is not a mapping".into(),
+            ));
+        }
+        for (key, _) in entries(&ud) {
+            if !CLOUD_CONFIG_KEYS.contains(&key.name.as_str()) {
+                let (message, hint) = yaml::unknown_key_message(
+                    &crate::diag::Path::root(),
+                    &key.name,
+                    CLOUD_CONFIG_KEYS,
+                );
+                out.push(Problem {
+                    file: format!("{machine}/user-data"),
+                    line: key.pos.line,
+                    col: key.pos.col,
+                    message: format!("{message} (cloud-init would ignore it): {hint}"),
+                });
+            }
+        }
+    }
+    if let Some(md) = parse(machine, "meta-data", &seed.meta_data, &mut out) {
+        for required in ["instance-id", "local-hostname"] {
+            if !entries(&md).iter().any(|(k, _)| k.name == required) {
+                out.push(problem(
+                    "meta-data",
+                    &md,
+                    format!("meta-data has no `{required}`"),
+                ));
+            }
+        }
+    }
+    if let Some(nc) = parse(machine, "network-config", &seed.network_config, &mut out) {
+        let version = entries(&nc).iter().find(|(k, _)| k.name == "version");
+        if !matches!(
+            version,
+            Some((
+                _,
+                Node {
+                    kind: Kind::Int(2),
+                    ..
+                }
+            ))
+        ) {
+            out.push(problem(
+                "network-config",
+                &nc,
+                "network-config is not `version: 2`".into(),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed(user_data: &str) -> Seed {
+        Seed {
+            user_data: user_data.into(),
+            meta_data: "instance-id: i\nlocal-hostname: h\n".into(),
+            network_config: "version: 2\nethernets: {}\n".into(),
+        }
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_refused_with_position() {
+        let p = check_seed("m", &seed("#cloud-config\nhostname: x\nrun_cmd: []\n"));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!((p[0].line, p[0].col), (3, 1));
+        assert!(
+            p[0].message.contains("`run_cmd`") && p[0].message.contains("runcmd"),
+            "{}",
+            p[0].message
+        );
+    }
+
+    #[test]
+    fn header_and_syntax_are_checked() {
+        let p = check_seed("m", &seed("hostname: x\n"));
+        assert!(p[0].message.contains("#cloud-config"));
+        let p = check_seed("m", &seed("#cloud-config\nhostname: [\n"));
+        assert!(p[0].message.contains("not valid YAML"), "{p:?}");
+    }
+
+    #[test]
+    fn good_seed_passes() {
+        assert!(
+            check_seed("m", &seed("#cloud-config\nhostname: x\nruncmd: [[true]]\n")).is_empty()
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! The cluster profile as written by the user (load stage).
+//!
+//! Values that need parsing (addresses, CIDRs, roles) are kept as text here
+//! and checked in `validate`, so that every mistake is reported with its
+//! position instead of the first one stopping the read.
+
+use serde::Deserialize;
+
+use crate::diag::{Diagnostic, Path, Report};
+use crate::yaml::{self, Node};
+
+pub const DEFAULT_MICROK8S_CHANNEL: &str = "1.34/stable";
+pub const DEFAULT_CHRONY_POOL_OPTIONS: &str = "iburst minpoll 1 maxpoll 2 maxsources 3";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Profile {
+    pub version: Option<u32>,
+    pub cluster: Option<Cluster>,
+    pub network: Option<Network>,
+    #[serde(default)]
+    pub machines: Vec<Machine>,
+    pub ssh: Option<Ssh>,
+    #[serde(default)]
+    pub time: Time,
+    #[serde(default)]
+    pub apt: Apt,
+    #[serde(default)]
+    pub nfs: Nfs,
+    #[serde(default)]
+    pub microk8s: Microk8s,
+    #[serde(default)]
+    pub firewall: Firewall,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Cluster {
+    pub name: Option<String>,
+    /// DNS domain for the machines' FQDNs in /etc/hosts (`nfs.<domain>`).
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Network {
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub dns: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Machine {
+    pub name: Option<String>,
+    pub role: Option<String>,
+    pub ip: Option<String>,
+    /// Match the NIC by MAC address (and name it `interface`, default lan0).
+    pub mac: Option<String>,
+    /// The NIC's name (e.g. enp1s0); without `mac` the NIC is matched by it.
+    pub interface: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Ssh {
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    #[serde(default = "default_ssh_user")]
+    pub user: String,
+    #[serde(default)]
+    pub authorized_keys: Vec<String>,
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+fn default_ssh_user() -> String {
+    "staker".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Time {
+    pub timezone: String,
+    pub ntp_pools: Vec<String>,
+    pub chrony: Chrony,
+}
+
+impl Default for Time {
+    fn default() -> Self {
+        Time {
+            timezone: "Etc/UTC".into(),
+            ntp_pools: vec!["ntp.ubuntu.com".into(), "pool.ntp.org".into()],
+            chrony: Chrony::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Chrony {
+    /// Appended to every `pool` line.
+    pub pool_options: String,
+    /// `maxupdateskew` in ppm.
+    pub maxupdateskew: f64,
+    /// `makestep THRESHOLD LIMIT`: step the clock when off by more than
+    /// THRESHOLD seconds, in the first LIMIT updates (-1: always).
+    pub makestep_threshold: f64,
+    pub makestep_limit: i32,
+}
+
+impl Default for Chrony {
+    fn default() -> Self {
+        Chrony {
+            pool_options: DEFAULT_CHRONY_POOL_OPTIONS.into(),
+            maxupdateskew: 5.0,
+            makestep_threshold: 0.1,
+            makestep_limit: -1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Apt {
+    /// `apt-get update` on first boot.
+    pub update: bool,
+    /// `apt-get dist-upgrade` and `autoremove` on first boot.
+    pub upgrade: bool,
+}
+
+impl Default for Apt {
+    fn default() -> Self {
+        Apt {
+            update: true,
+            upgrade: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Nfs {
+    /// The exported directory on the NFS server.
+    pub export_root: String,
+    /// Owner of the data folders: the workloads' runAsUser / runAsGroup.
+    pub uid: u32,
+    pub gid: u32,
+    /// Data folders created under export_root, owned by uid:gid.
+    pub folders: Vec<String>,
+    /// Export options; the export is limited to the cluster subnet.
+    pub export_options: String,
+}
+
+impl Default for Nfs {
+    fn default() -> Self {
+        Nfs {
+            export_root: "/data".into(),
+            uid: 1001,
+            gid: 2000,
+            folders: vec!["execution".into(), "beacon".into(), "validator".into()],
+            export_options: "rw,sync,no_subtree_check".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Microk8s {
+    pub channel: String,
+    /// Addons the master enables (dns is always enabled).
+    pub addons: Vec<String>,
+    /// `snap refresh --hold microk8s` so the cluster is not upgraded under a
+    /// running validator.
+    pub hold_refresh: bool,
+}
+
+impl Default for Microk8s {
+    fn default() -> Self {
+        Microk8s {
+            channel: DEFAULT_MICROK8S_CHANNEL.into(),
+            addons: vec!["dns".into()],
+            hold_refresh: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Firewall {
+    pub extra_rules: Vec<FirewallRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FirewallRule {
+    pub port: Option<u16>,
+    #[serde(default = "default_proto")]
+    pub proto: String,
+    /// `any` or a CIDR / address.
+    #[serde(default = "default_from")]
+    pub from: String,
+    /// Roles the rule applies to (default: all machines).
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+fn default_proto() -> String {
+    "tcp".into()
+}
+fn default_from() -> String {
+    "any".into()
+}
+
+/// A loaded profile: the typed value and the tree it came from (for
+/// positions).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub profile: Profile,
+    pub tree: Node,
+}
+
+/// Reads a profile's text. On any problem the report holds every finding.
+pub fn load(file: &str, text: &str) -> Result<Loaded, Report> {
+    let tree = yaml::parse(text).map_err(|d| Report::new(file, None, vec![d]))?;
+    let (profile, diags) = yaml::from_node::<Profile>(&tree);
+    match profile {
+        Some(profile) if diags.is_empty() => Ok(Loaded { profile, tree }),
+        _ => {
+            let mut diags = diags;
+            if diags.is_empty() {
+                diags.push(Diagnostic::error(
+                    Path::root(),
+                    "the profile could not be read",
+                    "check its structure against profiles/tutorial.yaml",
+                ));
+            }
+            Err(Report::new(file, Some(tree), diags))
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The secrets file: the MicroK8s join token and each machine's SSH host
+//! key. Created once (mode 0600), reused after, extended when a machine is
+//! added, never rotated by nodeimg. Its values never appear in messages.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use ssh_key::rand_core::{OsRng, RngCore};
+use ssh_key::{Algorithm, LineEnding, PrivateKey};
+
+use crate::validate::Spec;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secrets {
+    pub version: u32,
+    pub microk8s_join_token: String,
+    #[serde(default)]
+    pub machines: BTreeMap<String, MachineSecrets>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineSecrets {
+    /// OpenSSH private key text.
+    pub ssh_host_ed25519_key: String,
+}
+
+impl MachineSecrets {
+    /// The public half, as an authorized_keys / known_hosts line.
+    pub fn public_key(&self) -> Result<String> {
+        let key = PrivateKey::from_openssh(&self.ssh_host_ed25519_key)
+            .context("a host key in the secrets file is damaged")?;
+        key.public_key()
+            .to_openssh()
+            .context("could not encode a host public key")
+    }
+}
+
+/// What `load_or_generate` added, for a one-line notice.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub created: bool,
+    pub new_machines: Vec<String>,
+}
+
+/// The default secrets path: `<profile dir>/<profile stem>.secrets.yaml`.
+pub fn default_path(profile: &Path) -> PathBuf {
+    let stem = profile
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "profile".into());
+    profile.with_file_name(format!("{stem}.secrets.yaml"))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+fn new_host_key(machine: &str) -> Result<MachineSecrets> {
+    let mut key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
+        .context("could not generate an SSH host key")?;
+    key.set_comment(format!("root@{machine}"));
+    let text = key
+        .to_openssh(LineEnding::LF)
+        .context("could not encode an SSH host key")?;
+    Ok(MachineSecrets {
+        ssh_host_ed25519_key: text.to_string(),
+    })
+}
+
+impl Secrets {
+    /// Fresh secrets for every machine of `spec` (CSPRNG).
+    pub fn generate(spec: &Spec) -> Result<Secrets> {
+        let mut s = Secrets {
+            version: 1,
+            // `microk8s add-node` makes 32 lowercase hex characters too.
+            microk8s_join_token: random_hex(16),
+            machines: BTreeMap::new(),
+        };
+        s.add_missing(spec)?;
+        Ok(s)
+    }
+
+    /// Adds host keys for machines that have none; returns their names.
+    pub fn add_missing(&mut self, spec: &Spec) -> Result<Vec<String>> {
+        let mut added = Vec::new();
+        for m in &spec.machines {
+            if !self.machines.contains_key(&m.name) {
+                self.machines.insert(m.name.clone(), new_host_key(&m.name)?);
+                added.push(m.name.clone());
+            }
+        }
+        Ok(added)
+    }
+
+    pub fn machine(&self, name: &str) -> Result<&MachineSecrets> {
+        self.machines
+            .get(name)
+            .with_context(|| format!("the secrets file has no host key for machine {name}"))
+    }
+
+    /// Every secret value, for masking output.
+    pub fn values(&self) -> Vec<String> {
+        let mut v = vec![self.microk8s_join_token.clone()];
+        v.extend(
+            self.machines
+                .values()
+                .map(|m| m.ssh_host_ed25519_key.clone()),
+        );
+        v
+    }
+
+    /// Reads and checks a secrets file. Messages name the file and line but
+    /// never quote its content.
+    pub fn read(path: &Path) -> Result<Secrets> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the secrets file {}", path.display()))?;
+        let options = serde_saphyr::options! { with_snippet: false };
+        let s: Secrets = match serde_saphyr::from_str_with_options(&text, options) {
+            Ok(s) => s,
+            Err(e) => {
+                let at = e
+                    .location()
+                    .map(|l| format!(":{}:{}", l.line(), l.column()))
+                    .unwrap_or_default();
+                bail!(
+                    "{}{at}: error: the secrets file is damaged (it is not in the form nodeimg writes)\n  hint: restore it from your backup; deleting it makes new secrets, and machines built with the old ones will not join or will show new host keys",
+                    path.display()
+                );
+            }
+        };
+        if s.version != 1 {
+            bail!(
+                "{}: error: secrets file version {} is not supported by this nodeimg",
+                path.display(),
+                s.version
+            );
+        }
+        let token_ok = s.microk8s_join_token.len() >= 32
+            && s.microk8s_join_token
+                .chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase());
+        if !token_ok {
+            bail!(
+                "{}: error: microk8s_join_token must be at least 32 lowercase letters and digits\n  hint: restore the file from your backup",
+                path.display()
+            );
+        }
+        for (name, m) in &s.machines {
+            match PrivateKey::from_openssh(&m.ssh_host_ed25519_key) {
+                Ok(k) if k.algorithm() == Algorithm::Ed25519 && !k.is_encrypted() => {}
+                _ => bail!(
+                    "{}: error: the SSH host key of machine {name} is not an unencrypted ed25519 private key\n  hint: restore the file from your backup, or delete that machine's entry to give it a new host key",
+                    path.display()
+                ),
+            }
+        }
+        Ok(s)
+    }
+
+    /// The file text. Stable: the same secrets give the same bytes.
+    pub fn to_yaml(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# nodeimg secrets. Keep this file private (mode 0600) and backed up:\n");
+        out.push_str(
+            "# a machine rebuilt with it keeps its SSH host key and rejoins the cluster.\n",
+        );
+        let _ = writeln!(out, "version: {}", self.version);
+        let _ = writeln!(out, "microk8s_join_token: \"{}\"", self.microk8s_join_token);
+        out.push_str("machines:\n");
+        for (name, m) in &self.machines {
+            let _ = writeln!(out, "  {name}:");
+            out.push_str("    ssh_host_ed25519_key: |\n");
+            for line in m.ssh_host_ed25519_key.lines() {
+                let _ = writeln!(out, "      {line}");
+            }
+        }
+        out
+    }
+
+    /// Writes the file with mode 0600, atomically.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        crate::output::write_private_atomic(path, self.to_yaml().as_bytes())
+            .with_context(|| format!("cannot write the secrets file {}", path.display()))
+    }
+}
+
+/// Loads the secrets file, or makes new secrets if there is none, and adds
+/// host keys for machines that have none. Writes nothing: the caller saves
+/// the result (see [`Changes`]) once the build has succeeded.
+pub fn load_or_generate(path: &Path, spec: &Spec) -> Result<(Secrets, Changes)> {
+    let mut changes = Changes::default();
+    let secrets = if path.exists() {
+        let mut s = Secrets::read(path)?;
+        changes.new_machines = s.add_missing(spec)?;
+        s
+    } else {
+        changes.created = true;
+        Secrets::generate(spec)?
+    };
+    Ok((secrets, changes))
+}

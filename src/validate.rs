@@ -1,0 +1,1098 @@
+//! Semantic checks (validate stage): from a loaded [`Profile`] to a typed,
+//! checked [`Spec`], or every reason why not. Each rule lives here once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use crate::diag::{Diagnostic, Path};
+use crate::profile::{self, Profile};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Nfs,
+    Master,
+    Worker,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Nfs, Role::Master, Role::Worker];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Nfs => "nfs",
+            Role::Master => "master",
+            Role::Worker => "worker",
+        }
+    }
+    fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+    pub fn is_kubernetes(self) -> bool {
+        matches!(self, Role::Master | Role::Worker)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// Who may reach a port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Only the cluster subnet.
+    Cluster,
+    Any,
+    Net(String),
+}
+
+/// A port a role opens in ufw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortRule {
+    pub port: u16,
+    pub proto: Proto,
+    pub from: Source,
+    pub why: String,
+}
+
+fn rule(port: u16, proto: Proto, from: Source, why: &str) -> PortRule {
+    PortRule {
+        port,
+        proto,
+        from,
+        why: why.into(),
+    }
+}
+
+/// The ports each role needs (the reference setup's list, plus Calico's
+/// VXLAN port, without which pods on different nodes cannot talk).
+pub fn role_ports(role: Role) -> Vec<PortRule> {
+    use Proto::*;
+    match role {
+        Role::Nfs => vec![rule(2049, Tcp, Source::Cluster, "NFSv4")],
+        Role::Master | Role::Worker => vec![
+            rule(16443, Tcp, Source::Cluster, "Kubernetes API server"),
+            rule(10250, Tcp, Source::Cluster, "kubelet"),
+            rule(10255, Tcp, Source::Cluster, "kubelet read-only"),
+            rule(25000, Tcp, Source::Cluster, "MicroK8s cluster-agent (join)"),
+            rule(12379, Tcp, Source::Cluster, "etcd"),
+            rule(10257, Tcp, Source::Cluster, "kube-controller-manager"),
+            rule(10259, Tcp, Source::Cluster, "kube-scheduler"),
+            rule(19001, Tcp, Source::Cluster, "dqlite"),
+            rule(4789, Udp, Source::Cluster, "Calico VXLAN"),
+            rule(12000, Udp, Source::Any, "beacon node p2p (udp)"),
+            rule(13000, Tcp, Source::Any, "beacon node p2p (tcp)"),
+        ],
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MachineSpec {
+    pub name: String,
+    pub role: Role,
+    pub ip: Ipv4Addr,
+    pub mac: Option<String>,
+    pub interface: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtraRule {
+    pub rule: PortRule,
+    /// Empty: every role.
+    pub roles: Vec<Role>,
+}
+
+/// A checked profile: every value parsed and consistent.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub cluster_name: String,
+    pub domain: Option<String>,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub dns: Vec<Ipv4Addr>,
+    pub machines: Vec<MachineSpec>,
+    pub ssh: profile::Ssh,
+    pub time: profile::Time,
+    pub apt: profile::Apt,
+    pub nfs: profile::Nfs,
+    pub microk8s: profile::Microk8s,
+    pub extra_rules: Vec<ExtraRule>,
+}
+
+impl Spec {
+    pub fn machine(&self, name: &str) -> Option<&MachineSpec> {
+        self.machines.iter().find(|m| m.name == name)
+    }
+    pub fn by_role(&self, role: Role) -> impl Iterator<Item = &MachineSpec> {
+        self.machines.iter().filter(move |m| m.role == role)
+    }
+    pub fn master(&self) -> &MachineSpec {
+        // A Spec is only built with exactly one master and one nfs.
+        self.by_role(Role::Master)
+            .next()
+            .expect("validated: one master")
+    }
+    pub fn nfs_server(&self) -> &MachineSpec {
+        self.by_role(Role::Nfs).next().expect("validated: one nfs")
+    }
+}
+
+struct Checker {
+    diags: Vec<Diagnostic>,
+}
+
+impl Checker {
+    fn error(&mut self, path: Path, message: impl Into<String>, hint: impl Into<String>) {
+        self.diags.push(Diagnostic::error(path, message, hint));
+    }
+    fn warning(&mut self, path: Path, message: impl Into<String>, hint: impl Into<String>) {
+        self.diags.push(Diagnostic::warning(path, message, hint));
+    }
+}
+
+/// Checks a profile. Returns the spec when there is no error, and every
+/// finding (errors and warnings) in any case.
+pub fn validate(p: &Profile) -> (Option<Spec>, Vec<Diagnostic>) {
+    let mut c = Checker { diags: Vec::new() };
+    let root = Path::root();
+
+    match p.version {
+        Some(1) => {}
+        Some(v) => c.error(
+            root.key("version"),
+            format!("profile version {v} is not supported by this nodeimg"),
+            "write `version: 1`",
+        ),
+        None => c.error(
+            root.clone(),
+            "the profile has no `version`",
+            "add `version: 1` as the first line",
+        ),
+    }
+
+    let cluster_name = match p.cluster.as_ref().and_then(|cl| cl.name.as_ref()) {
+        Some(name) => {
+            let path = Path::parse("cluster.name");
+            if !is_dns_label(name) {
+                c.error(
+                    path,
+                    format!("cluster name {name:?} is not a valid name"),
+                    "use 1 to 63 lowercase letters, digits and hyphens, not starting or ending with a hyphen",
+                );
+            }
+            name.clone()
+        }
+        None => {
+            c.error(
+                if p.cluster.is_some() {
+                    root.key("cluster")
+                } else {
+                    root.clone()
+                },
+                "the profile has no `cluster.name`",
+                "add `cluster:` with `name: staking` (it names the output directory)",
+            );
+            String::new()
+        }
+    };
+    let domain = p.cluster.as_ref().and_then(|cl| cl.domain.clone());
+    if let Some(d) = &domain {
+        if !d.split('.').all(is_dns_label) {
+            c.error(
+                Path::parse("cluster.domain"),
+                format!("domain {d:?} is not a valid DNS name"),
+                "use labels of lowercase letters, digits and hyphens separated by dots, e.g. `lan`",
+            );
+        }
+    }
+
+    let (subnet, gateway, dns) = check_network(&mut c, p);
+    let machines = check_machines(&mut c, p, subnet, gateway);
+    let ssh = check_ssh(&mut c, p);
+    check_time(&mut c, &p.time);
+    check_nfs(&mut c, &p.nfs);
+    check_microk8s(&mut c, &p.microk8s);
+    let extra_rules = check_firewall(&mut c, &p.firewall);
+
+    let has_errors = c.diags.iter().any(Diagnostic::is_error);
+    let spec = match (has_errors, subnet, gateway, ssh) {
+        (false, Some(subnet), Some(gateway), Some(ssh)) => Some(Spec {
+            cluster_name,
+            domain,
+            subnet,
+            gateway,
+            dns,
+            machines,
+            ssh,
+            time: p.time.clone(),
+            apt: p.apt.clone(),
+            nfs: p.nfs.clone(),
+            microk8s: normalized_microk8s(&p.microk8s),
+            extra_rules,
+        }),
+        _ => None,
+    };
+    (spec, c.diags)
+}
+
+fn check_network(
+    c: &mut Checker,
+    p: &Profile,
+) -> (Option<Ipv4Net>, Option<Ipv4Addr>, Vec<Ipv4Addr>) {
+    let Some(net) = &p.network else {
+        c.error(
+            Path::root(),
+            "the profile has no `network` section",
+            "add `network:` with `subnet`, `gateway` and `dns`",
+        );
+        return (None, None, Vec::new());
+    };
+    let subnet = match &net.subnet {
+        None => {
+            c.error(
+                Path::parse("network"),
+                "`network.subnet` is missing",
+                "add the cluster subnet in CIDR form, e.g. `subnet: 172.20.0.0/20`",
+            );
+            None
+        }
+        Some(s) => match Ipv4Net::from_str(s) {
+            Ok(n) if n.addr() != n.network() => {
+                c.error(
+                    Path::parse("network.subnet"),
+                    format!("subnet {s} has host bits set"),
+                    format!("write the network address: did you mean {}?", n.trunc()),
+                );
+                None
+            }
+            Ok(n) if n.prefix_len() > 30 => {
+                c.error(
+                    Path::parse("network.subnet"),
+                    format!("subnet {s} is too small for a cluster"),
+                    "use a prefix of /30 or shorter (e.g. /24)",
+                );
+                None
+            }
+            Ok(n) => Some(n),
+            Err(_) => {
+                c.error(
+                    Path::parse("network.subnet"),
+                    format!("{s:?} is not an IPv4 subnet in CIDR form"),
+                    "write it as ADDRESS/PREFIX, e.g. 172.20.0.0/20",
+                );
+                None
+            }
+        },
+    };
+    let gateway = match &net.gateway {
+        None => {
+            c.error(
+                Path::parse("network"),
+                "`network.gateway` is missing",
+                "add the router's address, e.g. `gateway: 172.20.0.1`",
+            );
+            None
+        }
+        Some(g) => match parse_ipv4(g) {
+            None => {
+                c.error(
+                    Path::parse("network.gateway"),
+                    format!("{g:?} is not an IPv4 address"),
+                    "write four numbers from 0 to 255 separated by dots, e.g. 172.20.0.1",
+                );
+                None
+            }
+            Some(ip) => {
+                if let Some(subnet) = subnet {
+                    if let Err(why) = host_in_subnet(ip, subnet) {
+                        c.error(
+                            Path::parse("network.gateway"),
+                            format!("gateway {ip} {why}"),
+                            format!(
+                                "use an address between {} and {}",
+                                first_host(subnet),
+                                last_host(subnet)
+                            ),
+                        );
+                    }
+                }
+                Some(ip)
+            }
+        },
+    };
+    let mut dns = Vec::new();
+    match &net.dns {
+        None => dns.extend(gateway),
+        Some(list) if list.is_empty() => c.error(
+            Path::parse("network.dns"),
+            "`network.dns` is empty",
+            "list at least one DNS server, e.g. `dns: [8.8.8.8, 8.8.4.4]`, or remove the key to use the gateway",
+        ),
+        Some(list) => {
+            for (i, s) in list.iter().enumerate() {
+                match parse_ipv4(s) {
+                    Some(ip) => dns.push(ip),
+                    None => c.error(
+                        Path::parse("network.dns").index(i),
+                        format!("DNS server {s:?} is not an IPv4 address"),
+                        "write an address such as 8.8.8.8",
+                    ),
+                }
+            }
+        }
+    }
+    (subnet, gateway, dns)
+}
+
+fn check_machines(
+    c: &mut Checker,
+    p: &Profile,
+    subnet: Option<Ipv4Net>,
+    gateway: Option<Ipv4Addr>,
+) -> Vec<MachineSpec> {
+    let list = Path::root().key("machines");
+    if p.machines.is_empty() {
+        c.error(
+            if p.machines.is_empty() {
+                Path::root()
+            } else {
+                list.clone()
+            },
+            "the profile has no machines",
+            "add `machines:` with one nfs, one master and at least one worker",
+        );
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut ips: HashMap<Ipv4Addr, usize> = HashMap::new();
+    let mut macs: HashMap<String, usize> = HashMap::new();
+    let mut roles: BTreeMap<Role, Vec<usize>> = BTreeMap::new();
+    for (i, m) in p.machines.iter().enumerate() {
+        let here = list.index(i);
+        let name = match &m.name {
+            None => {
+                c.error(
+                    here.clone(),
+                    format!("machine {} has no `name`", i + 1),
+                    "add `name:` with its hostname",
+                );
+                None
+            }
+            Some(n) if !is_dns_label(n) => {
+                c.error(
+                    here.key("name"),
+                    format!("machine name {n:?} is not a valid hostname"),
+                    "use 1 to 63 lowercase letters, digits and hyphens (RFC 1123), not starting or ending with a hyphen",
+                );
+                None
+            }
+            Some(n) => {
+                if let Some(first) = names.insert(n, i) {
+                    c.error(
+                        here.key("name"),
+                        format!(
+                            "machine name {n:?} is used twice (also machine {})",
+                            first + 1
+                        ),
+                        "give every machine its own hostname",
+                    );
+                }
+                Some(n.clone())
+            }
+        };
+        let role = match m.role.as_deref() {
+            None => {
+                c.error(
+                    here.clone(),
+                    format!("machine {} has no `role`", i + 1),
+                    "add `role:` nfs, master or worker",
+                );
+                None
+            }
+            Some(r) => match Role::parse(r) {
+                Some(role) => {
+                    roles.entry(role).or_default().push(i);
+                    Some(role)
+                }
+                None => {
+                    c.error(
+                        here.key("role"),
+                        format!("unknown role {r:?}"),
+                        "use one of: nfs, master, worker",
+                    );
+                    None
+                }
+            },
+        };
+        let ip = match &m.ip {
+            None => {
+                c.error(
+                    here.clone(),
+                    format!("machine {} has no `ip`", i + 1),
+                    "add `ip:` with its static address in the subnet",
+                );
+                None
+            }
+            Some(s) => match parse_ipv4(s) {
+                None => {
+                    c.error(
+                        here.key("ip"),
+                        format!("{s:?} is not an IPv4 address"),
+                        "write four numbers from 0 to 255 separated by dots, e.g. 172.20.10.10",
+                    );
+                    None
+                }
+                Some(ip) => {
+                    if let Some(subnet) = subnet {
+                        if let Err(why) = host_in_subnet(ip, subnet) {
+                            c.error(
+                                here.key("ip"),
+                                format!("address {ip} {why}"),
+                                format!(
+                                    "use an address between {} and {}",
+                                    first_host(subnet),
+                                    last_host(subnet)
+                                ),
+                            );
+                        }
+                    }
+                    if Some(ip) == gateway {
+                        c.error(
+                            here.key("ip"),
+                            format!("address {ip} is the gateway's"),
+                            "give the machine an address of its own",
+                        );
+                    }
+                    if let Some(first) = ips.insert(ip, i) {
+                        c.error(
+                            here.key("ip"),
+                            format!("address {ip} is used twice (also machine {})", first + 1),
+                            "give every machine its own address",
+                        );
+                    }
+                    Some(ip)
+                }
+            },
+        };
+        let mac = m.mac.as_ref().and_then(|s| match normalize_mac(s) {
+            Some(mac) => {
+                if let Some(first) = macs.insert(mac.clone(), i) {
+                    c.error(
+                        here.key("mac"),
+                        format!("MAC address {mac} is used twice (also machine {})", first + 1),
+                        "every NIC has its own MAC address: copy it from the machine's label or `ip link`",
+                    );
+                }
+                Some(mac)
+            }
+            None => {
+                c.error(
+                    here.key("mac"),
+                    format!("{s:?} is not a MAC address"),
+                    "write six two-digit hex numbers separated by colons, e.g. 52:54:00:14:0a:0a",
+                );
+                None
+            }
+        });
+        if let Some(iface) = &m.interface {
+            if !is_interface_name(iface) {
+                c.error(
+                    here.key("interface"),
+                    format!("{iface:?} is not a network interface name"),
+                    "use 1 to 15 letters, digits, `-`, `_` or `.`, e.g. enp1s0",
+                );
+            }
+        }
+        if let (Some(name), Some(role), Some(ip)) = (name, role, ip) {
+            out.push(MachineSpec {
+                name,
+                role,
+                ip,
+                mac,
+                interface: m.interface.clone(),
+            });
+        }
+    }
+    for (role, want) in [(Role::Nfs, "exactly one"), (Role::Master, "exactly one")] {
+        match roles.get(&role).map(Vec::as_slice) {
+            None | Some([]) => c.error(
+                list.clone(),
+                format!("the cluster has no {} machine", role.as_str()),
+                format!("give {want} machine `role: {}`", role.as_str()),
+            ),
+            Some([_]) => {}
+            Some([first, rest @ ..]) => {
+                for i in rest {
+                    c.error(
+                        list.index(*i).key("role"),
+                        format!(
+                            "a second {} machine (the first is machine {})",
+                            role.as_str(),
+                            first + 1
+                        ),
+                        format!(
+                            "a cluster has {want} {} machine: make this one a worker",
+                            role.as_str()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if roles.get(&Role::Worker).is_none_or(Vec::is_empty) {
+        c.error(
+            list.clone(),
+            "the cluster has no worker machine",
+            "add at least one machine with `role: worker`: the staking workloads run on workers",
+        );
+    }
+    out
+}
+
+fn check_ssh(c: &mut Checker, p: &Profile) -> Option<profile::Ssh> {
+    let Some(ssh) = &p.ssh else {
+        c.error(
+            Path::root(),
+            "the profile has no `ssh` section, so nobody could log in",
+            "add `ssh:` with `authorized_keys: [\"ssh-ed25519 AAAA... you@laptop\"]` (password logins are never enabled)",
+        );
+        return None;
+    };
+    let base = Path::root().key("ssh");
+    if ssh.port == 0 {
+        c.error(
+            base.key("port"),
+            "SSH port 0 is not a port",
+            "use a port from 1 to 65535",
+        );
+    }
+    let mut taken: Vec<(u16, Role, String)> = Vec::new();
+    for role in Role::ALL {
+        for r in role_ports(role) {
+            if r.proto == Proto::Tcp {
+                taken.push((r.port, role, r.why));
+            }
+        }
+    }
+    if let Some((_, role, why)) = taken.iter().find(|(port, _, _)| *port == ssh.port) {
+        c.error(
+            base.key("port"),
+            format!(
+                "SSH port {} collides with the {} role's port for {why}",
+                ssh.port,
+                role.as_str()
+            ),
+            "choose another SSH port, e.g. 2222",
+        );
+    } else if ssh.port == 22 {
+        c.warning(
+            base.key("port"),
+            "sshd listens on the default port 22",
+            "the reference setup recommends moving SSH off port 22 (e.g. `port: 2222`) to cut down on scans",
+        );
+    }
+    if !is_unix_user(&ssh.user) || ssh.user == "root" {
+        c.error(
+            base.key("user"),
+            format!("{:?} is not a usable login name", ssh.user),
+            "use a lowercase name of letters, digits, `-` and `_` (not root), e.g. staker",
+        );
+    }
+    if ssh.authorized_keys.is_empty() {
+        c.error(
+            base.key("authorized_keys"),
+            "no SSH key in `ssh.authorized_keys`: password logins are never enabled, so nobody could log in",
+            "add your public key, e.g. `authorized_keys: [\"ssh-ed25519 AAAA... you@laptop\"]` (from ~/.ssh/id_ed25519.pub)",
+        );
+    }
+    for (i, key) in ssh.authorized_keys.iter().enumerate() {
+        if let Err(why) = check_public_key(key) {
+            c.error(
+                base.key("authorized_keys").index(i),
+                format!("not an SSH public key: {why}"),
+                "paste one line of a .pub file: TYPE BASE64 [COMMENT], e.g. the content of ~/.ssh/id_ed25519.pub",
+            );
+        }
+    }
+    Some(ssh.clone())
+}
+
+fn check_time(c: &mut Checker, t: &profile::Time) {
+    let base = Path::root().key("time");
+    if chrono_tz::Tz::from_str(&t.timezone).is_err() {
+        let nearest = chrono_tz::TZ_VARIANTS
+            .iter()
+            .map(|tz| tz.name())
+            .max_by(|a, b| {
+                strsim::jaro_winkler(&t.timezone, a)
+                    .total_cmp(&strsim::jaro_winkler(&t.timezone, b))
+            })
+            .unwrap_or("Etc/UTC");
+        c.error(
+            base.key("timezone"),
+            format!("{:?} is not an IANA time zone", t.timezone),
+            format!("did you mean {nearest:?}? (names look like America/Los_Angeles or Etc/UTC)"),
+        );
+    }
+    if t.ntp_pools.is_empty() {
+        c.error(
+            base.key("ntp_pools"),
+            "`time.ntp_pools` is empty",
+            "list at least one NTP pool, e.g. [ntp.ubuntu.com]",
+        );
+    }
+    for (i, pool) in t.ntp_pools.iter().enumerate() {
+        if parse_ipv4(pool).is_none() && !is_dns_name(pool) {
+            c.error(
+                base.key("ntp_pools").index(i),
+                format!("{pool:?} is not a host name"),
+                "write a host name such as time.google.com",
+            );
+        }
+    }
+    let chrony = base.key("chrony");
+    if !t
+        .chrony
+        .pool_options
+        .chars()
+        .all(|ch| ch.is_ascii_alphanumeric() || ch == ' ' || ch == '.' || ch == '-')
+    {
+        c.error(
+            chrony.key("pool_options"),
+            "chrony pool options may only hold words and numbers",
+            format!("e.g. {:?}", profile::DEFAULT_CHRONY_POOL_OPTIONS),
+        );
+    }
+    if !t.chrony.maxupdateskew.is_finite() || t.chrony.maxupdateskew <= 0.0 {
+        c.error(
+            chrony.key("maxupdateskew"),
+            "maxupdateskew must be above 0",
+            "the reference value is 5.0 (ppm)",
+        );
+    }
+    if !t.chrony.makestep_threshold.is_finite() || t.chrony.makestep_threshold <= 0.0 {
+        c.error(
+            chrony.key("makestep_threshold"),
+            "makestep_threshold must be above 0",
+            "the reference value is 0.1 (seconds)",
+        );
+    }
+    if t.chrony.makestep_limit == 0 || t.chrony.makestep_limit < -1 {
+        c.error(
+            chrony.key("makestep_limit"),
+            "makestep_limit must be -1 (always) or a positive number of updates",
+            "the reference value is -1",
+        );
+    }
+}
+
+fn check_nfs(c: &mut Checker, n: &profile::Nfs) {
+    let base = Path::root().key("nfs");
+    if !n.export_root.starts_with('/') || !is_safe_path(&n.export_root) || n.export_root == "/" {
+        c.error(
+            base.key("export_root"),
+            format!("{:?} is not a usable export directory", n.export_root),
+            "use an absolute path of letters, digits, `/`, `-`, `_` and `.`, e.g. /data",
+        );
+    }
+    if n.folders.is_empty() {
+        c.error(
+            base.key("folders"),
+            "`nfs.folders` is empty",
+            "list the data folders, e.g. [execution, beacon, validator]",
+        );
+    }
+    let mut seen = HashMap::new();
+    for (i, f) in n.folders.iter().enumerate() {
+        if f.starts_with('/') || !is_safe_path(f) || f.split('/').any(|s| s.is_empty() || s == "..")
+        {
+            c.error(
+                base.key("folders").index(i),
+                format!("{f:?} is not a folder name under the export"),
+                "use a relative path of letters, digits, `-`, `_` and `.`, e.g. beacon",
+            );
+        } else if let Some(first) = seen.insert(f.as_str(), i) {
+            c.error(
+                base.key("folders").index(i),
+                format!("folder {f:?} is listed twice (also entry {})", first + 1),
+                "list every folder once",
+            );
+        }
+    }
+    if n.uid == 0 || n.gid == 0 {
+        c.warning(
+            base.clone(),
+            "the data folders are owned by root",
+            "the workloads run as an unprivileged uid:gid (1001:2000 in the reference chart); root-owned NFS data fails under root_squash",
+        );
+    }
+    if !n
+        .export_options
+        .chars()
+        .all(|ch| ch.is_ascii_alphanumeric() || ",_=:".contains(ch))
+    {
+        c.error(
+            base.key("export_options"),
+            format!("{:?} is not a list of export options", n.export_options),
+            "write comma-separated options, e.g. rw,sync,no_subtree_check",
+        );
+    }
+    if n.export_options.split(',').any(|o| o == "no_root_squash") {
+        c.warning(
+            base.key("export_options"),
+            "no_root_squash lets root on any cluster machine own the staking data",
+            "drop no_root_squash: the folders are owned by the workload uid:gid",
+        );
+    }
+}
+
+/// Splits a MicroK8s channel into (minor version, risk); `None` for latest.
+pub fn channel_minor(channel: &str) -> Result<Option<u32>, String> {
+    let (track, risk) = channel
+        .split_once('/')
+        .ok_or_else(|| "it has no risk level".to_string())?;
+    if !matches!(risk, "stable" | "candidate" | "beta" | "edge") {
+        return Err(format!("{risk:?} is not a risk level"));
+    }
+    if track == "latest" {
+        return Ok(None);
+    }
+    let track = track.strip_suffix("-strict").unwrap_or(track);
+    let track = track.strip_suffix("-eksd").unwrap_or(track);
+    let (major, minor) = track
+        .split_once('.')
+        .ok_or_else(|| format!("{track:?} is not a version track"))?;
+    match (major.parse::<u32>(), minor.parse::<u32>()) {
+        (Ok(1), Ok(minor)) => Ok(Some(minor)),
+        _ => Err(format!("{track:?} is not a version track")),
+    }
+}
+
+fn check_microk8s(c: &mut Checker, m: &profile::Microk8s) {
+    let base = Path::root().key("microk8s");
+    match channel_minor(&m.channel) {
+        Err(why) => c.error(
+            base.key("channel"),
+            format!("{:?} is not a MicroK8s channel: {why}", m.channel),
+            format!(
+                "write TRACK/RISK, e.g. {:?}",
+                profile::DEFAULT_MICROK8S_CHANNEL
+            ),
+        ),
+        Ok(Some(minor)) if minor < 27 => c.error(
+            base.key("channel"),
+            format!(
+                "MicroK8s {} is too old: the auto-join launch configuration needs 1.27 or newer",
+                m.channel
+            ),
+            format!(
+                "use {:?} or another channel from 1.27 on",
+                profile::DEFAULT_MICROK8S_CHANNEL
+            ),
+        ),
+        Ok(Some(_)) => {}
+        Ok(None) => c.warning(
+            base.key("channel"),
+            format!("{} follows whatever MicroK8s is newest", m.channel),
+            format!(
+                "pin a version track such as {:?} so reprovisioned machines match",
+                profile::DEFAULT_MICROK8S_CHANNEL
+            ),
+        ),
+    }
+    for (i, a) in m.addons.iter().enumerate() {
+        let ok = !a.is_empty()
+            && a.split('/').count() <= 2
+            && a.split('/').all(|s| {
+                !s.is_empty()
+                    && s.chars()
+                        .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+            });
+        if !ok {
+            c.error(
+                base.key("addons").index(i),
+                format!("{a:?} is not a MicroK8s addon name"),
+                "write the addon's name as `microk8s enable` takes it, e.g. dns or community/argocd",
+            );
+        }
+    }
+}
+
+/// dns always comes first: the launch configuration replaces the bundled
+/// default, which is what enables it otherwise.
+fn normalized_microk8s(m: &profile::Microk8s) -> profile::Microk8s {
+    let mut addons = vec!["dns".to_string()];
+    for a in &m.addons {
+        if !addons.contains(a) {
+            addons.push(a.clone());
+        }
+    }
+    profile::Microk8s {
+        addons,
+        ..m.clone()
+    }
+}
+
+fn check_firewall(c: &mut Checker, f: &profile::Firewall) -> Vec<ExtraRule> {
+    let base = Path::parse("firewall.extra_rules");
+    let mut out = Vec::new();
+    for (i, r) in f.extra_rules.iter().enumerate() {
+        let here = base.index(i);
+        let port = match r.port {
+            None | Some(0) => {
+                c.error(
+                    here.clone(),
+                    "a firewall rule needs a `port` from 1 to 65535",
+                    "add e.g. `port: 8080`",
+                );
+                None
+            }
+            Some(p) => Some(p),
+        };
+        let proto = match r.proto.as_str() {
+            "tcp" => Some(Proto::Tcp),
+            "udp" => Some(Proto::Udp),
+            other => {
+                c.error(
+                    here.key("proto"),
+                    format!("unknown protocol {other:?}"),
+                    "use tcp or udp",
+                );
+                None
+            }
+        };
+        let from = match r.from.as_str() {
+            "any" => Some(Source::Any),
+            "cluster" => Some(Source::Cluster),
+            s if Ipv4Net::from_str(s).is_ok() || parse_ipv4(s).is_some() => {
+                Some(Source::Net(s.to_string()))
+            }
+            s => {
+                c.error(
+                    here.key("from"),
+                    format!("{s:?} is not `any`, `cluster`, an address or a CIDR"),
+                    "e.g. `from: any` or `from: 192.168.1.0/24`",
+                );
+                None
+            }
+        };
+        let mut roles = Vec::new();
+        for (j, name) in r.roles.iter().enumerate() {
+            match Role::parse(name) {
+                Some(role) => roles.push(role),
+                None => c.error(
+                    here.key("roles").index(j),
+                    format!("unknown role {name:?}"),
+                    "use nfs, master or worker",
+                ),
+            }
+        }
+        if let (Some(port), Some(proto), Some(from)) = (port, proto, from) {
+            out.push(ExtraRule {
+                rule: PortRule {
+                    port,
+                    proto,
+                    from,
+                    why: "extra rule from the profile".into(),
+                },
+                roles,
+            });
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Small parsers and predicates.
+
+/// Strict dotted-quad IPv4 (std also rejects leading zeros).
+pub fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
+    Ipv4Addr::from_str(s).ok()
+}
+
+fn host_in_subnet(ip: Ipv4Addr, net: Ipv4Net) -> Result<(), String> {
+    if !net.contains(&ip) {
+        Err(format!("is outside the subnet {net}"))
+    } else if ip == net.network() {
+        Err(format!("is the network address of {net}"))
+    } else if ip == net.broadcast() {
+        Err(format!("is the broadcast address of {net}"))
+    } else {
+        Ok(())
+    }
+}
+
+fn first_host(net: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.network()) + 1)
+}
+fn last_host(net: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.broadcast()) - 1)
+}
+
+/// An RFC 1123 host name label, lowercase.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && s.chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+}
+
+fn is_dns_name(s: &str) -> bool {
+    s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
+        })
+}
+
+fn is_interface_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+}
+
+fn is_unix_user(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(ch) if ch.is_ascii_lowercase() || ch == '_')
+        && s.len() <= 32
+        && chars.all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '-')
+}
+
+fn is_safe_path(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "/-_.".contains(ch))
+        && !s.contains("//")
+}
+
+/// `aa:bb:cc:dd:ee:ff`, lowercased; `-` separators accepted.
+pub fn normalize_mac(s: &str) -> Option<String> {
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    if parts.len() != 6
+        || !parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|ch| ch.is_ascii_hexdigit()))
+    {
+        return None;
+    }
+    Some(parts.join(":").to_ascii_lowercase())
+}
+
+const KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+/// An OpenSSH public key line: known type, and a base64 blob that starts
+/// with the same type name.
+fn check_public_key(line: &str) -> Result<(), String> {
+    if line.contains('\n') {
+        return Err("it spans several lines".into());
+    }
+    let mut parts = line.split_whitespace();
+    let kind = parts.next().ok_or("it is empty")?;
+    if !KEY_TYPES.contains(&kind) {
+        if kind.starts_with("-----BEGIN") {
+            return Err("this is a private key: never put it in a profile".into());
+        }
+        return Err(format!("unknown key type {kind:?}"));
+    }
+    let blob = parts.next().ok_or("the base64 part is missing")?;
+    let bytes = decode_base64(blob).ok_or("the base64 part is damaged")?;
+    let name_len = bytes
+        .get(..4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or("the key is too short")?;
+    match bytes.get(4..4 + name_len) {
+        Some(name) if name == kind.as_bytes() => Ok(()),
+        _ => Err("the base64 part does not match its key type (truncated or mixed up?)".into()),
+    }
+}
+
+fn decode_base64(s: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let s = s.trim_end_matches('=');
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for ch in s.bytes() {
+        let v = ALPHABET.iter().position(|&a| a == ch)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_parsing() {
+        assert_eq!(channel_minor("1.34/stable"), Ok(Some(34)));
+        assert_eq!(channel_minor("1.28-strict/candidate"), Ok(Some(28)));
+        assert_eq!(channel_minor("latest/edge"), Ok(None));
+        assert!(channel_minor("1.34").is_err());
+        assert!(channel_minor("1.x/stable").is_err());
+        assert!(channel_minor("2.1/stable").is_err());
+        assert!(channel_minor("1.30/nightly").is_err());
+    }
+
+    #[test]
+    fn mac_normalization() {
+        assert_eq!(
+            normalize_mac("52-54-00-AB-0a-0A").as_deref(),
+            Some("52:54:00:ab:0a:0a")
+        );
+        assert_eq!(normalize_mac("52:54:00:ab:0a"), None);
+        assert_eq!(normalize_mac("52:54:00:ab:0a:zz"), None);
+    }
+
+    #[test]
+    fn public_key_checks() {
+        let good = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIRsYFHDGBBPqqnaTXdq8W3PUxI3mXq1XELHc7Gz3wVX you@laptop";
+        assert_eq!(check_public_key(good), Ok(()));
+        assert!(check_public_key(
+            "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIIRsYFHDGBBPqqnaTXdq8W3PUxI3mXq1XELHc7Gz3wVX"
+        )
+        .is_err());
+        assert!(check_public_key("ssh-ed25519 !!!").is_err());
+        assert!(check_public_key("ssh-dss AAAA").is_err());
+        assert!(check_public_key("-----BEGIN OPENSSH PRIVATE KEY-----")
+            .unwrap_err()
+            .contains("private"));
+    }
+
+    #[test]
+    fn labels() {
+        assert!(is_dns_label("worker-1"));
+        assert!(!is_dns_label("Worker"));
+        assert!(!is_dns_label("-a"));
+        assert!(!is_dns_label("a_b"));
+        assert!(!is_dns_label(&"a".repeat(64)));
+    }
+}

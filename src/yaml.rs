@@ -1,0 +1,700 @@
+//! The YAML layer: a document tree that remembers where every key and value
+//! stood, and a serde `Deserializer` over that tree that keeps going after a
+//! mistake so that one run reports every unknown key and wrong type.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::diag::{Diagnostic, Path, Pos};
+
+/// One YAML node with the position of its first character.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub pos: Pos,
+    pub kind: Kind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<(Key, Node)>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Key {
+    pub name: String,
+    pub pos: Pos,
+}
+
+impl Node {
+    /// What the node is, for messages ("a string", "a list", ...).
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            Kind::Null => "nothing (an empty value)".into(),
+            Kind::Bool(b) => format!("the boolean {b}"),
+            Kind::Int(i) => format!("the number {i}"),
+            Kind::Float(f) => format!("the number {f}"),
+            Kind::Str(s) => format!("the string {s:?}"),
+            Kind::Seq(_) => "a list".into(),
+            Kind::Map(_) => "a mapping".into(),
+        }
+    }
+
+    /// The node a path leads to.
+    pub fn get(&self, path: &Path) -> Option<&Node> {
+        let mut node = self;
+        for seg in path.segments() {
+            node = match (&node.kind, seg) {
+                (Kind::Map(entries), crate::diag::Seg::Key(k)) => {
+                    &entries.iter().find(|(key, _)| key.name == *k)?.1
+                }
+                (Kind::Seq(items), crate::diag::Seg::Index(i)) => items.get(*i)?,
+                _ => return None,
+            };
+        }
+        Some(node)
+    }
+
+    /// Where a path points: the value if it exists, else the nearest
+    /// existing parent (a missing key is reported at its mapping).
+    pub fn pos_of(&self, path: &Path) -> Pos {
+        let mut node = self;
+        for seg in path.segments() {
+            let next = match (&node.kind, seg) {
+                (Kind::Map(entries), crate::diag::Seg::Key(k)) => {
+                    entries.iter().find(|(key, _)| key.name == *k).map(|e| &e.1)
+                }
+                (Kind::Seq(items), crate::diag::Seg::Index(i)) => items.get(*i),
+                _ => None,
+            };
+            match next {
+                Some(n) => node = n,
+                None => break,
+            }
+        }
+        node.pos
+    }
+}
+
+/// Parses YAML text into a [`Node`] tree. A syntax error comes back as one
+/// diagnostic at the position the parser stopped.
+pub fn parse(text: &str) -> Result<Node, Diagnostic> {
+    let options = serde_saphyr::options! { with_snippet: false };
+    match serde_saphyr::from_str_with_options::<Option<Spanned<Raw>>>(text, options) {
+        Ok(Some(root)) => Ok(root.into()),
+        Ok(None) => Err(Diagnostic::at_pos(
+            Pos { line: 1, col: 1 },
+            "the file is empty",
+            "start from one of the shipped profiles in profiles/",
+        )),
+        Err(e) => {
+            let pos = e
+                .location()
+                .map(|l| Pos {
+                    line: l.line().max(1) as u32,
+                    col: l.column().max(1) as u32,
+                })
+                .unwrap_or(Pos { line: 1, col: 1 });
+            let message = syntax_message(&e);
+            // The parser stops at the colon of a key indented deeper than
+            // its neighbours; the culprit is the key itself.
+            let pos = if message.contains("mapping values are not allowed") {
+                key_start(text, pos)
+            } else {
+                pos
+            };
+            let hint = if message.contains("mapping values are not allowed")
+                || message.contains("did not find expected key")
+                || message.contains("indent")
+            {
+                "a key is indented differently from its neighbours: align it with the keys of the mapping it belongs to"
+            } else {
+                "fix the YAML syntax at this position"
+            };
+            Err(Diagnostic::at_pos(
+                pos,
+                format!("invalid YAML: {message}"),
+                hint,
+            ))
+        }
+    }
+}
+
+fn key_start(text: &str, pos: Pos) -> Pos {
+    let line = text.lines().nth(pos.line as usize - 1).unwrap_or("");
+    let indent = line.len() - line.trim_start().len();
+    Pos {
+        line: pos.line,
+        col: indent as u32 + 1,
+    }
+}
+
+fn syntax_message(e: &serde_saphyr::Error) -> String {
+    let text = e
+        .without_snippet()
+        .render_with_formatter(&serde_saphyr::UserMessageFormatter);
+    let first = text.lines().next().unwrap_or("").trim();
+    // The rendered message repeats the position we already report.
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let stripped = match first.find(": ") {
+        Some(i) if first[..i].starts_with("line ") => &first[i + 2..],
+        _ => first,
+    };
+    let stripped = match stripped.rfind(" at line ") {
+        Some(i) => &stripped[..i],
+        None => stripped,
+    };
+    stripped.to_string()
+}
+
+/// The intermediate shape read by serde-saphyr: every key and value spanned.
+enum Raw {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Spanned<Raw>>),
+    Map(Vec<(Spanned<String>, Spanned<Raw>)>),
+}
+
+fn pos_from(loc: &serde_saphyr::Location) -> Pos {
+    Pos {
+        line: loc.line() as u32,
+        col: loc.column() as u32,
+    }
+}
+
+impl From<Spanned<Raw>> for Node {
+    fn from(s: Spanned<Raw>) -> Node {
+        let pos = pos_from(&s.referenced);
+        let kind = match s.value {
+            Raw::Null => Kind::Null,
+            Raw::Bool(b) => Kind::Bool(b),
+            Raw::Int(i) => Kind::Int(i),
+            Raw::Float(f) => Kind::Float(f),
+            Raw::Str(s) => Kind::Str(s),
+            Raw::Seq(items) => Kind::Seq(items.into_iter().map(Node::from).collect()),
+            Raw::Map(entries) => Kind::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| {
+                        (
+                            Key {
+                                pos: pos_from(&k.referenced),
+                                name: k.value,
+                            },
+                            Node::from(v),
+                        )
+                    })
+                    .collect(),
+            ),
+        };
+        Node { pos, kind }
+    }
+}
+
+impl<'de> Deserialize<'de> for Raw {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Raw, D::Error> {
+        struct RawVisitor;
+        impl<'de> Visitor<'de> for RawVisitor {
+            type Value = Raw;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any YAML value")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Raw, E> {
+                Ok(Raw::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
+                Ok(Raw::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
+                Ok(i64::try_from(v).map_or(Raw::Float(v as f64), Raw::Int))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
+                Ok(Raw::Float(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Raw, E> {
+                Ok(Raw::Str(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Raw, E> {
+                Ok(Raw::Str(v))
+            }
+            fn visit_unit<E>(self) -> Result<Raw, E> {
+                Ok(Raw::Null)
+            }
+            fn visit_none<E>(self) -> Result<Raw, E> {
+                Ok(Raw::Null)
+            }
+            fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Raw, D::Error> {
+                Raw::deserialize(d)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Spanned<Raw>>()? {
+                    items.push(item);
+                }
+                Ok(Raw::Seq(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    let value = map.next_value::<Spanned<Raw>>()?;
+                    entries.push((key, value));
+                }
+                Ok(Raw::Map(entries))
+            }
+        }
+        d.deserialize_any(RawVisitor)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Typed reading with collected diagnostics.
+
+/// Reads a typed value from a tree. Unknown keys and wrong types are all
+/// collected: a wrong value is reported and replaced by a placeholder so the
+/// read goes on. Returns the value only when nothing was wrong.
+pub fn from_node<T: de::DeserializeOwned>(node: &Node) -> (Option<T>, Vec<Diagnostic>) {
+    let sink = RefCell::new(Vec::new());
+    let root = Path::root();
+    let result = T::deserialize(NodeDe {
+        node,
+        path: &root,
+        sink: &sink,
+    });
+    let mut diags = sink.into_inner();
+    match result {
+        Ok(v) if diags.is_empty() => (Some(v), diags),
+        Ok(_) => (None, diags),
+        Err(DeError::Reported) => (None, diags),
+        Err(DeError::Message(m)) => {
+            diags.push(Diagnostic::at_pos(
+                node.pos,
+                m,
+                "fix the value at this position",
+            ));
+            (None, diags)
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum DeError {
+    /// Already recorded in the sink.
+    Reported,
+    /// Raised by a visitor (serde-derived code); recorded by the caller.
+    Message(String),
+}
+
+impl fmt::Display for DeError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            DeError::Reported => f.write_str("reported"),
+            DeError::Message(m) => f.write_str(m),
+        }
+    }
+}
+impl std::error::Error for DeError {}
+impl de::Error for DeError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        DeError::Message(msg.to_string())
+    }
+}
+
+#[derive(Clone, Copy)]
+struct NodeDe<'a> {
+    node: &'a Node,
+    path: &'a Path,
+    sink: &'a RefCell<Vec<Diagnostic>>,
+}
+
+impl<'a> NodeDe<'a> {
+    fn report(&self, message: String, hint: impl Into<String>) {
+        self.sink
+            .borrow_mut()
+            .push(Diagnostic::at_pos(self.node.pos, message, hint));
+    }
+
+    fn type_error(&self, expected: &str) {
+        self.report(
+            format!(
+                "`{}` must be {expected}, found {}",
+                self.path,
+                self.node.describe()
+            ),
+            format!("write {expected} here"),
+        );
+    }
+
+    /// Records a visitor's own error (e.g. an unparseable value) here.
+    fn settle<T>(&self, r: Result<T, DeError>) -> Result<T, DeError> {
+        match r {
+            Err(DeError::Message(m)) => {
+                self.report(
+                    format!("`{}`: {m}", self.path),
+                    "fix the value at this position",
+                );
+                Err(DeError::Reported)
+            }
+            other => other,
+        }
+    }
+}
+
+macro_rules! int_method {
+    ($method:ident, $visit:ident, $t:ty) => {
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+            let value: $t = match &self.node.kind {
+                Kind::Int(i) => match <$t>::try_from(*i) {
+                    Ok(v) => v,
+                    Err(_) => {
+                        self.report(
+                            format!(
+                                "`{}` is out of range: {} is not between {} and {}",
+                                self.path,
+                                i,
+                                <$t>::MIN,
+                                <$t>::MAX
+                            ),
+                            format!("use a whole number from {} to {}", <$t>::MIN, <$t>::MAX),
+                        );
+                        0
+                    }
+                },
+                _ => {
+                    self.type_error("a whole number");
+                    0
+                }
+            };
+            self.settle(visitor.$visit(value))
+        }
+    };
+}
+
+impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
+    type Error = DeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        let r = match &self.node.kind {
+            Kind::Null => visitor.visit_unit(),
+            Kind::Bool(b) => visitor.visit_bool(*b),
+            Kind::Int(i) => visitor.visit_i64(*i),
+            Kind::Float(f) => visitor.visit_f64(*f),
+            Kind::Str(s) => visitor.visit_str(s),
+            Kind::Seq(_) => return self.deserialize_seq(visitor),
+            Kind::Map(_) => return self.deserialize_map(visitor),
+        };
+        self.settle(r)
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        let b = match self.node.kind {
+            Kind::Bool(b) => b,
+            _ => {
+                self.type_error("true or false");
+                false
+            }
+        };
+        self.settle(visitor.visit_bool(b))
+    }
+
+    int_method!(deserialize_i8, visit_i8, i8);
+    int_method!(deserialize_i16, visit_i16, i16);
+    int_method!(deserialize_i32, visit_i32, i32);
+    int_method!(deserialize_i64, visit_i64, i64);
+    int_method!(deserialize_u8, visit_u8, u8);
+    int_method!(deserialize_u16, visit_u16, u16);
+    int_method!(deserialize_u32, visit_u32, u32);
+    int_method!(deserialize_u64, visit_u64, u64);
+
+    fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_f64(visitor)
+    }
+
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        let f = match self.node.kind {
+            Kind::Float(f) => f,
+            Kind::Int(i) => i as f64,
+            _ => {
+                self.type_error("a number");
+                0.0
+            }
+        };
+        self.settle(visitor.visit_f64(f))
+    }
+
+    fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        let r = match &self.node.kind {
+            Kind::Str(s) => visitor.visit_str(s),
+            _ => {
+                self.type_error("a string");
+                visitor.visit_str("")
+            }
+        };
+        self.settle(r)
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self.node.kind {
+            Kind::Null => self.settle(visitor.visit_none()),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.settle(visitor.visit_unit())
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        self.deserialize_unit(visitor)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match &self.node.kind {
+            Kind::Seq(items) => {
+                let r = visitor.visit_seq(SeqDe {
+                    items,
+                    index: 0,
+                    parent: self,
+                });
+                self.settle(r)
+            }
+            // A placeholder keeps the read going, so later mistakes are
+            // reported in the same run; the value is never used.
+            _ => {
+                self.type_error("a list");
+                let r = visitor.visit_seq(SeqDe {
+                    items: &[],
+                    index: 0,
+                    parent: self,
+                });
+                self.settle(r)
+            }
+        }
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.visit_entries(None, visitor)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        self.visit_entries(Some(fields), visitor)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        match &self.node.kind {
+            Kind::Str(s) if variants.contains(&s.as_str()) => {
+                let de: de::value::StrDeserializer<'_, DeError> = s.as_str().into_deserializer();
+                self.settle(visitor.visit_enum(de))
+            }
+            _ => {
+                self.report(
+                    format!(
+                        "`{}` must be one of {}, found {}",
+                        self.path,
+                        variants.join(", "),
+                        self.node.describe()
+                    ),
+                    format!("write one of: {}", variants.join(", ")),
+                );
+                Err(DeError::Reported)
+            }
+        }
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        visitor.visit_unit()
+    }
+}
+
+impl<'a> NodeDe<'a> {
+    fn visit_entries<'de, V: Visitor<'de>>(
+        self,
+        fields: Option<&'static [&'static str]>,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        let entries: &[(Key, Node)] = match &self.node.kind {
+            Kind::Map(entries) => entries,
+            // An empty `section:` means "all defaults".
+            Kind::Null => &[],
+            _ => {
+                self.type_error("a mapping (`key: value` lines)");
+                &[]
+            }
+        };
+        let mut known = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            match fields {
+                Some(fields) if !fields.contains(&key.name.as_str()) => {
+                    let (message, hint) = unknown_key_message(self.path, &key.name, fields);
+                    self.sink
+                        .borrow_mut()
+                        .push(Diagnostic::at_pos(key.pos, message, hint));
+                }
+                _ => known.push((key, value)),
+            }
+        }
+        let r = visitor.visit_map(MapDe {
+            entries: known,
+            index: 0,
+            parent: self,
+            child_path: None,
+        });
+        self.settle(r)
+    }
+}
+
+/// The message for a key that is not one of `fields`, with the nearest known
+/// key as a hint.
+pub fn unknown_key_message(parent: &Path, key: &str, fields: &[&str]) -> (String, String) {
+    let where_ = if parent.is_root() {
+        "at the top level".to_string()
+    } else {
+        format!("in `{parent}`")
+    };
+    let message = format!("unknown key `{key}` {where_}");
+    let nearest = fields
+        .iter()
+        .map(|f| (strsim::jaro_winkler(key, f), *f))
+        .filter(|(score, _)| *score >= 0.75)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    let hint = match nearest {
+        Some((_, f)) => format!("did you mean `{f}`? (known keys: {})", fields.join(", ")),
+        None => format!("known keys here: {}", fields.join(", ")),
+    };
+    (message, hint)
+}
+
+struct SeqDe<'a> {
+    items: &'a [Node],
+    index: usize,
+    parent: NodeDe<'a>,
+}
+
+impl<'de, 'a> SeqAccess<'de> for SeqDe<'a> {
+    type Error = DeError;
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
+        let Some(item) = self.items.get(self.index) else {
+            return Ok(None);
+        };
+        let path = self.parent.path.index(self.index);
+        self.index += 1;
+        let de = NodeDe {
+            node: item,
+            path: &path,
+            sink: self.parent.sink,
+        };
+        de.settle(seed.deserialize(de)).map(Some)
+    }
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.items.len() - self.index)
+    }
+}
+
+struct MapDe<'a> {
+    entries: Vec<(&'a Key, &'a Node)>,
+    index: usize,
+    parent: NodeDe<'a>,
+    child_path: Option<Path>,
+}
+
+impl<'de, 'a> MapAccess<'de> for MapDe<'a> {
+    type Error = DeError;
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
+        let Some((key, _)) = self.entries.get(self.index) else {
+            return Ok(None);
+        };
+        self.child_path = Some(self.parent.path.key(&key.name));
+        let de: de::value::StrDeserializer<'_, DeError> = key.name.as_str().into_deserializer();
+        seed.deserialize(de).map(Some)
+    }
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
+        let (_, value) = self.entries[self.index];
+        self.index += 1;
+        let path = self
+            .child_path
+            .take()
+            .unwrap_or_else(|| self.parent.path.clone());
+        let de = NodeDe {
+            node: value,
+            path: &path,
+            sink: self.parent.sink,
+        };
+        de.settle(seed.deserialize(de))
+    }
+}
