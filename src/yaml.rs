@@ -326,13 +326,22 @@ impl<'a> NodeDe<'a> {
     }
 
     fn type_error(&self, expected: &str) {
+        let scalar = matches!(
+            self.node.kind,
+            Kind::Int(_) | Kind::Float(_) | Kind::Bool(_)
+        );
+        let hint = if expected == "a string" && scalar {
+            "YAML read this as a number or a boolean: put it in quotes to keep it as text, e.g. \"1.30/stable\"".to_string()
+        } else {
+            format!("write {expected} here")
+        };
         self.report(
             format!(
                 "`{}` must be {expected}, found {}",
                 self.path,
                 self.node.describe()
             ),
-            format!("write {expected} here"),
+            hint,
         );
     }
 

@@ -1,4 +1,5 @@
 # nodeimg first-boot settings, read by /usr/local/sbin/nodeimg-setup.
+# shellcheck shell=sh disable=SC2034  # assignments only; used by nodeimg-setup
 NODEIMG_MACHINE={{ machine.name }}
 NODEIMG_ROLE={{ machine.role }}
 STATUS_FILE={{ status_file }}

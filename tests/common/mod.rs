@@ -1,0 +1,121 @@
+//! Helpers shared by the integration tests: run the real binary in a
+//! scratch directory holding a copy of a shipped profile.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn shipped_profile(name: &str) -> String {
+    fs::read_to_string(repo().join("profiles").join(name)).expect("shipped profile")
+}
+
+pub fn shipped_profiles() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(repo().join("profiles"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "yaml")
+                && !p.to_string_lossy().ends_with(".secrets.yaml")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A scratch directory with `profile.yaml` in it.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn with_profile(text: &str) -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("profile.yaml"), text).unwrap();
+        Scratch { dir }
+    }
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    pub fn profile(&self) -> PathBuf {
+        self.path("profile.yaml")
+    }
+    pub fn secrets(&self) -> PathBuf {
+        self.path("profile.secrets.yaml")
+    }
+    /// Runs nodeimg with `args` in the scratch directory.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_nodeimg"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run nodeimg");
+        Run(out)
+    }
+    pub fn build(&self, out: &str) -> Run {
+        let r = self.run(&["build", "profile.yaml", "-o", out]);
+        assert!(r.ok(), "build failed:\n{}", r.stderr());
+        r
+    }
+    /// Every entry below the scratch directory (relative paths).
+    pub fn listing(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        walk(self.dir.path(), self.dir.path(), &mut out);
+        out.sort();
+        out
+    }
+}
+
+fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+        if p.is_dir() {
+            walk(base, &p, out);
+        }
+    }
+}
+
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.0.status.success()
+    }
+    pub fn code(&self) -> Option<i32> {
+        self.0.status.code()
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+}
+
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Reads a value from the secrets file the way a user would look it up.
+pub fn secrets_token(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("microk8s_join_token:"))
+        .expect("token line");
+    line.split('"').nth(1).unwrap().to_string()
+}
+
+/// Runs an external tool; panics with its output when it fails to start.
+pub fn tool(cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd).args(args).output().unwrap_or_else(|e| {
+        panic!("{cmd} is needed by this test (.ci/install-test-deps installs it): {e}")
+    })
+}

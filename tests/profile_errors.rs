@@ -1,0 +1,313 @@
+//! Broken profiles: each exits 1, names the file, line and column of the
+//! culprit with a hint, and writes nothing.
+
+mod common;
+
+use common::*;
+
+struct Case {
+    name: &'static str,
+    /// (from, to) replacements applied to profiles/tutorial.yaml.
+    edits: &'static [(&'static str, &'static str)],
+    /// The culprit: its first occurrence in the edited text is where the
+    /// error must point (line and column of its first character).
+    culprit: &'static str,
+    message: &'static str,
+    hint: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "unknown key",
+        edits: &[("  gateway: 172.20.0.1", "  gatway: 172.20.0.1")],
+        culprit: "gatway",
+        message: "unknown key `gatway` in `network`",
+        hint: "did you mean `gateway`?",
+    },
+    Case {
+        name: "duplicate IP",
+        edits: &[("ip: 172.20.10.12}", "ip: 172.20.10.11}")],
+        culprit: "172.20.10.11}",
+        message: "address 172.20.10.11 is used twice (also machine 2)",
+        hint: "own address",
+    },
+    Case {
+        name: "IP outside the subnet",
+        edits: &[("ip: 172.20.10.12}", "ip: 172.21.0.12}")],
+        culprit: "172.21.0.12",
+        message: "address 172.21.0.12 is outside the subnet 172.20.0.0/20",
+        hint: "between 172.20.0.1 and 172.20.15.254",
+    },
+    Case {
+        name: "two masters",
+        edits: &[("{name: worker-1, role: worker,", "{name: worker-1, role: master,")],
+        culprit: "master, ip: 172.20.10.12",
+        message: "a second master machine",
+        hint: "exactly one master",
+    },
+    Case {
+        name: "no worker",
+        edits: &[("  - {name: worker-1, role: worker, ip: 172.20.10.12}\n", "")],
+        culprit: "- {name: nfs",
+        message: "the cluster has no worker machine",
+        hint: "role: worker",
+    },
+    Case {
+        name: "bad CIDR",
+        edits: &[("subnet: 172.20.0.0/20", "subnet: 172.20.0.0/40")],
+        culprit: "172.20.0.0/40",
+        message: "\"172.20.0.0/40\" is not an IPv4 subnet in CIDR form",
+        hint: "ADDRESS/PREFIX",
+    },
+    Case {
+        name: "CIDR with host bits",
+        edits: &[("subnet: 172.20.0.0/20", "subnet: 172.20.10.0/20")],
+        culprit: "172.20.10.0/20",
+        message: "has host bits set",
+        hint: "did you mean 172.20.0.0/20?",
+    },
+    Case {
+        name: "mis-indented key",
+        edits: &[("  gateway: 172.20.0.1", "    gateway: 172.20.0.1")],
+        culprit: "gateway",
+        message: "invalid YAML",
+        hint: "indented differently",
+    },
+    Case {
+        name: "bad hostname",
+        edits: &[("{name: worker-1,", "{name: Worker_1,")],
+        culprit: "Worker_1",
+        message: "machine name \"Worker_1\" is not a valid hostname",
+        hint: "RFC 1123",
+    },
+    Case {
+        name: "no SSH key",
+        edits: &[(
+            "  authorized_keys:\n    - \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIRsYFHDGBBPqqnaTXdq8W3PUxI3mXq1XELHc7Gz3wVX you@laptop\"",
+            "  authorized_keys: []",
+        )],
+        culprit: "[]",
+        message: "no SSH key",
+        hint: "add your public key",
+    },
+    Case {
+        name: "no ssh section at all",
+        edits: &[(
+            "ssh:\n  port: 22\n  user: staker\n  # A placeholder key: replace it with yours (the content of ~/.ssh/id_ed25519.pub).\n  authorized_keys:\n    - \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIRsYFHDGBBPqqnaTXdq8W3PUxI3mXq1XELHc7Gz3wVX you@laptop\"\n",
+            "",
+        )],
+        culprit: "version",
+        message: "no `ssh` section",
+        hint: "authorized_keys",
+    },
+    Case {
+        name: "private key pasted as a public key",
+        edits: &[("\"ssh-ed25519 AAAAC3Nza", "\"-----BEGIN OPENSSH PRIVATE KEY----- AAAAC3Nza")],
+        culprit: "\"-----BEGIN",
+        message: "private key",
+        hint: ".pub",
+    },
+    Case {
+        name: "unknown time zone",
+        edits: &[("America/Los_Angeles", "America/Los_Angles")],
+        culprit: "America/Los_Angles",
+        message: "not an IANA time zone",
+        hint: "America/Los_Angeles",
+    },
+    Case {
+        name: "MicroK8s channel too old",
+        edits: &[("nfs:\n", "microk8s:\n  channel: 1.20/stable\nnfs:\n")],
+        culprit: "1.20/stable",
+        message: "too old",
+        hint: "1.27",
+    },
+    Case {
+        name: "malformed MicroK8s channel",
+        edits: &[("nfs:\n", "microk8s:\n  channel: \"1.30\"\nnfs:\n")],
+        culprit: "\"1.30\"",
+        message: "not a MicroK8s channel",
+        hint: "TRACK/RISK",
+    },
+    Case {
+        name: "a number where text belongs",
+        edits: &[("nfs:\n", "microk8s:\n  channel: 1.30\nnfs:\n")],
+        culprit: "1.30",
+        message: "`microk8s.channel` must be a string, found the number 1.3",
+        hint: "put it in quotes",
+    },
+    Case {
+        name: "SSH port colliding with a role port",
+        edits: &[("port: 22", "port: 16443")],
+        culprit: "16443",
+        message: "collides with the master role's port for Kubernetes API server",
+        hint: "another SSH port",
+    },
+    Case {
+        name: "port out of range",
+        edits: &[("port: 22", "port: 70000")],
+        culprit: "70000",
+        message: "out of range",
+        hint: "65535",
+    },
+    Case {
+        name: "wrong type",
+        edits: &[("uid: 1001", "uid: root")],
+        culprit: "root\n",
+        message: "`nfs.uid` must be a whole number, found the string \"root\"",
+        hint: "whole number",
+    },
+    Case {
+        name: "gateway is a machine's address",
+        edits: &[("ip: 172.20.10.12}", "ip: 172.20.0.1}")],
+        culprit: "172.20.0.1}",
+        message: "is the gateway's",
+        hint: "address of its own",
+    },
+    Case {
+        name: "broadcast address",
+        edits: &[("ip: 172.20.10.12}", "ip: 172.20.15.255}")],
+        culprit: "172.20.15.255",
+        message: "broadcast address",
+        hint: "between",
+    },
+];
+
+fn position_of(text: &str, needle: &str, nth: usize) -> (usize, usize) {
+    let at = text
+        .match_indices(needle)
+        .nth(nth)
+        .map(|(i, _)| i)
+        .expect("culprit in text");
+    let line = text[..at].matches('\n').count() + 1;
+    let col = at - text[..at].rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+#[test]
+fn every_broken_profile_is_refused_at_the_culprit_and_nothing_is_written() {
+    let base = shipped_profile("tutorial.yaml");
+    for case in CASES {
+        let mut text = base.clone();
+        for (from, to) in case.edits {
+            assert!(text.contains(from), "{}: edit does not apply", case.name);
+            text = text.replacen(from, to, 1);
+        }
+        // A duplicate is reported at its second use.
+        let nth = if case.name == "duplicate IP" { 1 } else { 0 };
+        let (line, col) = position_of(&text, case.culprit, nth);
+        let s = Scratch::with_profile(&text);
+        for args in [
+            &["build", "profile.yaml", "-o", "out"][..],
+            &["validate", "profile.yaml"][..],
+        ] {
+            let r = s.run(args);
+            let err = r.stderr();
+            assert_eq!(
+                r.code(),
+                Some(1),
+                "{}: {args:?} should fail:\n{err}",
+                case.name
+            );
+            let prefix = format!("profile.yaml:{line}:{col}: error: ");
+            let found = err
+                .lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(case.message));
+            assert!(
+                found,
+                "{}: expected `{prefix}...{}` in:\n{err}",
+                case.name, case.message
+            );
+            assert!(
+                err.contains(case.hint),
+                "{}: hint `{}` missing in:\n{err}",
+                case.name,
+                case.hint
+            );
+            assert_eq!(
+                s.listing(),
+                vec!["profile.yaml".to_string()],
+                "{}: something was written",
+                case.name
+            );
+        }
+    }
+}
+
+#[test]
+fn all_errors_are_reported_in_one_run() {
+    let text = shipped_profile("tutorial.yaml")
+        .replace("  gateway: 172.20.0.1", "  gatway: 172.20.0.1")
+        .replace("uid: 1001", "uid: root")
+        .replace("  name: staking", "  name: staking\n  nmae: typo");
+    let s = Scratch::with_profile(&text);
+    let r = s.run(&["validate", "profile.yaml"]);
+    assert_eq!(r.code(), Some(1));
+    assert_eq!(
+        r.stderr()
+            .lines()
+            .filter(|l| l.contains(": error: "))
+            .count(),
+        3,
+        "{}",
+        r.stderr()
+    );
+    assert!(r
+        .stderr()
+        .contains("3 errors in profile.yaml: nothing was written"));
+
+    let semantic = shipped_profile("tutorial.yaml")
+        .replace("ip: 172.20.10.12}", "ip: 172.21.0.12}")
+        .replace("{name: master,", "{name: Master,")
+        .replace("America/Los_Angeles", "Mars/Olympus");
+    let s = Scratch::with_profile(&semantic);
+    let r = s.run(&["validate", "profile.yaml"]);
+    assert_eq!(
+        r.stderr()
+            .lines()
+            .filter(|l| l.contains(": error: "))
+            .count(),
+        3,
+        "{}",
+        r.stderr()
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
+    assert_eq!(s.run(&["build"]).code(), Some(2));
+    assert_eq!(s.run(&["frobnicate"]).code(), Some(2));
+}
+
+#[test]
+fn a_missing_profile_file_is_a_clear_error() {
+    let s = Scratch::with_profile("");
+    let r = s.run(&["build", "nope.yaml"]);
+    assert_eq!(r.code(), Some(1));
+    assert!(
+        r.stderr().contains("cannot read the profile nope.yaml"),
+        "{}",
+        r.stderr()
+    );
+    let r = s.run(&["validate", "profile.yaml"]);
+    assert_eq!(r.code(), Some(1));
+    assert!(
+        r.stderr()
+            .contains("profile.yaml:1:1: error: the file is empty"),
+        "{}",
+        r.stderr()
+    );
+}
+
+#[test]
+fn warnings_do_not_fail_the_build() {
+    let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
+    let r = s.run(&["validate", "profile.yaml"]);
+    assert!(r.ok(), "{}", r.stderr());
+    assert!(
+        r.stderr()
+            .contains("profile.yaml:17:9: warning: sshd listens on the default port 22"),
+        "{}",
+        r.stderr()
+    );
+}
