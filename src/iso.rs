@@ -13,8 +13,14 @@ pub const VOLUME_ID: &str = "cidata";
 
 /// The ISO image of one machine's seed.
 pub fn seed_iso(seed: &Seed) -> Result<Vec<u8>> {
+    seed_iso_with(seed, &[])
+}
+
+/// The seed's ISO with `extra` files beside the three seed files (the boot
+/// test adds its probe as `vendor-data`).
+pub fn seed_iso_with(seed: &Seed, extra: &[(&str, &str)]) -> Result<Vec<u8>> {
     let mut tree = Tree::new();
-    for (name, text) in seed.files() {
+    for (name, text) in seed.files().into_iter().chain(extra.iter().copied()) {
         // user-data holds secrets: readable by root only once mounted.
         let mode = if name == "user-data" { 0o600 } else { 0o644 };
         let node = Node::file(Content::bytes(text.as_bytes().to_vec()))

@@ -6,6 +6,7 @@
 //! Each stage is a module; the CLI (`main.rs`) only parses arguments and
 //! prints.
 
+pub mod boottest;
 pub mod check;
 pub mod diag;
 pub mod iso;
@@ -254,4 +255,20 @@ pub fn mask(text: &str, secrets: &[String]) -> String {
         }
     }
     out
+}
+
+/// `nodeimg boot-test`: builds the seeds into `opts.out_dir` (as `build`
+/// does), then boots every machine and checks it. Run files and serial logs
+/// go to `<out>/boot-test/`.
+pub fn boot_test(profile_path: &Path, build_opts: &BuildOptions, opts: &boottest::BootOptions) -> Result<boottest::BootReport> {
+    if !build_opts.only.is_empty() {
+        bail!("boot-test boots the whole cluster: --only is not supported here");
+    }
+    let summary = build(profile_path, build_opts)?;
+    let v = load_profile(profile_path)?;
+    let engine = render::Engine::new(build_opts.templates.as_deref())?;
+    let secrets = Secrets::read(&summary.secrets_file)?;
+    let seeds = render_seeds(&v.spec, &secrets, &engine, &[])?;
+    let dir = summary.out_dir.join("boot-test");
+    boottest::run(&v.spec, &secrets, &seeds, &dir, opts)
 }

@@ -45,6 +45,37 @@ enum Command {
         #[arg(long)]
         templates: Option<PathBuf>,
     },
+    /// Build the seeds, boot every machine in QEMU on a private network, and
+    /// check from inside each one that its seed did its job.
+    BootTest {
+        profile: PathBuf,
+        /// Bootable base disk image (qcow2 or raw): an Ubuntu cloud image, or
+        /// the CI guest from qemu/build-guest. It is never written.
+        #[arg(long)]
+        image: PathBuf,
+        /// Output directory [default: out/<cluster name>]; logs in DIR/boot-test/.
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 1200)]
+        timeout: u64,
+        /// Memory per machine, MiB.
+        #[arg(long, default_value_t = 768)]
+        memory: u32,
+        /// kvm or tcg [default: kvm where it boots guests, else tcg].
+        #[arg(long, value_parser = ["kvm", "tcg"])]
+        accel: Option<String>,
+        /// Keep the disk overlays and test seeds after the run.
+        #[arg(long)]
+        keep: bool,
+        /// Print the result as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        secrets: Option<PathBuf>,
+        #[arg(long)]
+        templates: Option<PathBuf>,
+    },
     /// Print one rendered file of one machine, secrets masked.
     Show {
         profile: PathBuf,
@@ -128,6 +159,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 nodeimg::validate_only(&profile, secrets.as_deref(), templates.as_deref())?;
             eprint!("{warnings}");
             println!("{}: ok", profile.display());
+        }
+        Command::BootTest { profile, image, out, timeout, memory, accel, keep, json, secrets, templates } => {
+            let accel = accel.map(|a| if a == "kvm" { nodeimg::boottest::Accel::Kvm } else { nodeimg::boottest::Accel::Tcg });
+            let opts = nodeimg::boottest::BootOptions {
+                image,
+                timeout: std::time::Duration::from_secs(timeout),
+                memory_mib: memory,
+                accel,
+                keep,
+            };
+            let build = nodeimg::BuildOptions { out_dir: out, only: Vec::new(), secrets, templates };
+            let report = nodeimg::boot_test(&profile, &build, &opts)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            if !report.passed() {
+                anyhow::bail!("boot-test failed: see the table above and the serial logs in {}", report.logs.display());
+            }
         }
         Command::Show {
             profile,

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::secrets::Secrets;
-use crate::validate::{role_ports, MachineSpec, PortRule, Role, Source, Spec};
+use crate::validate::{role_ports, MachineSpec, PortRule, Proto, Role, Source, Spec};
 
 /// Where each machine reports the state of its first-boot steps.
 pub const STATUS_FILE: &str = "/var/lib/nodeimg/status";
@@ -15,37 +15,60 @@ pub const STATUS_FILE: &str = "/var/lib/nodeimg/status";
 /// The name nodeimg gives the NIC when it matches it by MAC.
 pub const DEFAULT_NIC_NAME: &str = "lan0";
 
-#[derive(Serialize)]
-struct Rule {
-    port: u16,
-    proto: &'static str,
-    from: String,
-    why: String,
+/// One ufw allow rule: several ports of one protocol from one source
+/// (ufw takes up to 15 ports in a rule; one rule per group keeps the number
+/// of slow `ufw` calls on first boot small).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UfwRule {
+    /// Comma-separated, e.g. `16443,10250`.
+    pub ports: String,
+    pub proto: &'static str,
+    /// `any` or a network in CIDR form.
+    pub from: String,
+    pub comment: String,
 }
 
-fn firewall_rules(spec: &Spec, role: Role) -> Vec<Rule> {
-    let mut rules: Vec<PortRule> = role_ports(role);
-    for extra in &spec.extra_rules {
-        if extra.roles.is_empty() || extra.roles.contains(&role) {
-            rules.push(extra.rule.clone());
+/// The ufw rules of a role, after the SSH rule: the role's ports grouped
+/// by protocol and source, in first-seen order, then the profile's extra
+/// rules one by one.
+pub fn ufw_rules(spec: &Spec, role: Role) -> Vec<UfwRule> {
+    let source = |from: &Source| match from {
+        Source::Any => "any".to_string(),
+        Source::Cluster => spec.subnet.to_string(),
+        Source::Net(n) => n.clone(),
+    };
+    let proto = |p: Proto| match p {
+        Proto::Tcp => "tcp",
+        Proto::Udp => "udp",
+    };
+    let mut groups: Vec<(&'static str, String, Vec<PortRule>)> = Vec::new();
+    for r in role_ports(role) {
+        let key = (proto(r.proto), source(&r.from));
+        match groups.iter_mut().find(|(p, f, rules)| (*p, f.clone()) == key && rules.len() < 15) {
+            Some(g) => g.2.push(r),
+            None => groups.push((key.0, key.1, vec![r])),
         }
     }
-    rules
+    let mut out: Vec<UfwRule> = groups
         .into_iter()
-        .map(|r| Rule {
-            port: r.port,
-            proto: match r.proto {
-                crate::validate::Proto::Tcp => "tcp",
-                crate::validate::Proto::Udp => "udp",
-            },
-            from: match r.from {
-                Source::Any => "any".into(),
-                Source::Cluster => spec.subnet.to_string(),
-                Source::Net(n) => n,
-            },
-            why: r.why,
+        .map(|(proto, from, rules)| UfwRule {
+            ports: rules.iter().map(|r| r.port.to_string()).collect::<Vec<_>>().join(","),
+            proto,
+            from,
+            comment: rules.iter().map(|r| r.why.as_str()).collect::<Vec<_>>().join(", "),
         })
-        .collect()
+        .collect();
+    for extra in &spec.extra_rules {
+        if extra.roles.is_empty() || extra.roles.contains(&role) {
+            out.push(UfwRule {
+                ports: extra.rule.port.to_string(),
+                proto: proto(extra.rule.proto),
+                from: source(&extra.rule.from),
+                comment: extra.rule.why.clone(),
+            });
+        }
+    }
+    out
 }
 
 /// Debian/Ubuntu packages a role's first boot needs.
@@ -144,7 +167,7 @@ pub fn context(spec: &Spec, secrets: &Secrets, m: &MachineSpec) -> Result<Value>
             // The host must be an IP literal: a name is "Invalid master IP".
             "join_url": format!("{}:25000/{}", master.ip, token),
         },
-        "firewall": { "rules": firewall_rules(spec, m.role) },
+        "firewall": { "rules": ufw_rules(spec, m.role) },
         "packages": role_packages(m.role),
     }))
 }

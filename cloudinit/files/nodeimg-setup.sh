@@ -102,13 +102,9 @@ step_firewall() {
   ufw default allow outgoing || return 1
   # The SSH port first, so an enabled firewall never locks the operator out.
   ufw allow "$SSH_PORT/tcp" comment ssh || return 1
-  printf '%s\n' "$FIREWALL_RULES" | while read -r port proto from why; do
-    [ -n "$port" ] || continue
-    if [ "$from" = any ]; then
-      ufw allow "$port/$proto" comment "$why" || exit 1
-    else
-      ufw allow proto "$proto" from "$from" to any port "$port" comment "$why" || exit 1
-    fi
+  printf '%s\n' "$FIREWALL_RULES" | while read -r ports proto from why; do
+    [ -n "$ports" ] || continue
+    ufw allow proto "$proto" from "$from" to any port "$ports" comment "$why" || exit 1
   done || return 1
   if is_k8s; then
     # Pod traffic between nodes (Calico), as the MicroK8s docs ask under ufw.

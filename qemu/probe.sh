@@ -1,0 +1,99 @@
+#!/bin/sh
+# nodeimg boot-test probe: runs inside a booted test machine once cloud-init
+# is done, and prints what it finds to the serial console, one line per
+# fact: `@@P@@ KEY VALUE`. `nodeimg boot-test` compares the facts with the
+# profile. Its settings come from /usr/local/lib/nodeimg-probe/env.
+# It is delivered as the seed's vendor-data by boot-test only: the machine's
+# own user-data, meta-data and network-config are not changed.
+set -u
+# shellcheck source=/dev/null
+. /usr/local/lib/nodeimg-probe/env
+TTY=/dev/ttyS0
+
+out() { printf '@@P@@ %s %s\n' "$1" "$2" > "$TTY"; }
+# The data folders are 0770 and the export squashes root: act as the
+# workloads do, with their uid:gid.
+as_workload() { setpriv --reuid="$PROBE_UID" --regid="$PROBE_GID" --clear-groups "$@"; }
+each() { # KEY COMMAND...: one fact per output line
+  key=$1; shift
+  "$@" 2>&1 | while IFS= read -r line; do out "$key" "$line"; done
+}
+
+result=/run/cloud-init/result.json
+i=0
+while [ ! -s "$result" ] && [ $i -lt 900 ]; do sleep 1; i=$((i + 1)); done
+out begin "$PROBE_HOST uptime=$(cut -d' ' -f1 /proc/uptime)"
+out result "$(tr -d '\n' < "$result" 2>/dev/null)"
+out hostname "$(hostname)"
+each hosts cat /etc/hosts
+each addr ip -o -4 addr show
+each link ip -o link show
+for f in $PROBE_FILES; do
+  out file "$f $(sha256sum < "$f" 2>/dev/null | cut -d' ' -f1)"
+done
+each ufw ufw status verbose
+each listen ss -ltnH
+each hostkey ssh-keyscan -p "$PROBE_SSH_PORT" -t ed25519 127.0.0.1
+
+# Every other machine by name; they may still be booting.
+for peer in $PROBE_PEERS; do
+  ok=fail
+  i=0
+  while [ $i -lt 180 ]; do
+    if ping -c 1 -W 1 "$peer" > /dev/null 2>&1; then ok=ok; break; fi
+    sleep 1; i=$((i + 1))
+  done
+  out peer "$peer $ok"
+done
+
+mnt=/mnt/nodeimg-probe
+case "$PROBE_ROLE" in
+  nfs)
+    each exports exportfs -v
+    for f in $PROBE_FOLDERS; do
+      out owner "$f $(stat -c %u:%g "$PROBE_EXPORT_ROOT/$f" 2>&1)"
+    done
+    ;;
+  worker|master)
+    mkdir -p "$mnt"
+    i=0
+    until mount -t nfs4 -o timeo=50 "$PROBE_NFS_IP:$PROBE_EXPORT_ROOT" "$mnt" 2>/dev/null; do
+      i=$((i + 1)); [ $i -ge 60 ] && break; sleep 3
+    done
+    if ! mountpoint -q "$mnt"; then
+      out nfs-mount fail
+    elif [ "$PROBE_ROLE" = worker ]; then
+      out nfs-mount ok
+      f="$mnt/$PROBE_FOLDER/probe-$PROBE_HOST"
+      if as_workload sh -c "echo $PROBE_HOST > '$f'"; then
+        out nfs-write "ok $(as_workload stat -c %u:%g "$f" 2>&1)"
+      else
+        out nfs-write fail
+      fi
+    else
+      out nfs-mount ok
+      for w in $PROBE_WORKERS; do
+        f="$mnt/$PROBE_FOLDER/probe-$w"
+        i=0
+        while ! as_workload test -s "$f" && [ $i -lt 300 ]; do sleep 1; i=$((i + 1)); done
+        if as_workload test -s "$f"; then
+          out nfs-see "$w ok $(as_workload stat -c %u:%g "$f" 2>&1)"
+        else
+          out nfs-see "$w fail"
+        fi
+      done
+    fi
+    umount -l "$mnt" 2>/dev/null
+    ;;
+esac
+
+# The internet-bound steps: give the online service time for one attempt.
+i=0
+while [ $i -lt "$PROBE_ONLINE_WAIT" ]; do
+  [ -f /var/lib/nodeimg/online.done ] && break
+  grep -q '^apt-update [a-z]* [1-9]' /var/lib/nodeimg/status 2>/dev/null && break
+  sleep 1; i=$((i + 1))
+done
+each status cat /var/lib/nodeimg/status
+out online-service "$(systemctl is-active nodeimg-online.service)"
+out end "$PROBE_HOST"

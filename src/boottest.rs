@@ -1,0 +1,928 @@
+//! `nodeimg boot-test`: boot every machine of a profile in QEMU on a private
+//! virtual network and check, from inside the guests, that each seed did
+//! what it promises.
+//!
+//! Isolation: the machines share one `vde_switch` on a unix socket in a
+//! private temporary directory. The switch has no uplink, QEMU gets no user
+//! networking, so the guests reach nothing but each other.
+//!
+//! Facts are read from inside the guests by a probe that boot-test adds to
+//! each machine's test seed as `vendor-data` (cloud-init runs it once); the
+//! machine's user-data, meta-data and network-config are the built ones,
+//! byte for byte. The probe prints `@@P@@ KEY VALUE` lines to the serial
+//! console once cloud-init is done; the checks compare them with the
+//! profile, the secrets and the rendered files.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::render::Seed;
+use crate::resolve;
+use crate::secrets::Secrets;
+use crate::validate::{MachineSpec, Role, Spec};
+use crate::yaml::{self, Kind};
+
+pub const PROBE: &str = include_str!("../qemu/probe.sh");
+
+/// How long the probe waits for the first attempt of the internet-bound steps.
+const ONLINE_WAIT_SECS: u32 = 240;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+/// KVM only where it can boot a stock guest kernel: /dev/kvm, a CPU with
+/// VT-x or AMD-V, and not the nested PVM module (it runs only PVM-aware
+/// kernels and makes stock ones hang).
+pub fn detect_accel() -> (Accel, String) {
+    if !Path::new("/dev/kvm").exists() {
+        return (Accel::Tcg, "no /dev/kvm".into());
+    }
+    if Path::new("/sys/module/kvm_pvm").exists() {
+        return (Accel::Tcg, "/dev/kvm is nested PVM (kvm_pvm), which boots no stock kernel".into());
+    }
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let hw = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+    if !hw {
+        return (Accel::Tcg, "the CPU has no VT-x/AMD-V".into());
+    }
+    (Accel::Kvm, "/dev/kvm with hardware virtualization".into())
+}
+
+/// UEFI firmware for the guests (Debian package ovmf).
+pub fn firmware() -> Result<PathBuf> {
+    for p in ["/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd"] {
+        if Path::new(p).is_file() {
+            return Ok(PathBuf::from(p));
+        }
+    }
+    bail!("no UEFI firmware for QEMU (/usr/share/ovmf/OVMF.fd)\n  hint: apt-get install ovmf")
+}
+
+/// The format qemu-img sees in a disk image (raw, qcow2, ...).
+pub fn image_format(image: &Path) -> Result<String> {
+    let out = Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(image)
+        .output()
+        .context("cannot run qemu-img (apt-get install qemu-utils)")?;
+    if !out.status.success() {
+        bail!(
+            "{}: not a disk image qemu-img can read: {}",
+            image.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("qemu-img info gave no JSON")?;
+    v["format"]
+        .as_str()
+        .map(str::to_string)
+        .context("qemu-img info names no format")
+}
+
+/// A copy-on-write overlay of `base`: the base image is never written.
+pub fn create_overlay(base: &Path, overlay: &Path) -> Result<()> {
+    let base = base
+        .canonicalize()
+        .with_context(|| format!("{}: no such disk image", base.display()))?;
+    let format = image_format(&base)?;
+    let status = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", &format, "-b"])
+        .arg(&base)
+        .arg(overlay)
+        .status()
+        .context("cannot run qemu-img")?;
+    if !status.success() {
+        bail!("qemu-img could not create an overlay of {}", base.display());
+    }
+    Ok(())
+}
+
+/// A MAC for machines whose profile gives none: locally administered,
+/// derived from the address so logs stay readable.
+pub fn test_mac(m: &MachineSpec) -> String {
+    if let Some(mac) = &m.mac {
+        return mac.clone();
+    }
+    let o = m.ip.octets();
+    format!("52:54:00:{:02x}:{:02x}:{:02x}", o[1], o[2], o[3])
+}
+
+/// A running set of test machines on one private switch. Dropping it stops
+/// every QEMU and the switch.
+pub struct Lab {
+    pub dir: PathBuf,
+    sock_dir: tempfile::TempDir,
+    switch: Option<Child>,
+    machines: BTreeMap<String, Child>,
+    pub accel: Accel,
+    pub memory_mib: u32,
+    firmware: PathBuf,
+}
+
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe; the closure runs between fork and
+    // exec and touches nothing else. A QEMU must not outlive boot-test, even
+    // when boot-test is killed.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+impl Lab {
+    /// Starts the switch. `dir` receives serial logs and overlays.
+    pub fn new(dir: &Path, accel: Accel, memory_mib: u32) -> Result<Lab> {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let firmware = firmware()?;
+        // A short private path: unix socket paths are limited to 108 bytes.
+        let sock_dir = tempfile::Builder::new()
+            .prefix("nodeimg-vde-")
+            .tempdir()
+            .context("cannot create a directory for the switch")?;
+        let sock = sock_dir.path().join("switch");
+        let mut cmd = Command::new("vde_switch");
+        cmd.arg("-s").arg(&sock);
+        // vde_switch exits when its stdin closes: it cannot outlive us.
+        cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+        die_with_parent(&mut cmd);
+        let switch = cmd
+            .spawn()
+            .context("cannot start vde_switch (apt-get install vde2)")?;
+        let mut lab = Lab {
+            dir: dir.to_path_buf(),
+            sock_dir,
+            switch: Some(switch),
+            machines: BTreeMap::new(),
+            accel,
+            memory_mib,
+            firmware,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() {
+            if Instant::now() > deadline {
+                lab.shutdown();
+                bail!("vde_switch did not create its socket");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(lab)
+    }
+
+    pub fn serial_log(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.serial.log"))
+    }
+
+    /// Boots one machine from `disk` (an overlay) with `seed` attached.
+    pub fn start(&mut self, name: &str, disk: &Path, seed: &Path, mac: &str) -> Result<()> {
+        let log = self.serial_log(name);
+        let _ = fs::remove_file(&log);
+        let qemu_log = fs::File::create(self.dir.join(format!("{name}.qemu.log")))?;
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-name", name, "-machine", "q35"])
+            .args(match self.accel {
+                Accel::Kvm => ["-accel", "kvm", "-cpu", "host"],
+                Accel::Tcg => ["-accel", "tcg", "-cpu", "max"],
+            })
+            .args(["-smp", "1", "-m", &self.memory_mib.to_string()])
+            .args(["-nodefaults", "-nographic", "-no-reboot", "-monitor", "none"])
+            .arg("-bios")
+            .arg(&self.firmware)
+            .arg("-serial")
+            .arg(format!("file:{}", log.display()))
+            // Boot from the disk only: no network boot attempts (romfile=).
+            .arg("-drive")
+            .arg(format!("file={},format=qcow2,if=none,id=disk0", disk.display()))
+            .args(["-device", "virtio-blk-pci,drive=disk0,bootindex=0"])
+            .arg("-drive")
+            .arg(format!("file={},format=raw,if=none,id=seed0,readonly=on", seed.display()))
+            .args(["-device", "virtio-blk-pci,drive=seed0"])
+            .arg("-netdev")
+            .arg(format!("vde,id=n0,sock={}", self.sock_dir.path().join("switch").display()))
+            .arg("-device")
+            .arg(format!("virtio-net-pci,netdev=n0,mac={mac},romfile="))
+            .args(["-object", "rng-random,id=rng0,filename=/dev/urandom"])
+            .args(["-device", "virtio-rng-pci,rng=rng0"])
+            .stdin(Stdio::null())
+            .stdout(qemu_log.try_clone()?)
+            .stderr(qemu_log);
+        die_with_parent(&mut cmd);
+        let child = cmd
+            .spawn()
+            .context("cannot start qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
+        self.machines.insert(name.to_string(), child);
+        Ok(())
+    }
+
+    /// Powers a machine off hard (its disks are overlays).
+    pub fn stop(&mut self, name: &str) {
+        if let Some(mut child) = self.machines.remove(name) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether the machine's QEMU is still running.
+    pub fn running(&mut self, name: &str) -> bool {
+        match self.machines.get_mut(name) {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    pub fn shutdown(&mut self) {
+        let names: Vec<String> = self.machines.keys().cloned().collect();
+        for n in names {
+            self.stop(&n);
+        }
+        if let Some(mut switch) = self.switch.take() {
+            drop(switch.stdin.take());
+            let _ = switch.kill();
+            let _ = switch.wait();
+        }
+    }
+
+    /// Waits until every named machine's probe has reported (or its QEMU
+    /// exited), the deadline passed, or `stop` was raised.
+    pub fn wait_reports(&mut self, names: &[String], deadline: Instant, stop: &AtomicBool) -> BTreeMap<String, Facts> {
+        let mut done: BTreeMap<String, Facts> = BTreeMap::new();
+        loop {
+            for n in names {
+                if done.contains_key(n) {
+                    continue;
+                }
+                let text = fs::read_to_string(self.serial_log(n)).unwrap_or_default();
+                let facts = Facts::parse(&text);
+                if facts.complete || !self.running(n) {
+                    done.insert(n.clone(), facts);
+                }
+            }
+            if done.len() == names.len() || Instant::now() > deadline || stop.load(Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        for n in names {
+            if !done.contains_key(n) {
+                let text = fs::read_to_string(self.serial_log(n)).unwrap_or_default();
+                done.insert(n.clone(), Facts::parse(&text));
+            }
+        }
+        done
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// What the probe printed: `KEY -> values` in order.
+#[derive(Debug, Default, Clone)]
+pub struct Facts {
+    pub began: bool,
+    pub complete: bool,
+    pub facts: BTreeMap<String, Vec<String>>,
+}
+
+impl Facts {
+    pub fn parse(serial: &str) -> Facts {
+        let mut f = Facts::default();
+        for line in serial.lines() {
+            let Some(at) = line.find("@@P@@ ") else { continue };
+            let rest = line[at + 6..].trim_end_matches('\r');
+            let (key, value) = rest.split_once(' ').unwrap_or((rest, ""));
+            match key {
+                // A new report (a second boot) replaces the first.
+                "begin" => {
+                    f = Facts {
+                        began: true,
+                        ..Facts::default()
+                    }
+                }
+                "end" => f.complete = true,
+                _ => {}
+            }
+            f.facts.entry(key.to_string()).or_default().push(value.to_string());
+        }
+        f
+    }
+    pub fn all(&self, key: &str) -> &[String] {
+        self.facts.get(key).map(Vec::as_slice).unwrap_or(&[])
+    }
+    pub fn one(&self, key: &str) -> Option<&str> {
+        self.all(key).first().map(String::as_str)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", content = "detail", rename_all = "snake_case")]
+pub enum Outcome {
+    Ok(String),
+    Failed(String),
+    NotApplicable,
+    NotCheckableOffline(String),
+}
+
+impl Outcome {
+    pub fn passed(&self) -> bool {
+        !matches!(self, Outcome::Failed(_))
+    }
+    fn short(&self) -> &str {
+        match self {
+            Outcome::Ok(_) => "ok",
+            Outcome::Failed(_) => "FAILED",
+            Outcome::NotApplicable => "-",
+            Outcome::NotCheckableOffline(_) => "offline",
+        }
+    }
+}
+
+pub const CHECKS: &[&str] = &[
+    "cloud-init",
+    "hostname",
+    "network",
+    "peers",
+    "chrony",
+    "sshd",
+    "ufw",
+    "nfs-export",
+    "nfs-client",
+    "microk8s-config",
+    "online-steps",
+    "microk8s-ready",
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MachineResult {
+    pub name: String,
+    pub role: Role,
+    pub checks: BTreeMap<String, Outcome>,
+}
+
+impl MachineResult {
+    pub fn passed(&self) -> bool {
+        self.checks.values().all(Outcome::passed)
+    }
+}
+
+fn sha256(s: &str) -> String {
+    crate::output::sha256_hex(s.as_bytes())
+}
+
+/// path -> sha256 of every write_files entry of a user-data.
+fn written_files(user_data: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Ok(tree) = yaml::parse(user_data) else { return out };
+    let Some(list) = tree.get(&crate::diag::Path::parse("write_files")) else { return out };
+    if let Kind::Seq(items) = &list.kind {
+        for item in items {
+            let get = |k: &str| match item.get(&crate::diag::Path::root().key(k)).map(|n| &n.kind) {
+                Some(Kind::Str(s)) => Some(s.clone()),
+                _ => None,
+            };
+            if let (Some(path), Some(content)) = (get("path"), get("content")) {
+                out.insert(path, sha256(&content));
+            }
+        }
+    }
+    out
+}
+
+fn file_check(facts: &Facts, expected: &BTreeMap<String, String>, path: &str) -> Outcome {
+    let Some(want) = expected.get(path) else {
+        return Outcome::Failed(format!("{path} is not in the seed"));
+    };
+    let got = facts
+        .all("file")
+        .iter()
+        .find_map(|l| l.strip_prefix(&format!("{path} ")).map(str::to_string));
+    match got {
+        Some(h) if &h == want => Outcome::Ok(format!("{path} as rendered")),
+        Some(h) if h.is_empty() => Outcome::Failed(format!("{path} is missing")),
+        Some(_) => Outcome::Failed(format!("{path} differs from the rendered file")),
+        None => Outcome::Failed(format!("the probe did not report {path}")),
+    }
+}
+
+/// The rules `ufw status verbose` must show (IPv4 lines), as (to, from).
+fn expected_ufw(spec: &Spec, m: &MachineSpec) -> Vec<(String, String)> {
+    let mut rules = vec![(format!("{}/tcp", spec.ssh.port), "Anywhere".to_string())];
+    for r in resolve::ufw_rules(spec, m.role) {
+        let from = if r.from == "any" { "Anywhere".to_string() } else { r.from };
+        rules.push((format!("{}/{}", r.ports, r.proto), from));
+    }
+    if m.role.is_kubernetes() {
+        for iface in ["vxlan.calico", "cali+"] {
+            rules.push((format!("Anywhere on {iface}"), "Anywhere".into()));
+            rules.push(("Anywhere".into(), format!("Anywhere on {iface} (out)")));
+        }
+    }
+    rules.sort();
+    rules
+}
+
+/// Parses the rule lines of `ufw status verbose` (IPv4 only) into (to, from).
+fn parse_ufw(lines: &[String]) -> (bool, Vec<(String, String)>) {
+    let active = lines.iter().any(|l| l.trim() == "Status: active");
+    let mut rules = Vec::new();
+    for l in lines {
+        let l = l.split(" # ").next().unwrap_or(l).trim_end();
+        if l.contains("(v6)") {
+            continue;
+        }
+        for (action, dir_out) in [("ALLOW IN", false), ("ALLOW OUT", true)] {
+            if let Some(i) = l.find(action) {
+                let to = l[..i].trim().to_string();
+                let from = l[i + action.len()..].trim().to_string();
+                if dir_out {
+                    // "Anywhere  ALLOW OUT  Anywhere on cali+" is an outgoing rule.
+                    rules.push((to, format!("{from} (out)")));
+                } else {
+                    rules.push((to, from));
+                }
+            }
+        }
+    }
+    rules.sort();
+    (active, rules)
+}
+
+/// Evaluates every check of one machine from its probe facts.
+pub fn evaluate(spec: &Spec, secrets: &Secrets, seed: &Seed, m: &MachineSpec, facts: &Facts) -> MachineResult {
+    let mut checks = BTreeMap::new();
+    let mut put = |k: &str, o: Outcome| {
+        checks.insert(k.to_string(), o);
+    };
+    if !facts.began {
+        for c in CHECKS {
+            put(c, Outcome::Failed("the machine never reported (see its serial log)".into()));
+        }
+        return MachineResult { name: m.name.clone(), role: m.role, checks };
+    }
+    let files = written_files(&seed.user_data);
+    let incomplete = if facts.complete { "" } else { " (the report was cut short)" };
+
+    // cloud-init
+    let result = facts.one("result").unwrap_or("").replace(' ', "");
+    put(
+        "cloud-init",
+        if result.contains("\"errors\":[]") {
+            Outcome::Ok("finished, no errors".into())
+        } else if result.is_empty() {
+            Outcome::Failed(format!("no /run/cloud-init/result.json{incomplete}"))
+        } else {
+            Outcome::Failed(format!("cloud-init reported errors: {}", facts.one("result").unwrap_or("")))
+        },
+    );
+
+    // hostname and /etc/hosts
+    let hosts: Vec<Vec<&str>> = facts.all("hosts").iter().map(|l| l.split_whitespace().collect()).collect();
+    let missing: Vec<&str> = spec
+        .machines
+        .iter()
+        .filter(|x| {
+            let ip = x.ip.to_string();
+            !hosts.iter().any(|h| h.first() == Some(&ip.as_str()) && h.contains(&x.name.as_str()))
+        })
+        .map(|x| x.name.as_str())
+        .collect();
+    put(
+        "hostname",
+        match facts.one("hostname") {
+            Some(h) if h != m.name => Outcome::Failed(format!("hostname is {h:?}")),
+            None => Outcome::Failed(format!("not reported{incomplete}")),
+            _ if !missing.is_empty() => Outcome::Failed(format!("/etc/hosts lacks {}", missing.join(", "))),
+            _ => Outcome::Ok(format!("{} and every machine in /etc/hosts", m.name)),
+        },
+    );
+
+    // static address on the right NIC
+    let want = format!("{}/{}", m.ip, spec.subnet.prefix_len());
+    let addr_line = facts.all("addr").iter().find(|l| l.split_whitespace().any(|t| t == want));
+    let nic = addr_line.and_then(|l| l.split_whitespace().nth(1)).unwrap_or("");
+    let network = match addr_line {
+        None => Outcome::Failed(format!("no interface has {want}")),
+        Some(_) => match &m.mac {
+            Some(mac) => {
+                let ctx_name = resolve_nic_name(m);
+                let link_ok = facts
+                    .all("link")
+                    .iter()
+                    .any(|l| l.contains(&format!(" {nic}:")) && l.contains(&format!("link/ether {mac}")));
+                if !link_ok {
+                    Outcome::Failed(format!("{want} is on {nic}, which does not have MAC {mac}"))
+                } else if nic != ctx_name {
+                    Outcome::Failed(format!("{want} is on {nic}, expected the NIC to be named {ctx_name}"))
+                } else {
+                    Outcome::Ok(format!("{want} on {nic} ({mac})"))
+                }
+            }
+            None => Outcome::Ok(format!("{want} on {nic}")),
+        },
+    };
+    put("network", network);
+
+    // every machine reaches every other by name
+    let peers: Vec<&String> = facts.all("peer").iter().collect();
+    let failed: Vec<String> = peers
+        .iter()
+        .filter(|p| !p.ends_with(" ok"))
+        .map(|p| p.split(' ').next().unwrap_or("").to_string())
+        .collect();
+    let others = spec.machines.len() - 1;
+    put(
+        "peers",
+        if !failed.is_empty() {
+            Outcome::Failed(format!("cannot reach {}", failed.join(", ")))
+        } else if peers.len() < others {
+            Outcome::Failed(format!("only {} of {others} peers reported{incomplete}", peers.len()))
+        } else {
+            Outcome::Ok(format!("reaches all {others} by name"))
+        },
+    );
+
+    put("chrony", file_check(facts, &files, "/etc/chrony/chrony.conf"));
+
+    // sshd: port and host key
+    let port_open = facts
+        .all("listen")
+        .iter()
+        .any(|l| l.split_whitespace().any(|t| t.ends_with(&format!(":{}", spec.ssh.port))));
+    let want_key = secrets
+        .machine(&m.name)
+        .and_then(|s| s.public_key())
+        .map(|k| k.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    let offered = facts
+        .all("hostkey")
+        .iter()
+        .any(|l| !l.starts_with('#') && l.split_whitespace().skip(1).take(2).collect::<Vec<_>>().join(" ") == want_key);
+    put(
+        "sshd",
+        match (port_open, offered) {
+            (false, _) => Outcome::Failed(format!("nothing listens on port {}", spec.ssh.port)),
+            (true, false) => Outcome::Failed("sshd does not offer the host key from the secrets file".into()),
+            (true, true) => Outcome::Ok(format!("port {}, host key from the secrets file", spec.ssh.port)),
+        },
+    );
+
+    // ufw: active, exactly the role's rules
+    let (active, rules) = parse_ufw(facts.all("ufw"));
+    let want_rules = expected_ufw(spec, m);
+    let ufw = if !active {
+        Outcome::Failed("ufw is not active".into())
+    } else if rules != want_rules {
+        let missing: Vec<String> = want_rules.iter().filter(|r| !rules.contains(r)).map(|(t, f)| format!("{t} from {f}")).collect();
+        let extra: Vec<String> = rules.iter().filter(|r| !want_rules.contains(r)).map(|(t, f)| format!("{t} from {f}")).collect();
+        Outcome::Failed(format!("missing [{}], unexpected [{}]", missing.join("; "), extra.join("; ")))
+    } else {
+        Outcome::Ok(format!("active, {} rules as the role needs", rules.len()))
+    };
+    put("ufw", ufw);
+
+    // NFS server
+    let export_root = spec.nfs.export_root.trim_end_matches('/').to_string();
+    put(
+        "nfs-export",
+        if m.role != Role::Nfs {
+            Outcome::NotApplicable
+        } else {
+            let text = facts.all("exports").join(" ");
+            let tokens: Vec<&str> = text.split_whitespace().collect();
+            let clients: Vec<&str> = tokens.iter().filter(|t| t.contains('(')).copied().collect();
+            let subnet = spec.subnet.to_string();
+            let owners: Vec<&String> = facts.all("owner").iter().collect();
+            let want_owner = format!("{}:{}", spec.nfs.uid, spec.nfs.gid);
+            let bad_owner: Vec<&String> = owners.iter().copied().filter(|o| !o.ends_with(&format!(" {want_owner}"))).collect();
+            if !tokens.contains(&export_root.as_str()) {
+                Outcome::Failed(format!("{export_root} is not exported"))
+            } else if clients.is_empty() || !clients.iter().all(|c| c.starts_with(&format!("{subnet}("))) {
+                Outcome::Failed(format!("exported to {} (expected {subnet} only)", clients.join(", ")))
+            } else if owners.len() != spec.nfs.folders.len() || !bad_owner.is_empty() {
+                Outcome::Failed(format!("data folders not owned by {want_owner}: {owners:?}"))
+            } else {
+                Outcome::Ok(format!("{export_root} to {subnet} only, folders owned by {want_owner}"))
+            }
+        },
+    );
+
+    // NFS clients
+    let want_owner = format!("{}:{}", spec.nfs.uid, spec.nfs.gid);
+    put(
+        "nfs-client",
+        match m.role {
+            Role::Nfs => Outcome::NotApplicable,
+            _ if facts.one("nfs-mount") != Some("ok") => Outcome::Failed(format!("cannot mount the NFS export{incomplete}")),
+            Role::Worker => match facts.one("nfs-write") {
+                Some(l) if l == format!("ok {want_owner}") => Outcome::Ok(format!("mounted, wrote a file as {want_owner}")),
+                Some(l) => Outcome::Failed(format!("write as {want_owner}: {l}")),
+                None => Outcome::Failed(format!("no write reported{incomplete}")),
+            },
+            Role::Master => {
+                let seen = facts.all("nfs-see");
+                let workers: Vec<&MachineSpec> = spec.by_role(Role::Worker).collect();
+                let bad: Vec<&String> = seen.iter().filter(|l| !l.ends_with(&format!(" ok {want_owner}"))).collect();
+                if seen.len() < workers.len() || !bad.is_empty() {
+                    Outcome::Failed(format!("does not see every worker's file: {seen:?}"))
+                } else {
+                    Outcome::Ok(format!("sees the files the {} worker(s) wrote", workers.len()))
+                }
+            }
+        },
+    );
+
+    put(
+        "microk8s-config",
+        if m.role.is_kubernetes() {
+            file_check(facts, &files, "/etc/microk8s.yaml")
+        } else {
+            Outcome::NotApplicable
+        },
+    );
+
+    // internet-bound steps
+    let status: BTreeMap<String, (String, String)> = facts
+        .all("status")
+        .iter()
+        .filter_map(|l| {
+            let mut p = l.splitn(5, ' ');
+            let step = p.next()?.to_string();
+            let state = p.next()?.to_string();
+            let msg = p.nth(2).unwrap_or("").to_string();
+            Some((step, (state, msg)))
+        })
+        .collect();
+    let local: &[&str] = if m.role == Role::Nfs { &["ssh", "firewall", "chrony", "nfs-exports"] } else { &["ssh", "firewall", "chrony"] };
+    let online: &[&str] = if m.role == Role::Nfs {
+        &["apt-update", "apt-upgrade", "packages"]
+    } else {
+        &["apt-update", "apt-upgrade", "packages", "microk8s", "microk8s-launch"]
+    };
+    let service = facts.one("online-service").unwrap_or("");
+    let online_steps = if status.is_empty() {
+        Outcome::Failed(format!("no {} on the machine{incomplete}", resolve::STATUS_FILE))
+    } else if let Some(bad) = local.iter().find(|s| status.get(**s).map(|x| x.0.as_str()) != Some("done")) {
+        Outcome::Failed(format!("local step {bad} is {:?}", status.get(*bad)))
+    } else if let Some((s, (state, msg))) = status.iter().find(|(_, (st, _))| st == "failed") {
+        Outcome::Failed(format!("{s} {state}: {msg}"))
+    } else if online.iter().all(|s| matches!(status.get(*s).map(|x| x.0.as_str()), Some("done" | "skipped"))) {
+        Outcome::Ok("done online".into())
+    } else if service != "active" {
+        Outcome::Failed(format!("steps are pending but nodeimg-online.service is {service:?}"))
+    } else {
+        let retrying: Vec<String> = online
+            .iter()
+            .filter_map(|s| status.get(*s).filter(|(st, _)| st == "retrying").map(|(_, msg)| format!("{s}: {msg}")))
+            .collect();
+        if retrying.is_empty() {
+            Outcome::Failed("steps pending, none attempted yet".into())
+        } else {
+            Outcome::Ok(format!("retrying offline ({})", retrying.join("; ")))
+        }
+    };
+    put("online-steps", online_steps);
+
+    put(
+        "microk8s-ready",
+        if !m.role.is_kubernetes() {
+            Outcome::NotApplicable
+        } else {
+            match status.get("microk8s-launch") {
+                Some((st, msg)) if st == "done" => Outcome::Ok(msg.clone()),
+                _ => Outcome::NotCheckableOffline("needs the snap store".into()),
+            }
+        },
+    );
+
+    MachineResult { name: m.name.clone(), role: m.role, checks }
+}
+
+fn resolve_nic_name(m: &MachineSpec) -> String {
+    m.interface.clone().unwrap_or_else(|| resolve::DEFAULT_NIC_NAME.to_string())
+}
+
+/// The vendor-data that installs and starts the probe on a test machine.
+pub fn probe_vendor_data(spec: &Spec, m: &MachineSpec, seed: &Seed) -> String {
+    let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let peers: Vec<&str> = spec.machines.iter().filter(|x| x.name != m.name).map(|x| x.name.as_str()).collect();
+    let workers: Vec<&str> = spec.by_role(Role::Worker).map(|x| x.name.as_str()).collect();
+    let files: Vec<String> = written_files(&seed.user_data).into_keys().collect();
+    let env = [
+        ("PROBE_HOST", m.name.clone()),
+        ("PROBE_ROLE", m.role.as_str().to_string()),
+        ("PROBE_PEERS", peers.join(" ")),
+        ("PROBE_WORKERS", workers.join(" ")),
+        ("PROBE_NFS_IP", spec.nfs_server().ip.to_string()),
+        ("PROBE_EXPORT_ROOT", spec.nfs.export_root.trim_end_matches('/').to_string()),
+        ("PROBE_FOLDERS", spec.nfs.folders.join(" ")),
+        ("PROBE_FOLDER", spec.nfs.folders.first().cloned().unwrap_or_default()),
+        ("PROBE_UID", spec.nfs.uid.to_string()),
+        ("PROBE_GID", spec.nfs.gid.to_string()),
+        ("PROBE_SSH_PORT", spec.ssh.port.to_string()),
+        ("PROBE_FILES", files.join(" ")),
+        ("PROBE_ONLINE_WAIT", ONLINE_WAIT_SECS.to_string()),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={}\n", q(v)))
+    .collect::<String>();
+    format!(
+        "#!/bin/sh\n# nodeimg boot-test probe (vendor-data; added by boot-test, not part of the seed)\n\
+         mkdir -p /usr/local/lib/nodeimg-probe\n\
+         cat > /usr/local/lib/nodeimg-probe/env <<'NODEIMG_PROBE_EOF'\n{env}NODEIMG_PROBE_EOF\n\
+         cat > /usr/local/lib/nodeimg-probe/probe <<'NODEIMG_PROBE_EOF'\n{PROBE}NODEIMG_PROBE_EOF\n\
+         chmod 0755 /usr/local/lib/nodeimg-probe/probe\n\
+         cat > /etc/systemd/system/nodeimg-probe.service <<'NODEIMG_PROBE_EOF'\n\
+         [Unit]\nDescription=nodeimg boot-test probe\nAfter=cloud-final.service\n\n\
+         [Service]\nType=oneshot\nExecStart=/usr/local/lib/nodeimg-probe/probe\n\
+         NODEIMG_PROBE_EOF\n\
+         systemctl daemon-reload\n\
+         systemctl start --no-block nodeimg-probe.service\n"
+    )
+}
+
+/// Options of `nodeimg boot-test`.
+#[derive(Debug, Clone)]
+pub struct BootOptions {
+    pub image: PathBuf,
+    pub timeout: Duration,
+    pub memory_mib: u32,
+    pub accel: Option<Accel>,
+    pub keep: bool,
+}
+
+/// The outcome of a boot test.
+#[derive(Debug, Clone, Serialize)]
+pub struct BootReport {
+    pub accel: Accel,
+    pub accel_reason: String,
+    pub seconds: f64,
+    pub timed_out: bool,
+    pub interrupted: bool,
+    pub machines: Vec<MachineResult>,
+    pub logs: PathBuf,
+}
+
+impl BootReport {
+    pub fn passed(&self) -> bool {
+        !self.timed_out && !self.interrupted && self.machines.iter().all(MachineResult::passed)
+    }
+
+    /// The machine x check table, then each failure's reason.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let width = self.machines.iter().map(|m| m.name.len()).max().unwrap_or(7).max(7);
+        out.push_str(&format!("{:width$}", "machine"));
+        for c in CHECKS {
+            out.push_str(&format!("  {c}"));
+        }
+        out.push('\n');
+        for m in &self.machines {
+            out.push_str(&format!("{:width$}", m.name));
+            for c in CHECKS {
+                let s = m.checks.get(*c).map(Outcome::short).unwrap_or("?");
+                out.push_str(&format!("  {s:<w$}", w = c.len()));
+            }
+            out.push('\n');
+        }
+        for m in &self.machines {
+            for c in CHECKS {
+                match m.checks.get(*c) {
+                    Some(Outcome::Failed(why)) => out.push_str(&format!("{} {c}: FAILED: {why}\n", m.name)),
+                    Some(Outcome::NotCheckableOffline(why)) => {
+                        out.push_str(&format!("{} {c}: not checkable offline: {why}\n", m.name))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let verdict = if self.passed() { "PASSED" } else { "FAILED" };
+        let why = if self.timed_out {
+            " (timed out)"
+        } else if self.interrupted {
+            " (interrupted)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "boot-test {verdict}{why}: {} machine(s) in {:.0} s ({:?}: {}); serial logs in {}\n",
+            self.machines.len(),
+            self.seconds,
+            self.accel,
+            self.accel_reason,
+            self.logs.display()
+        ));
+        out
+    }
+}
+
+/// Boots every machine of a built profile and checks it. `seeds` are the
+/// rendered seeds (as `build` wrote them); `dir` receives the run's files.
+pub fn run(spec: &Spec, secrets: &Secrets, seeds: &[(String, Seed)], dir: &Path, opts: &BootOptions) -> Result<BootReport> {
+    let (accel, accel_reason) = match opts.accel {
+        Some(a) => (a, "chosen with --accel".to_string()),
+        None => detect_accel(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop)).context("cannot handle Ctrl-C")?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop)).context("cannot handle SIGTERM")?;
+
+    let started = Instant::now();
+    let mut lab = Lab::new(dir, accel, opts.memory_mib)?;
+    let mut names = Vec::new();
+    for (name, seed) in seeds {
+        let m = spec.machine(name).context("internal: seed of an unknown machine")?;
+        let iso = crate::iso::seed_iso_with(seed, &[("vendor-data", &probe_vendor_data(spec, m, seed))])?;
+        let iso_path = dir.join(format!("{name}.test-seed.iso"));
+        fs::write(&iso_path, iso)?;
+        let disk = dir.join(format!("{name}.qcow2"));
+        let _ = fs::remove_file(&disk);
+        create_overlay(&opts.image, &disk)?;
+        lab.start(name, &disk, &iso_path, &test_mac(m))?;
+        names.push(name.clone());
+    }
+    let deadline = started + opts.timeout;
+    let facts = lab.wait_reports(&names, deadline, &stop);
+    lab.shutdown();
+    let interrupted = stop.load(Ordering::SeqCst);
+    let timed_out = !interrupted && facts.values().any(|f| !f.complete) && Instant::now() >= deadline;
+    let mut machines = Vec::new();
+    for (name, seed) in seeds {
+        let m = spec.machine(name).context("internal: unknown machine")?;
+        let f = facts.get(name).cloned().unwrap_or_default();
+        machines.push(evaluate(spec, secrets, seed, m, &f));
+    }
+    if !opts.keep {
+        for name in &names {
+            let _ = fs::remove_file(dir.join(format!("{name}.qcow2")));
+            let _ = fs::remove_file(dir.join(format!("{name}.test-seed.iso")));
+        }
+    }
+    Ok(BootReport {
+        accel,
+        accel_reason,
+        seconds: started.elapsed().as_secs_f64(),
+        timed_out,
+        interrupted,
+        machines,
+        logs: dir.to_path_buf(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_keep_the_last_report() {
+        let f = Facts::parse("junk\n@@P@@ begin a\n@@P@@ x 1\n[  3.1] kernel\n@@P@@ begin a\n@@P@@ x 2\n@@P@@ end a\n");
+        assert!(f.complete);
+        assert_eq!(f.all("x"), ["2"]);
+    }
+
+    #[test]
+    fn ufw_status_lines_parse() {
+        let lines: Vec<String> = [
+            "Status: active",
+            "To                         Action      From",
+            "--                         ------      ----",
+            "22/tcp                     ALLOW IN    Anywhere                   # ssh",
+            "2049/tcp                   ALLOW IN    172.20.0.0/20              # NFSv4",
+            "Anywhere on vxlan.calico   ALLOW IN    Anywhere",
+            "Anywhere                   ALLOW OUT   Anywhere on cali+",
+            "22/tcp (v6)                ALLOW IN    Anywhere (v6)              # ssh",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (active, rules) = parse_ufw(&lines);
+        assert!(active);
+        assert_eq!(
+            rules,
+            vec![
+                ("2049/tcp".to_string(), "172.20.0.0/20".to_string()),
+                ("22/tcp".to_string(), "Anywhere".to_string()),
+                ("Anywhere".to_string(), "Anywhere on cali+ (out)".to_string()),
+                ("Anywhere on vxlan.calico".to_string(), "Anywhere".to_string()),
+            ]
+        );
+    }
+}
