@@ -51,7 +51,10 @@ pub fn detect_accel() -> (Accel, String) {
         return (Accel::Tcg, "no /dev/kvm".into());
     }
     if Path::new("/sys/module/kvm_pvm").exists() {
-        return (Accel::Tcg, "/dev/kvm is nested PVM (kvm_pvm), which boots no stock kernel".into());
+        return (
+            Accel::Tcg,
+            "/dev/kvm is nested PVM (kvm_pvm), which boots no stock kernel".into(),
+        );
     }
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let hw = cpuinfo
@@ -88,7 +91,8 @@ pub fn image_format(image: &Path) -> Result<String> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("qemu-img info gave no JSON")?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("qemu-img info gave no JSON")?;
     v["format"]
         .as_str()
         .map(str::to_string)
@@ -161,7 +165,9 @@ impl Lab {
         let mut cmd = Command::new("vde_switch");
         cmd.arg("-s").arg(&sock);
         // vde_switch exits when its stdin closes: it cannot outlive us.
-        cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         die_with_parent(&mut cmd);
         let switch = cmd
             .spawn()
@@ -202,20 +208,35 @@ impl Lab {
                 Accel::Tcg => ["-accel", "tcg", "-cpu", "max"],
             })
             .args(["-smp", "1", "-m", &self.memory_mib.to_string()])
-            .args(["-nodefaults", "-nographic", "-no-reboot", "-monitor", "none"])
+            .args([
+                "-nodefaults",
+                "-nographic",
+                "-no-reboot",
+                "-monitor",
+                "none",
+            ])
             .arg("-bios")
             .arg(&self.firmware)
             .arg("-serial")
             .arg(format!("file:{}", log.display()))
             // Boot from the disk only: no network boot attempts (romfile=).
             .arg("-drive")
-            .arg(format!("file={},format=qcow2,if=none,id=disk0", disk.display()))
+            .arg(format!(
+                "file={},format=qcow2,if=none,id=disk0",
+                disk.display()
+            ))
             .args(["-device", "virtio-blk-pci,drive=disk0,bootindex=0"])
             .arg("-drive")
-            .arg(format!("file={},format=raw,if=none,id=seed0,readonly=on", seed.display()))
+            .arg(format!(
+                "file={},format=raw,if=none,id=seed0,readonly=on",
+                seed.display()
+            ))
             .args(["-device", "virtio-blk-pci,drive=seed0"])
             .arg("-netdev")
-            .arg(format!("vde,id=n0,sock={}", self.sock_dir.path().join("switch").display()))
+            .arg(format!(
+                "vde,id=n0,sock={}",
+                self.sock_dir.path().join("switch").display()
+            ))
             .arg("-device")
             .arg(format!("virtio-net-pci,netdev=n0,mac={mac},romfile="))
             .args(["-object", "rng-random,id=rng0,filename=/dev/urandom"])
@@ -261,7 +282,12 @@ impl Lab {
 
     /// Waits until every named machine's probe has reported (or its QEMU
     /// exited), the deadline passed, or `stop` was raised.
-    pub fn wait_reports(&mut self, names: &[String], deadline: Instant, stop: &AtomicBool) -> BTreeMap<String, Facts> {
+    pub fn wait_reports(
+        &mut self,
+        names: &[String],
+        deadline: Instant,
+        stop: &AtomicBool,
+    ) -> BTreeMap<String, Facts> {
         let mut done: BTreeMap<String, Facts> = BTreeMap::new();
         loop {
             for n in names {
@@ -274,7 +300,8 @@ impl Lab {
                     done.insert(n.clone(), facts);
                 }
             }
-            if done.len() == names.len() || Instant::now() > deadline || stop.load(Ordering::SeqCst) {
+            if done.len() == names.len() || Instant::now() > deadline || stop.load(Ordering::SeqCst)
+            {
                 break;
             }
             std::thread::sleep(Duration::from_millis(500));
@@ -307,7 +334,9 @@ impl Facts {
     pub fn parse(serial: &str) -> Facts {
         let mut f = Facts::default();
         for line in serial.lines() {
-            let Some(at) = line.find("@@P@@ ") else { continue };
+            let Some(at) = line.find("@@P@@ ") else {
+                continue;
+            };
             let rest = line[at + 6..].trim_end_matches('\r');
             let (key, value) = rest.split_once(' ').unwrap_or((rest, ""));
             match key {
@@ -321,7 +350,10 @@ impl Facts {
                 "end" => f.complete = true,
                 _ => {}
             }
-            f.facts.entry(key.to_string()).or_default().push(value.to_string());
+            f.facts
+                .entry(key.to_string())
+                .or_default()
+                .push(value.to_string());
         }
         f
     }
@@ -391,8 +423,12 @@ fn sha256(s: &str) -> String {
 /// path -> sha256 of every write_files entry of a user-data.
 fn written_files(user_data: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let Ok(tree) = yaml::parse(user_data) else { return out };
-    let Some(list) = tree.get(&crate::diag::Path::parse("write_files")) else { return out };
+    let Ok(tree) = yaml::parse(user_data) else {
+        return out;
+    };
+    let Some(list) = tree.get(&crate::diag::Path::parse("write_files")) else {
+        return out;
+    };
     if let Kind::Seq(items) = &list.kind {
         for item in items {
             let get = |k: &str| match item.get(&crate::diag::Path::root().key(k)).map(|n| &n.kind) {
@@ -427,7 +463,11 @@ fn file_check(facts: &Facts, expected: &BTreeMap<String, String>, path: &str) ->
 fn expected_ufw(spec: &Spec, m: &MachineSpec) -> Vec<(String, String)> {
     let mut rules = vec![(format!("{}/tcp", spec.ssh.port), "Anywhere".to_string())];
     for r in resolve::ufw_rules(spec, m.role) {
-        let from = if r.from == "any" { "Anywhere".to_string() } else { r.from };
+        let from = if r.from == "any" {
+            "Anywhere".to_string()
+        } else {
+            r.from
+        };
         rules.push((format!("{}/{}", r.ports, r.proto), from));
     }
     if m.role.is_kubernetes() {
@@ -467,19 +507,36 @@ fn parse_ufw(lines: &[String]) -> (bool, Vec<(String, String)>) {
 }
 
 /// Evaluates every check of one machine from its probe facts.
-pub fn evaluate(spec: &Spec, secrets: &Secrets, seed: &Seed, m: &MachineSpec, facts: &Facts) -> MachineResult {
+pub fn evaluate(
+    spec: &Spec,
+    secrets: &Secrets,
+    seed: &Seed,
+    m: &MachineSpec,
+    facts: &Facts,
+) -> MachineResult {
     let mut checks = BTreeMap::new();
     let mut put = |k: &str, o: Outcome| {
         checks.insert(k.to_string(), o);
     };
     if !facts.began {
         for c in CHECKS {
-            put(c, Outcome::Failed("the machine never reported (see its serial log)".into()));
+            put(
+                c,
+                Outcome::Failed("the machine never reported (see its serial log)".into()),
+            );
         }
-        return MachineResult { name: m.name.clone(), role: m.role, checks };
+        return MachineResult {
+            name: m.name.clone(),
+            role: m.role,
+            checks,
+        };
     }
     let files = written_files(&seed.user_data);
-    let incomplete = if facts.complete { "" } else { " (the report was cut short)" };
+    let incomplete = if facts.complete {
+        ""
+    } else {
+        " (the report was cut short)"
+    };
 
     // cloud-init
     let result = facts.one("result").unwrap_or("").replace(' ', "");
@@ -490,18 +547,27 @@ pub fn evaluate(spec: &Spec, secrets: &Secrets, seed: &Seed, m: &MachineSpec, fa
         } else if result.is_empty() {
             Outcome::Failed(format!("no /run/cloud-init/result.json{incomplete}"))
         } else {
-            Outcome::Failed(format!("cloud-init reported errors: {}", facts.one("result").unwrap_or("")))
+            Outcome::Failed(format!(
+                "cloud-init reported errors: {}",
+                facts.one("result").unwrap_or("")
+            ))
         },
     );
 
     // hostname and /etc/hosts
-    let hosts: Vec<Vec<&str>> = facts.all("hosts").iter().map(|l| l.split_whitespace().collect()).collect();
+    let hosts: Vec<Vec<&str>> = facts
+        .all("hosts")
+        .iter()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     let missing: Vec<&str> = spec
         .machines
         .iter()
         .filter(|x| {
             let ip = x.ip.to_string();
-            !hosts.iter().any(|h| h.first() == Some(&ip.as_str()) && h.contains(&x.name.as_str()))
+            !hosts
+                .iter()
+                .any(|h| h.first() == Some(&ip.as_str()) && h.contains(&x.name.as_str()))
         })
         .map(|x| x.name.as_str())
         .collect();
@@ -510,28 +576,36 @@ pub fn evaluate(spec: &Spec, secrets: &Secrets, seed: &Seed, m: &MachineSpec, fa
         match facts.one("hostname") {
             Some(h) if h != m.name => Outcome::Failed(format!("hostname is {h:?}")),
             None => Outcome::Failed(format!("not reported{incomplete}")),
-            _ if !missing.is_empty() => Outcome::Failed(format!("/etc/hosts lacks {}", missing.join(", "))),
+            _ if !missing.is_empty() => {
+                Outcome::Failed(format!("/etc/hosts lacks {}", missing.join(", ")))
+            }
             _ => Outcome::Ok(format!("{} and every machine in /etc/hosts", m.name)),
         },
     );
 
     // static address on the right NIC
     let want = format!("{}/{}", m.ip, spec.subnet.prefix_len());
-    let addr_line = facts.all("addr").iter().find(|l| l.split_whitespace().any(|t| t == want));
-    let nic = addr_line.and_then(|l| l.split_whitespace().nth(1)).unwrap_or("");
+    let addr_line = facts
+        .all("addr")
+        .iter()
+        .find(|l| l.split_whitespace().any(|t| t == want));
+    let nic = addr_line
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("");
     let network = match addr_line {
         None => Outcome::Failed(format!("no interface has {want}")),
         Some(_) => match &m.mac {
             Some(mac) => {
                 let ctx_name = resolve_nic_name(m);
-                let link_ok = facts
-                    .all("link")
-                    .iter()
-                    .any(|l| l.contains(&format!(" {nic}:")) && l.contains(&format!("link/ether {mac}")));
+                let link_ok = facts.all("link").iter().any(|l| {
+                    l.contains(&format!(" {nic}:")) && l.contains(&format!("link/ether {mac}"))
+                });
                 if !link_ok {
                     Outcome::Failed(format!("{want} is on {nic}, which does not have MAC {mac}"))
                 } else if nic != ctx_name {
-                    Outcome::Failed(format!("{want} is on {nic}, expected the NIC to be named {ctx_name}"))
+                    Outcome::Failed(format!(
+                        "{want} is on {nic}, expected the NIC to be named {ctx_name}"
+                    ))
                 } else {
                     Outcome::Ok(format!("{want} on {nic} ({mac})"))
                 }
@@ -554,34 +628,50 @@ pub fn evaluate(spec: &Spec, secrets: &Secrets, seed: &Seed, m: &MachineSpec, fa
         if !failed.is_empty() {
             Outcome::Failed(format!("cannot reach {}", failed.join(", ")))
         } else if peers.len() < others {
-            Outcome::Failed(format!("only {} of {others} peers reported{incomplete}", peers.len()))
+            Outcome::Failed(format!(
+                "only {} of {others} peers reported{incomplete}",
+                peers.len()
+            ))
         } else {
             Outcome::Ok(format!("reaches all {others} by name"))
         },
     );
 
-    put("chrony", file_check(facts, &files, "/etc/chrony/chrony.conf"));
+    put(
+        "chrony",
+        file_check(facts, &files, "/etc/chrony/chrony.conf"),
+    );
 
     // sshd: port and host key
-    let port_open = facts
-        .all("listen")
-        .iter()
-        .any(|l| l.split_whitespace().any(|t| t.ends_with(&format!(":{}", spec.ssh.port))));
+    let port_open = facts.all("listen").iter().any(|l| {
+        l.split_whitespace()
+            .any(|t| t.ends_with(&format!(":{}", spec.ssh.port)))
+    });
     let want_key = secrets
         .machine(&m.name)
         .and_then(|s| s.public_key())
         .map(|k| k.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
         .unwrap_or_default();
-    let offered = facts
-        .all("hostkey")
-        .iter()
-        .any(|l| !l.starts_with('#') && l.split_whitespace().skip(1).take(2).collect::<Vec<_>>().join(" ") == want_key);
+    let offered = facts.all("hostkey").iter().any(|l| {
+        !l.starts_with('#')
+            && l.split_whitespace()
+                .skip(1)
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
+                == want_key
+    });
     put(
         "sshd",
         match (port_open, offered) {
             (false, _) => Outcome::Failed(format!("nothing listens on port {}", spec.ssh.port)),
-            (true, false) => Outcome::Failed("sshd does not offer the host key from the secrets file".into()),
-            (true, true) => Outcome::Ok(format!("port {}, host key from the secrets file", spec.ssh.port)),
+            (true, false) => {
+                Outcome::Failed("sshd does not offer the host key from the secrets file".into())
+            }
+            (true, true) => Outcome::Ok(format!(
+                "port {}, host key from the secrets file",
+                spec.ssh.port
+            )),
         },
     );
 
@@ -591,9 +681,21 @@ pub fn evaluate(spec: &Spec, secrets: &Secrets, seed: &Seed, m: &MachineSpec, fa
     let ufw = if !active {
         Outcome::Failed("ufw is not active".into())
     } else if rules != want_rules {
-        let missing: Vec<String> = want_rules.iter().filter(|r| !rules.contains(r)).map(|(t, f)| format!("{t} from {f}")).collect();
-        let extra: Vec<String> = rules.iter().filter(|r| !want_rules.contains(r)).map(|(t, f)| format!("{t} from {f}")).collect();
-        Outcome::Failed(format!("missing [{}], unexpected [{}]", missing.join("; "), extra.join("; ")))
+        let missing: Vec<String> = want_rules
+            .iter()
+            .filter(|r| !rules.contains(r))
+            .map(|(t, f)| format!("{t} from {f}"))
+            .collect();
+        let extra: Vec<String> = rules
+            .iter()
+            .filter(|r| !want_rules.contains(r))
+            .map(|(t, f)| format!("{t} from {f}"))
+            .collect();
+        Outcome::Failed(format!(
+            "missing [{}], unexpected [{}]",
+            missing.join("; "),
+            extra.join("; ")
+        ))
     } else {
         Outcome::Ok(format!("active, {} rules as the role needs", rules.len()))
     };
@@ -612,15 +714,28 @@ pub fn evaluate(spec: &Spec, secrets: &Secrets, seed: &Seed, m: &MachineSpec, fa
             let subnet = spec.subnet.to_string();
             let owners: Vec<&String> = facts.all("owner").iter().collect();
             let want_owner = format!("{}:{}", spec.nfs.uid, spec.nfs.gid);
-            let bad_owner: Vec<&String> = owners.iter().copied().filter(|o| !o.ends_with(&format!(" {want_owner}"))).collect();
+            let bad_owner: Vec<&String> = owners
+                .iter()
+                .copied()
+                .filter(|o| !o.ends_with(&format!(" {want_owner}")))
+                .collect();
             if !tokens.contains(&export_root.as_str()) {
                 Outcome::Failed(format!("{export_root} is not exported"))
-            } else if clients.is_empty() || !clients.iter().all(|c| c.starts_with(&format!("{subnet}("))) {
-                Outcome::Failed(format!("exported to {} (expected {subnet} only)", clients.join(", ")))
+            } else if clients.is_empty()
+                || !clients.iter().all(|c| c.starts_with(&format!("{subnet}(")))
+            {
+                Outcome::Failed(format!(
+                    "exported to {} (expected {subnet} only)",
+                    clients.join(", ")
+                ))
             } else if owners.len() != spec.nfs.folders.len() || !bad_owner.is_empty() {
-                Outcome::Failed(format!("data folders not owned by {want_owner}: {owners:?}"))
+                Outcome::Failed(format!(
+                    "data folders not owned by {want_owner}: {owners:?}"
+                ))
             } else {
-                Outcome::Ok(format!("{export_root} to {subnet} only, folders owned by {want_owner}"))
+                Outcome::Ok(format!(
+                    "{export_root} to {subnet} only, folders owned by {want_owner}"
+                ))
             }
         },
     );
@@ -631,20 +746,30 @@ pub fn evaluate(spec: &Spec, secrets: &Secrets, seed: &Seed, m: &MachineSpec, fa
         "nfs-client",
         match m.role {
             Role::Nfs => Outcome::NotApplicable,
-            _ if facts.one("nfs-mount") != Some("ok") => Outcome::Failed(format!("cannot mount the NFS export{incomplete}")),
+            _ if facts.one("nfs-mount") != Some("ok") => {
+                Outcome::Failed(format!("cannot mount the NFS export{incomplete}"))
+            }
             Role::Worker => match facts.one("nfs-write") {
-                Some(l) if l == format!("ok {want_owner}") => Outcome::Ok(format!("mounted, wrote a file as {want_owner}")),
+                Some(l) if l == format!("ok {want_owner}") => {
+                    Outcome::Ok(format!("mounted, wrote a file as {want_owner}"))
+                }
                 Some(l) => Outcome::Failed(format!("write as {want_owner}: {l}")),
                 None => Outcome::Failed(format!("no write reported{incomplete}")),
             },
             Role::Master => {
                 let seen = facts.all("nfs-see");
                 let workers: Vec<&MachineSpec> = spec.by_role(Role::Worker).collect();
-                let bad: Vec<&String> = seen.iter().filter(|l| !l.ends_with(&format!(" ok {want_owner}"))).collect();
+                let bad: Vec<&String> = seen
+                    .iter()
+                    .filter(|l| !l.ends_with(&format!(" ok {want_owner}")))
+                    .collect();
                 if seen.len() < workers.len() || !bad.is_empty() {
                     Outcome::Failed(format!("does not see every worker's file: {seen:?}"))
                 } else {
-                    Outcome::Ok(format!("sees the files the {} worker(s) wrote", workers.len()))
+                    Outcome::Ok(format!(
+                        "sees the files the {} worker(s) wrote",
+                        workers.len()
+                    ))
                 }
             }
         },
@@ -671,27 +796,55 @@ pub fn evaluate(spec: &Spec, secrets: &Secrets, seed: &Seed, m: &MachineSpec, fa
             Some((step, (state, msg)))
         })
         .collect();
-    let local: &[&str] = if m.role == Role::Nfs { &["ssh", "firewall", "chrony", "nfs-exports"] } else { &["ssh", "firewall", "chrony"] };
+    let local: &[&str] = if m.role == Role::Nfs {
+        &["ssh", "firewall", "chrony", "nfs-exports"]
+    } else {
+        &["ssh", "firewall", "chrony"]
+    };
     let online: &[&str] = if m.role == Role::Nfs {
         &["apt-update", "apt-upgrade", "packages"]
     } else {
-        &["apt-update", "apt-upgrade", "packages", "microk8s", "microk8s-launch"]
+        &[
+            "apt-update",
+            "apt-upgrade",
+            "packages",
+            "microk8s",
+            "microk8s-launch",
+        ]
     };
     let service = facts.one("online-service").unwrap_or("");
     let online_steps = if status.is_empty() {
-        Outcome::Failed(format!("no {} on the machine{incomplete}", resolve::STATUS_FILE))
-    } else if let Some(bad) = local.iter().find(|s| status.get(**s).map(|x| x.0.as_str()) != Some("done")) {
+        Outcome::Failed(format!(
+            "no {} on the machine{incomplete}",
+            resolve::STATUS_FILE
+        ))
+    } else if let Some(bad) = local
+        .iter()
+        .find(|s| status.get(**s).map(|x| x.0.as_str()) != Some("done"))
+    {
         Outcome::Failed(format!("local step {bad} is {:?}", status.get(*bad)))
     } else if let Some((s, (state, msg))) = status.iter().find(|(_, (st, _))| st == "failed") {
         Outcome::Failed(format!("{s} {state}: {msg}"))
-    } else if online.iter().all(|s| matches!(status.get(*s).map(|x| x.0.as_str()), Some("done" | "skipped"))) {
+    } else if online.iter().all(|s| {
+        matches!(
+            status.get(*s).map(|x| x.0.as_str()),
+            Some("done" | "skipped")
+        )
+    }) {
         Outcome::Ok("done online".into())
     } else if service != "active" {
-        Outcome::Failed(format!("steps are pending but nodeimg-online.service is {service:?}"))
+        Outcome::Failed(format!(
+            "steps are pending but nodeimg-online.service is {service:?}"
+        ))
     } else {
         let retrying: Vec<String> = online
             .iter()
-            .filter_map(|s| status.get(*s).filter(|(st, _)| st == "retrying").map(|(_, msg)| format!("{s}: {msg}")))
+            .filter_map(|s| {
+                status
+                    .get(*s)
+                    .filter(|(st, _)| st == "retrying")
+                    .map(|(_, msg)| format!("{s}: {msg}"))
+            })
             .collect();
         if retrying.is_empty() {
             Outcome::Failed("steps pending, none attempted yet".into())
@@ -713,18 +866,32 @@ pub fn evaluate(spec: &Spec, secrets: &Secrets, seed: &Seed, m: &MachineSpec, fa
         },
     );
 
-    MachineResult { name: m.name.clone(), role: m.role, checks }
+    MachineResult {
+        name: m.name.clone(),
+        role: m.role,
+        checks,
+    }
 }
 
 fn resolve_nic_name(m: &MachineSpec) -> String {
-    m.interface.clone().unwrap_or_else(|| resolve::DEFAULT_NIC_NAME.to_string())
+    m.interface
+        .clone()
+        .unwrap_or_else(|| resolve::DEFAULT_NIC_NAME.to_string())
 }
 
 /// The vendor-data that installs and starts the probe on a test machine.
 pub fn probe_vendor_data(spec: &Spec, m: &MachineSpec, seed: &Seed) -> String {
     let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
-    let peers: Vec<&str> = spec.machines.iter().filter(|x| x.name != m.name).map(|x| x.name.as_str()).collect();
-    let workers: Vec<&str> = spec.by_role(Role::Worker).map(|x| x.name.as_str()).collect();
+    let peers: Vec<&str> = spec
+        .machines
+        .iter()
+        .filter(|x| x.name != m.name)
+        .map(|x| x.name.as_str())
+        .collect();
+    let workers: Vec<&str> = spec
+        .by_role(Role::Worker)
+        .map(|x| x.name.as_str())
+        .collect();
     let files: Vec<String> = written_files(&seed.user_data).into_keys().collect();
     let env = [
         ("PROBE_HOST", m.name.clone()),
@@ -732,9 +899,15 @@ pub fn probe_vendor_data(spec: &Spec, m: &MachineSpec, seed: &Seed) -> String {
         ("PROBE_PEERS", peers.join(" ")),
         ("PROBE_WORKERS", workers.join(" ")),
         ("PROBE_NFS_IP", spec.nfs_server().ip.to_string()),
-        ("PROBE_EXPORT_ROOT", spec.nfs.export_root.trim_end_matches('/').to_string()),
+        (
+            "PROBE_EXPORT_ROOT",
+            spec.nfs.export_root.trim_end_matches('/').to_string(),
+        ),
         ("PROBE_FOLDERS", spec.nfs.folders.join(" ")),
-        ("PROBE_FOLDER", spec.nfs.folders.first().cloned().unwrap_or_default()),
+        (
+            "PROBE_FOLDER",
+            spec.nfs.folders.first().cloned().unwrap_or_default(),
+        ),
         ("PROBE_UID", spec.nfs.uid.to_string()),
         ("PROBE_GID", spec.nfs.gid.to_string()),
         ("PROBE_SSH_PORT", spec.ssh.port.to_string()),
@@ -767,6 +940,9 @@ pub struct BootOptions {
     pub memory_mib: u32,
     pub accel: Option<Accel>,
     pub keep: bool,
+    /// After the cluster is up, destroy this machine and bring it back
+    /// from a rebuilt seed.
+    pub reprovision: Option<String>,
 }
 
 /// The outcome of a boot test.
@@ -789,24 +965,32 @@ impl BootReport {
     /// The machine x check table, then each failure's reason.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let width = self.machines.iter().map(|m| m.name.len()).max().unwrap_or(7).max(7);
+        let width = self
+            .machines
+            .iter()
+            .map(|m| m.name.len())
+            .max()
+            .unwrap_or(7)
+            .max(7);
         out.push_str(&format!("{:width$}", "machine"));
         for c in CHECKS {
-            out.push_str(&format!("  {c}"));
+            out.push_str(&format!("  {c:<w$}", w = c.len().max(7)));
         }
         out.push('\n');
         for m in &self.machines {
             out.push_str(&format!("{:width$}", m.name));
             for c in CHECKS {
                 let s = m.checks.get(*c).map(Outcome::short).unwrap_or("?");
-                out.push_str(&format!("  {s:<w$}", w = c.len()));
+                out.push_str(&format!("  {s:<w$}", w = c.len().max(7)));
             }
             out.push('\n');
         }
         for m in &self.machines {
             for c in CHECKS {
                 match m.checks.get(*c) {
-                    Some(Outcome::Failed(why)) => out.push_str(&format!("{} {c}: FAILED: {why}\n", m.name)),
+                    Some(Outcome::Failed(why)) => {
+                        out.push_str(&format!("{} {c}: FAILED: {why}\n", m.name))
+                    }
                     Some(Outcome::NotCheckableOffline(why)) => {
                         out.push_str(&format!("{} {c}: not checkable offline: {why}\n", m.name))
                     }
@@ -836,40 +1020,87 @@ impl BootReport {
 
 /// Boots every machine of a built profile and checks it. `seeds` are the
 /// rendered seeds (as `build` wrote them); `dir` receives the run's files.
-pub fn run(spec: &Spec, secrets: &Secrets, seeds: &[(String, Seed)], dir: &Path, opts: &BootOptions) -> Result<BootReport> {
+/// With `opts.reprovision`, once the cluster has reported, that machine is
+/// powered off, its disk destroyed, its seed rebuilt by `rebuild` and booted
+/// on a fresh overlay while the others keep running; it is checked again.
+pub fn run(
+    spec: &Spec,
+    secrets: &Secrets,
+    seeds: &[(String, Seed)],
+    dir: &Path,
+    opts: &BootOptions,
+    rebuild: &dyn Fn(&str) -> Result<Seed>,
+) -> Result<BootReport> {
     let (accel, accel_reason) = match opts.accel {
         Some(a) => (a, "chosen with --accel".to_string()),
         None => detect_accel(),
     };
     let stop = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop)).context("cannot handle Ctrl-C")?;
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop)).context("cannot handle SIGTERM")?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))
+        .context("cannot handle Ctrl-C")?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))
+        .context("cannot handle SIGTERM")?;
 
     let started = Instant::now();
+    let deadline = started + opts.timeout;
     let mut lab = Lab::new(dir, accel, opts.memory_mib)?;
-    let mut names = Vec::new();
-    for (name, seed) in seeds {
-        let m = spec.machine(name).context("internal: seed of an unknown machine")?;
-        let iso = crate::iso::seed_iso_with(seed, &[("vendor-data", &probe_vendor_data(spec, m, seed))])?;
+    let boot = |lab: &mut Lab, name: &str, seed: &Seed| -> Result<()> {
+        let m = spec
+            .machine(name)
+            .context("internal: seed of an unknown machine")?;
+        let iso =
+            crate::iso::seed_iso_with(seed, &[("vendor-data", &probe_vendor_data(spec, m, seed))])?;
         let iso_path = dir.join(format!("{name}.test-seed.iso"));
         fs::write(&iso_path, iso)?;
         let disk = dir.join(format!("{name}.qcow2"));
         let _ = fs::remove_file(&disk);
         create_overlay(&opts.image, &disk)?;
-        lab.start(name, &disk, &iso_path, &test_mac(m))?;
+        lab.start(name, &disk, &iso_path, &test_mac(m))
+    };
+    let mut names = Vec::new();
+    for (name, seed) in seeds {
+        boot(&mut lab, name, seed)?;
         names.push(name.clone());
     }
-    let deadline = started + opts.timeout;
     let facts = lab.wait_reports(&names, deadline, &stop);
-    lab.shutdown();
-    let interrupted = stop.load(Ordering::SeqCst);
-    let timed_out = !interrupted && facts.values().any(|f| !f.complete) && Instant::now() >= deadline;
     let mut machines = Vec::new();
     for (name, seed) in seeds {
         let m = spec.machine(name).context("internal: unknown machine")?;
-        let f = facts.get(name).cloned().unwrap_or_default();
-        machines.push(evaluate(spec, secrets, seed, m, &f));
+        machines.push(evaluate(spec, secrets, seed, m, &facts[name]));
     }
+    let all_reported = facts.values().all(|f| f.complete);
+
+    if let Some(name) = &opts.reprovision {
+        if all_reported && !stop.load(Ordering::SeqCst) {
+            let m = spec
+                .machine(name)
+                .context("--reprovision: no such machine")?;
+            // The machine dies: power off and destroy its disk.
+            lab.stop(name);
+            fs::remove_file(dir.join(format!("{name}.qcow2")))?;
+            let old_log = lab.serial_log(name);
+            let _ = fs::rename(&old_log, dir.join(format!("{name}.first-boot.serial.log")));
+            let seed = rebuild(name)?;
+            boot(&mut lab, name, &seed)?;
+            let facts = lab.wait_reports(std::slice::from_ref(name), deadline, &stop);
+            let mut result = evaluate(spec, secrets, &seed, m, &facts[name]);
+            let others_down: Vec<&String> = names
+                .iter()
+                .filter(|n| *n != name && !lab.running(n))
+                .collect();
+            if !others_down.is_empty() {
+                result.checks.insert(
+                    "peers".into(),
+                    Outcome::Failed(format!("{others_down:?} stopped during the reprovisioning")),
+                );
+            }
+            result.name = format!("{name} (reprovisioned)");
+            machines.push(result);
+        }
+    }
+    lab.shutdown();
+    let interrupted = stop.load(Ordering::SeqCst);
+    let timed_out = !interrupted && Instant::now() >= deadline;
     if !opts.keep {
         for name in &names {
             let _ = fs::remove_file(dir.join(format!("{name}.qcow2")));
@@ -920,9 +1151,233 @@ mod tests {
             vec![
                 ("2049/tcp".to_string(), "172.20.0.0/20".to_string()),
                 ("22/tcp".to_string(), "Anywhere".to_string()),
-                ("Anywhere".to_string(), "Anywhere on cali+ (out)".to_string()),
-                ("Anywhere on vxlan.calico".to_string(), "Anywhere".to_string()),
+                (
+                    "Anywhere".to_string(),
+                    "Anywhere on cali+ (out)".to_string()
+                ),
+                (
+                    "Anywhere on vxlan.calico".to_string(),
+                    "Anywhere".to_string()
+                ),
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod evaluate_tests {
+    use super::*;
+
+    const PROFILE: &str = include_str!("../profiles/tutorial.yaml");
+
+    struct World {
+        spec: Spec,
+        secrets: Secrets,
+        seeds: BTreeMap<String, Seed>,
+    }
+
+    fn world() -> World {
+        let v = crate::load_profile_str("tutorial.yaml", PROFILE).unwrap();
+        let secrets = Secrets::generate(&v.spec).unwrap();
+        let engine = crate::render::Engine::new(None).unwrap();
+        let seeds = crate::render_seeds(&v.spec, &secrets, &engine, &[])
+            .unwrap()
+            .into_iter()
+            .collect();
+        World {
+            spec: v.spec,
+            secrets,
+            seeds,
+        }
+    }
+
+    /// What a healthy worker-1 reports.
+    fn healthy_worker(w: &World) -> String {
+        let seed = &w.seeds["worker-1"];
+        let key = w.secrets.machine("worker-1").unwrap().public_key().unwrap();
+        let key = key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        let mut lines = vec![
+            "begin worker-1 uptime=100".to_string(),
+            "result {\"v1\": {\"errors\": []}}".into(),
+            "hostname worker-1".into(),
+            "hosts 172.20.10.10 nfs".into(),
+            "hosts 172.20.10.11 master".into(),
+            "hosts 172.20.10.12 worker-1".into(),
+            "addr 2: enp0s3    inet 172.20.10.12/20 brd 172.20.15.255 scope global enp0s3".into(),
+            "link 2: enp0s3: <UP> mtu 1500\\    link/ether 52:54:00:14:0a:0c brd ff:ff:ff:ff:ff:ff".into(),
+            "ufw Status: active".into(),
+            "ufw 22/tcp                     ALLOW IN    Anywhere                   # ssh".into(),
+            "ufw 10250,10255,10257,10259,12379,16443,19001,25000/tcp ALLOW IN    172.20.0.0/20 # k8s".into(),
+            "ufw 4789/udp                   ALLOW IN    172.20.0.0/20".into(),
+            "ufw 12000/udp                  ALLOW IN    Anywhere".into(),
+            "ufw 13000/tcp                  ALLOW IN    Anywhere".into(),
+            "ufw Anywhere on vxlan.calico   ALLOW IN    Anywhere".into(),
+            "ufw Anywhere on cali+          ALLOW IN    Anywhere".into(),
+            "ufw Anywhere                   ALLOW OUT   Anywhere on vxlan.calico".into(),
+            "ufw Anywhere                   ALLOW OUT   Anywhere on cali+".into(),
+            "listen LISTEN 0 128 0.0.0.0:22 0.0.0.0:*".into(),
+            format!("hostkey 127.0.0.1 {key}"),
+            "peer nfs ok".into(),
+            "peer master ok".into(),
+            "nfs-mount ok".into(),
+            "nfs-write ok 1001:2000".into(),
+            "status ssh done 1 1 listening".into(),
+            "status apt-update retrying 1 1 no package index reachable (offline?)".into(),
+            "status firewall done 1 1 active".into(),
+            "status chrony done 1 1 pools".into(),
+            "status microk8s pending 0 0 -".into(),
+            "online-service active".into(),
+        ];
+        for (path, hash) in written_files(&seed.user_data) {
+            lines.push(format!("file {path} {hash}"));
+        }
+        lines.push("end worker-1".into());
+        lines.iter().map(|l| format!("@@P@@ {l}\n")).collect()
+    }
+
+    fn eval(w: &World, serial: &str) -> MachineResult {
+        let m = w.spec.machine("worker-1").unwrap();
+        evaluate(
+            &w.spec,
+            &w.secrets,
+            &w.seeds["worker-1"],
+            m,
+            &Facts::parse(serial),
+        )
+    }
+
+    #[test]
+    fn a_healthy_report_passes_every_check() {
+        let w = world();
+        let r = eval(&w, &healthy_worker(&w));
+        assert!(r.passed(), "{:#?}", r.checks);
+        assert_eq!(
+            r.checks["microk8s-ready"],
+            Outcome::NotCheckableOffline("needs the snap store".into())
+        );
+        assert!(
+            matches!(&r.checks["online-steps"], Outcome::Ok(d) if d.starts_with("retrying offline"))
+        );
+    }
+
+    fn failed(w: &World, serial: &str, check: &str) -> String {
+        match &eval(w, serial).checks[check] {
+            Outcome::Failed(why) => why.clone(),
+            other => panic!("{check} should fail, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_check_catches_its_fault() {
+        let w = world();
+        let ok = healthy_worker(&w);
+        let cases: &[(&str, &str, &str, &str)] = &[
+            (
+                "\"errors\": []",
+                "\"errors\": [\"runcmd\"]",
+                "cloud-init",
+                "reported errors",
+            ),
+            (
+                "hostname worker-1\n",
+                "hostname localhost\n",
+                "hostname",
+                "\"localhost\"",
+            ),
+            (
+                "@@P@@ hosts 172.20.10.10 nfs\n",
+                "",
+                "hostname",
+                "lacks nfs",
+            ),
+            (
+                "172.20.10.12/20",
+                "172.20.10.99/20",
+                "network",
+                "no interface has 172.20.10.12/20",
+            ),
+            (
+                "peer master ok",
+                "peer master fail",
+                "peers",
+                "cannot reach master",
+            ),
+            (
+                "0.0.0.0:22 ",
+                "0.0.0.0:2222 ",
+                "sshd",
+                "nothing listens on port 22",
+            ),
+            (
+                "hostkey 127.0.0.1 ssh-ed25519 AAAA",
+                "hostkey 127.0.0.1 ssh-ed25519 BBBB",
+                "sshd",
+                "host key",
+            ),
+            (
+                "ufw Status: active",
+                "ufw Status: inactive",
+                "ufw",
+                "not active",
+            ),
+            (
+                "@@P@@ ufw 4789/udp                   ALLOW IN    172.20.0.0/20\n",
+                "",
+                "ufw",
+                "missing [4789/udp",
+            ),
+            (
+                "ufw 12000/udp                  ALLOW IN    Anywhere",
+                "ufw 12000/udp ALLOW IN Anywhere\n@@P@@ ufw 8080/tcp ALLOW IN Anywhere",
+                "ufw",
+                "unexpected [8080/tcp",
+            ),
+            (
+                "nfs-write ok 1001:2000",
+                "nfs-write fail",
+                "nfs-client",
+                "write as 1001:2000",
+            ),
+            (
+                "nfs-mount ok",
+                "nfs-mount fail",
+                "nfs-client",
+                "cannot mount",
+            ),
+            (
+                "status chrony done",
+                "status chrony failed",
+                "online-steps",
+                "local step chrony",
+            ),
+            (
+                "online-service active",
+                "online-service failed",
+                "online-steps",
+                "nodeimg-online.service",
+            ),
+        ];
+        for (from, to, check, why) in cases {
+            assert!(
+                ok.contains(from),
+                "case {check}: {from:?} not in the healthy report"
+            );
+            let got = failed(&w, &ok.replacen(from, to, 1), check);
+            assert!(got.contains(why), "{check}: {got:?} lacks {why:?}");
+        }
+        // A file that differs from the rendered one.
+        let conf = written_files(&w.seeds["worker-1"].user_data)["/etc/chrony/chrony.conf"].clone();
+        assert!(failed(&w, &ok.replace(&conf, "0000"), "chrony").contains("differs"));
+        let launch = written_files(&w.seeds["worker-1"].user_data)["/etc/microk8s.yaml"].clone();
+        assert!(failed(&w, &ok.replace(&launch, "0000"), "microk8s-config").contains("differs"));
+    }
+
+    #[test]
+    fn a_silent_machine_fails_every_check() {
+        let w = world();
+        let r = eval(&w, "[  1.0] kernel only\n");
+        assert!(CHECKS
+            .iter()
+            .all(|c| matches!(r.checks[*c], Outcome::Failed(_))));
     }
 }

@@ -259,16 +259,50 @@ pub fn mask(text: &str, secrets: &[String]) -> String {
 
 /// `nodeimg boot-test`: builds the seeds into `opts.out_dir` (as `build`
 /// does), then boots every machine and checks it. Run files and serial logs
-/// go to `<out>/boot-test/`.
-pub fn boot_test(profile_path: &Path, build_opts: &BuildOptions, opts: &boottest::BootOptions) -> Result<boottest::BootReport> {
+/// go to `<out>.boot-test/`.
+pub fn boot_test(
+    profile_path: &Path,
+    build_opts: &BuildOptions,
+    opts: &boottest::BootOptions,
+) -> Result<boottest::BootReport> {
     if !build_opts.only.is_empty() {
         bail!("boot-test boots the whole cluster: --only is not supported here");
     }
     let summary = build(profile_path, build_opts)?;
     let v = load_profile(profile_path)?;
-    let engine = render::Engine::new(build_opts.templates.as_deref())?;
+    if let Some(name) = &opts.reprovision {
+        check_only(&v.spec, std::slice::from_ref(name))?;
+    }
     let secrets = Secrets::read(&summary.secrets_file)?;
-    let seeds = render_seeds(&v.spec, &secrets, &engine, &[])?;
-    let dir = summary.out_dir.join("boot-test");
-    boottest::run(&v.spec, &secrets, &seeds, &dir, opts)
+    let seeds: Vec<(String, Seed)> = summary
+        .machines
+        .iter()
+        .map(|m| Ok((m.clone(), read_seed(&summary.out_dir.join(m))?)))
+        .collect::<Result<_>>()?;
+    // Beside the build output, not in it: SHA256SUMS covers the seeds only.
+    let dir = PathBuf::from(format!("{}.boot-test", summary.out_dir.display()));
+    // Reprovisioning rebuilds the machine's seed as a user would.
+    let rebuild = |name: &str| -> Result<Seed> {
+        let only = BuildOptions {
+            only: vec![name.to_string()],
+            out_dir: Some(summary.out_dir.clone()),
+            ..build_opts.clone()
+        };
+        build(profile_path, &only)?;
+        read_seed(&summary.out_dir.join(name))
+    };
+    boottest::run(&v.spec, &secrets, &seeds, &dir, opts, &rebuild)
+}
+
+/// Reads a machine's seed files back from a build directory.
+pub fn read_seed(dir: &Path) -> Result<Seed> {
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .with_context(|| format!("cannot read {}", dir.join(f).display()))
+    };
+    Ok(Seed {
+        user_data: read("user-data")?,
+        meta_data: read("meta-data")?,
+        network_config: read("network-config")?,
+    })
 }

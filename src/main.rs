@@ -53,7 +53,7 @@ enum Command {
         /// the CI guest from qemu/build-guest. It is never written.
         #[arg(long)]
         image: PathBuf,
-        /// Output directory [default: out/<cluster name>]; logs in DIR/boot-test/.
+        /// Output directory [default: out/<cluster name>]; logs in DIR.boot-test/.
         #[arg(short = 'o', long = "out")]
         out: Option<PathBuf>,
         /// Give up after this many seconds.
@@ -68,6 +68,10 @@ enum Command {
         /// Keep the disk overlays and test seeds after the run.
         #[arg(long)]
         keep: bool,
+        /// Once the cluster is up, destroy this machine's disk, rebuild its
+        /// seed (--only) and boot it again; it must come back the same.
+        #[arg(long, value_name = "NAME")]
+        reprovision: Option<String>,
         /// Print the result as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -160,24 +164,53 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             eprint!("{warnings}");
             println!("{}: ok", profile.display());
         }
-        Command::BootTest { profile, image, out, timeout, memory, accel, keep, json, secrets, templates } => {
-            let accel = accel.map(|a| if a == "kvm" { nodeimg::boottest::Accel::Kvm } else { nodeimg::boottest::Accel::Tcg });
+        Command::BootTest {
+            profile,
+            image,
+            out,
+            timeout,
+            memory,
+            accel,
+            keep,
+            reprovision,
+            json,
+            secrets,
+            templates,
+        } => {
+            let accel = accel.map(|a| {
+                if a == "kvm" {
+                    nodeimg::boottest::Accel::Kvm
+                } else {
+                    nodeimg::boottest::Accel::Tcg
+                }
+            });
             let opts = nodeimg::boottest::BootOptions {
                 image,
                 timeout: std::time::Duration::from_secs(timeout),
                 memory_mib: memory,
                 accel,
                 keep,
+                reprovision,
             };
-            let build = nodeimg::BuildOptions { out_dir: out, only: Vec::new(), secrets, templates };
+            let build = nodeimg::BuildOptions {
+                out_dir: out,
+                only: Vec::new(),
+                secrets,
+                templates,
+            };
             let report = nodeimg::boot_test(&profile, &build, &opts)?;
             if json {
+                // The table still goes to the terminal, on stderr.
+                eprint!("{}", report.table());
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", report.table());
             }
             if !report.passed() {
-                anyhow::bail!("boot-test failed: see the table above and the serial logs in {}", report.logs.display());
+                anyhow::bail!(
+                    "boot-test failed: see the table above and the serial logs in {}",
+                    report.logs.display()
+                );
             }
         }
         Command::Show {

@@ -44,18 +44,34 @@ pub fn ufw_rules(spec: &Spec, role: Role) -> Vec<UfwRule> {
     let mut groups: Vec<(&'static str, String, Vec<PortRule>)> = Vec::new();
     for r in role_ports(role) {
         let key = (proto(r.proto), source(&r.from));
-        match groups.iter_mut().find(|(p, f, rules)| (*p, f.clone()) == key && rules.len() < 15) {
+        match groups
+            .iter_mut()
+            .find(|(p, f, rules)| (*p, f.clone()) == key && rules.len() < 15)
+        {
             Some(g) => g.2.push(r),
             None => groups.push((key.0, key.1, vec![r])),
         }
     }
     let mut out: Vec<UfwRule> = groups
         .into_iter()
+        .map(|(proto, from, mut rules)| {
+            // ufw lists the ports of a rule in ascending order.
+            rules.sort_by_key(|r| r.port);
+            (proto, from, rules)
+        })
         .map(|(proto, from, rules)| UfwRule {
-            ports: rules.iter().map(|r| r.port.to_string()).collect::<Vec<_>>().join(","),
+            ports: rules
+                .iter()
+                .map(|r| r.port.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
             proto,
             from,
-            comment: rules.iter().map(|r| r.why.as_str()).collect::<Vec<_>>().join(", "),
+            comment: rules
+                .iter()
+                .map(|r| r.why.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         })
         .collect();
     for extra in &spec.extra_rules {

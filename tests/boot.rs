@@ -1,0 +1,195 @@
+//! Boot tests: the seeds in real QEMU machines booted from the CI guest
+//! (qemu/build-guest), on a private switch. They take minutes, so plain
+//! `cargo test` skips them; `scripts/test` builds the guest, sets
+//! NODEIMG_GUEST_IMAGE and runs them.
+
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+
+fn guest_image() -> PathBuf {
+    let p = std::env::var_os("NODEIMG_GUEST_IMAGE")
+        .map(PathBuf::from)
+        .expect("NODEIMG_GUEST_IMAGE must name the CI guest image (scripts/test builds it with qemu/build-guest)");
+    assert!(p.is_file(), "{} does not exist", p.display());
+    p
+}
+
+/// Processes a boot test leaves behind: QEMUs started from `marker` (the
+/// scratch directory is in their command line) and any boot-test switch
+/// (the boot tests run one at a time).
+fn leftovers(marker: &str) -> Vec<String> {
+    let out = Command::new("ps")
+        .args(["-eo", "pid,args"])
+        .output()
+        .expect("ps");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            (l.contains("qemu-system") && l.contains(marker))
+                || (l.contains("vde_switch") && l.contains("nodeimg-vde-"))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `nodeimg boot-test profile.yaml --image GUEST -o out ARGS...` in `s`.
+fn boot_test(s: &Scratch, args: &[&str]) -> Run {
+    let image = guest_image();
+    let mut all = vec![
+        "boot-test",
+        "profile.yaml",
+        "--image",
+        image.to_str().unwrap(),
+        "-o",
+        "out",
+    ];
+    all.extend_from_slice(args);
+    s.run(&all)
+}
+
+#[test]
+#[ignore = "boots 3 VMs: run by scripts/test with NODEIMG_GUEST_IMAGE"]
+fn a_timed_out_boot_test_fails_and_leaves_nothing_running() {
+    let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
+    let r = boot_test(&s, &["--timeout", "15"]);
+    assert_eq!(r.code(), Some(1), "{}{}", r.stdout(), r.stderr());
+    assert!(
+        r.stdout().contains("boot-test FAILED (timed out)"),
+        "{}",
+        r.stdout()
+    );
+    assert!(r.stdout().contains("never reported"), "{}", r.stdout());
+    let marker = s.dir.path().to_string_lossy().into_owned();
+    assert!(
+        leftovers(&marker).is_empty(),
+        "left behind: {:?}",
+        leftovers(&marker)
+    );
+}
+
+/// The last lines of every serial log of a run, for a failure message.
+fn log_tails(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.to_string_lossy().ends_with(".serial.log") {
+                let text = String::from_utf8_lossy(&fs::read(&p).unwrap_or_default()).into_owned();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                out.push_str(&format!("\n===== {} (last 40 lines)\n", p.display()));
+                for l in tail.iter().rev() {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+#[ignore = "boots 3 VMs for minutes: run by scripts/test with NODEIMG_GUEST_IMAGE"]
+fn the_tutorial_cluster_boots_passes_every_check_and_a_worker_comes_back() {
+    let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
+    let r = boot_test(&s, &["--reprovision", "worker-1", "--json"]);
+    let logs = s.path("out.boot-test");
+    let report: serde_json::Value = serde_json::from_str(&r.stdout()).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}):\n{}\n{}",
+            r.stderr(),
+            log_tails(&logs)
+        )
+    });
+    let table = r.stderr();
+    assert!(r.ok(), "boot-test failed:\n{table}\n{}", log_tails(&logs));
+    // The table and the JSON say the same.
+    let machines = report["machines"].as_array().unwrap();
+    let names: Vec<&str> = machines
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["nfs", "master", "worker-1", "worker-1 (reprovisioned)"]
+    );
+    for m in machines {
+        let name = m["name"].as_str().unwrap();
+        assert!(
+            table.lines().any(|l| l.starts_with(name)),
+            "{name} missing from the table:\n{table}"
+        );
+        for check in nodeimg::boottest::CHECKS {
+            let status = m["checks"][check]["status"].as_str().unwrap_or("missing");
+            assert!(
+                ["ok", "not_applicable", "not_checkable_offline"].contains(&status),
+                "{name} {check}: {status}: {}\n{table}",
+                m["checks"][check]["detail"]
+            );
+        }
+    }
+    // Offline, the internet-bound steps retry: they neither hang nor fail cloud-init.
+    for m in machines {
+        let detail = m["checks"]["online-steps"]["detail"].as_str().unwrap_or("");
+        assert!(
+            detail.starts_with("retrying offline"),
+            "{}: {detail}",
+            m["name"]
+        );
+    }
+    assert!(table.contains("boot-test PASSED"), "{table}");
+    let marker = s.dir.path().to_string_lossy().into_owned();
+    assert!(
+        leftovers(&marker).is_empty(),
+        "left behind: {:?}",
+        leftovers(&marker)
+    );
+    assert!(
+        !logs.join("worker-1.qcow2").exists(),
+        "overlays are removed without --keep"
+    );
+}
+
+#[test]
+#[ignore = "boots 3 VMs for minutes: run by scripts/test with NODEIMG_GUEST_IMAGE"]
+fn a_broken_seed_fails_the_boot_test_naming_the_machine_and_the_check() {
+    let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
+    // A template override that breaks worker-1's first boot on purpose.
+    let builtin = nodeimg::render::TEMPLATES
+        .iter()
+        .find(|(n, _)| *n == "user-data.yaml")
+        .unwrap()
+        .1;
+    let broken = builtin.replace(
+        "  - [/usr/local/sbin/nodeimg-setup, local]",
+        "  - [/usr/local/sbin/nodeimg-setup, local]\n{%- if machine.name == \"worker-1\" %}\n  - [sh, -c, \"exit 1\"]\n{%- endif %}",
+    );
+    assert_ne!(broken, builtin);
+    fs::create_dir_all(s.path("tpl")).unwrap();
+    fs::write(s.path("tpl/user-data.yaml"), broken).unwrap();
+    let r = boot_test(&s, &["--templates", "tpl"]);
+    let table = r.stdout();
+    assert_eq!(r.code(), Some(1), "{table}{}", r.stderr());
+    assert!(
+        table.contains("worker-1 cloud-init: FAILED"),
+        "{table}\n{}",
+        log_tails(&s.path("out.boot-test"))
+    );
+    assert!(table.contains("boot-test FAILED"), "{table}");
+    for line in table.lines().filter(|l| l.contains(": FAILED")) {
+        assert!(
+            line.starts_with("worker-1 "),
+            "only worker-1 is broken: {line}"
+        );
+    }
+    let marker = s.dir.path().to_string_lossy().into_owned();
+    assert!(
+        leftovers(&marker).is_empty(),
+        "left behind: {:?}",
+        leftovers(&marker)
+    );
+}
