@@ -78,11 +78,12 @@ fn main() -> Result<()> {
     }
     let cluster_max = cluster_done.iter().map(|(_, t)| *t).fold(0.0, f64::max);
 
-    // One bare guest: an empty cloud-config.
+    // One bare guest: an empty cloud-config. It gets a static address like
+    // the cluster's machines: without one, the boot waits for DHCP.
     let bare = Seed {
         user_data: "#cloud-config\n{}\n".into(),
         meta_data: "instance-id: bench-bare\nlocal-hostname: bare\n".into(),
-        network_config: "version: 2\nethernets: {}\n".into(),
+        network_config: "version: 2\nethernets:\n  lan0:\n    match: {macaddress: \"52:54:00:00:00:01\"}\n    addresses: [172.20.10.99/20]\n".into(),
     };
     let mut lab = Lab::new(&work.path().join("bare"), accel, 768)?;
     let iso = work.path().join("bare.iso");
