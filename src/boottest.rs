@@ -155,6 +155,11 @@ impl Lab {
     /// Starts the switch. `dir` receives serial logs and overlays.
     pub fn new(dir: &Path, accel: Accel, memory_mib: u32) -> Result<Lab> {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // Absolute paths in the QEMU command lines: `ps` then tells whose
+        // machines these are.
+        let dir = &dir
+            .canonicalize()
+            .with_context(|| format!("cannot resolve {}", dir.display()))?;
         let firmware = firmware()?;
         // A short private path: unix socket paths are limited to 108 bytes.
         let sock_dir = tempfile::Builder::new()
@@ -1041,6 +1046,10 @@ pub fn run(
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))
         .context("cannot handle SIGTERM")?;
 
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = &dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
     let started = Instant::now();
     let deadline = started + opts.timeout;
     let mut lab = Lab::new(dir, accel, opts.memory_mib)?;

@@ -193,3 +193,53 @@ fn a_broken_seed_fails_the_boot_test_naming_the_machine_and_the_check() {
         leftovers(&marker)
     );
 }
+
+#[test]
+#[ignore = "boots 3 VMs: run by scripts/test with NODEIMG_GUEST_IMAGE"]
+fn ctrl_c_stops_the_boot_test_and_leaves_nothing_running() {
+    let image = guest_image();
+    let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
+    let child = Command::new(env!("CARGO_BIN_EXE_nodeimg"))
+        .args([
+            "boot-test",
+            "profile.yaml",
+            "--image",
+            image.to_str().unwrap(),
+            "-o",
+            "out",
+        ])
+        .current_dir(s.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let marker = s.dir.path().to_string_lossy().into_owned();
+    // Wait until the machines are up, then interrupt as a terminal would.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while leftovers(&marker)
+        .iter()
+        .filter(|l| l.contains("qemu-system"))
+        .count()
+        < 3
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the machines never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("boot-test FAILED (interrupted)"),
+        "{stdout}"
+    );
+    assert!(
+        leftovers(&marker).is_empty(),
+        "left behind: {:?}",
+        leftovers(&marker)
+    );
+}
