@@ -91,7 +91,7 @@ esac
 i=0
 while [ $i -lt "$PROBE_ONLINE_WAIT" ]; do
   [ -f /var/lib/nodeimg/online.done ] && break
-  grep -q '^apt-update [a-z]* [1-9]' /var/lib/nodeimg/status 2>/dev/null && break
+  grep -Eq '^apt-update (done|skipped|retrying) ' /var/lib/nodeimg/status 2>/dev/null && break
   sleep 1; i=$((i + 1))
 done
 each status cat /var/lib/nodeimg/status

@@ -847,8 +847,8 @@ pub fn evaluate(
             .filter_map(|s| {
                 status
                     .get(*s)
-                    .filter(|(st, _)| st == "retrying")
-                    .map(|(_, msg)| format!("{s}: {msg}"))
+                    .filter(|(st, _)| st == "retrying" || st == "running")
+                    .map(|(st, msg)| format!("{s} {st}: {msg}"))
             })
             .collect();
         if retrying.is_empty() {

@@ -6,8 +6,9 @@
 #   nodeimg-setup status   print the state of every step
 # The state of every step is one line of $STATUS_FILE:
 #   STEP STATE ATTEMPTS UNIX-TIME MESSAGE
-# STATE is pending, done, skipped, waiting (for a package or an earlier step),
-# retrying (failed, tried again later) or failed (a local step; cloud-init reports it).
+# STATE is pending, running, done, skipped, waiting (for a package or an earlier
+# step), retrying (failed, tried again later) or failed (a local step; cloud-init
+# reports it).
 set -u
 # shellcheck source=/dev/null
 . /etc/nodeimg/setup.env
@@ -65,6 +66,8 @@ run_step() {
   step=$1
   n=$(( $(attempts_of "$step") + 1 ))
   MESSAGE=""
+  # A long attempt shows as running, never as silence.
+  record "$step" running "$n" "attempt $n started"
   fn=step_$(echo "$step" | tr '-' '_')
   "$fn" >> "$LOG_DIR/$step.log" 2>&1
   rc=$?
