@@ -1059,11 +1059,14 @@ pub fn run(
             .context("internal: seed of an unknown machine")?;
         let iso =
             crate::iso::seed_iso_with(seed, &[("vendor-data", &probe_vendor_data(spec, m, seed))])?;
+        // The test seed and, once booted, the overlay hold the machine's
+        // secrets: private, like the build's seed.iso.
         let iso_path = dir.join(format!("{name}.test-seed.iso"));
-        fs::write(&iso_path, iso)?;
+        crate::output::write_private_atomic(&iso_path, &iso)?;
         let disk = dir.join(format!("{name}.qcow2"));
         let _ = fs::remove_file(&disk);
         create_overlay(&opts.image, &disk)?;
+        fs::set_permissions(&disk, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         lab.start(name, &disk, &iso_path, &test_mac(m))
     };
     let mut names = Vec::new();

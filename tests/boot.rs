@@ -56,7 +56,7 @@ fn boot_test(s: &Scratch, args: &[&str]) -> Run {
 #[ignore = "boots 3 VMs: run by scripts/test with NODEIMG_GUEST_IMAGE"]
 fn a_timed_out_boot_test_fails_and_leaves_nothing_running() {
     let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
-    let r = boot_test(&s, &["--timeout", "15"]);
+    let r = boot_test(&s, &["--timeout", "15", "--keep"]);
     assert_eq!(r.code(), Some(1), "{}{}", r.stdout(), r.stderr());
     assert!(
         r.stdout().contains("boot-test FAILED (timed out)"),
@@ -64,6 +64,10 @@ fn a_timed_out_boot_test_fails_and_leaves_nothing_running() {
         r.stdout()
     );
     assert!(r.stdout().contains("never reported"), "{}", r.stdout());
+    // Kept test seeds and overlays hold the machines' secrets.
+    for f in ["nfs.test-seed.iso", "nfs.qcow2", "worker-1.test-seed.iso"] {
+        assert_eq!(mode(&s.path("out.boot-test").join(f)), 0o600, "{f}");
+    }
     let marker = s.dir.path().to_string_lossy().into_owned();
     assert!(
         leftovers(&marker).is_empty(),
@@ -210,6 +214,7 @@ fn ctrl_c_stops_the_boot_test_and_leaves_nothing_running() {
         ])
         .current_dir(s.dir.path())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let marker = s.dir.path().to_string_lossy().into_owned();

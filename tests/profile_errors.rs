@@ -233,6 +233,13 @@ fn every_broken_profile_is_refused_at_the_culprit_and_nothing_is_written() {
     }
 }
 
+fn error_lines(r: &Run) -> usize {
+    r.stderr()
+        .lines()
+        .filter(|l| l.contains(": error: "))
+        .count()
+}
+
 #[test]
 fn all_errors_are_reported_in_one_run() {
     let text = shipped_profile("tutorial.yaml")
@@ -242,15 +249,7 @@ fn all_errors_are_reported_in_one_run() {
     let s = Scratch::with_profile(&text);
     let r = s.run(&["validate", "profile.yaml"]);
     assert_eq!(r.code(), Some(1));
-    assert_eq!(
-        r.stderr()
-            .lines()
-            .filter(|l| l.contains(": error: "))
-            .count(),
-        3,
-        "{}",
-        r.stderr()
-    );
+    assert_eq!(error_lines(&r), 3, "{}", r.stderr());
     assert!(r
         .stderr()
         .contains("3 errors in profile.yaml: nothing was written"));
@@ -261,15 +260,7 @@ fn all_errors_are_reported_in_one_run() {
         .replace("America/Los_Angeles", "Mars/Olympus");
     let s = Scratch::with_profile(&semantic);
     let r = s.run(&["validate", "profile.yaml"]);
-    assert_eq!(
-        r.stderr()
-            .lines()
-            .filter(|l| l.contains(": error: "))
-            .count(),
-        3,
-        "{}",
-        r.stderr()
-    );
+    assert_eq!(error_lines(&r), 3, "{}", r.stderr());
 }
 
 #[test]
