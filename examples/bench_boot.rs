@@ -49,22 +49,13 @@ fn main() -> Result<()> {
         ..Default::default()
     };
     let summary = nodeimg::build(&profile, &opts)?;
-    let v = nodeimg::load_profile(&profile)?;
     let (accel, why) = boottest::detect_accel();
     let mut lab = Lab::new(&work.path().join("cluster"), accel, 768)?;
     let t0 = Instant::now();
     for name in &summary.machines {
         let seed = nodeimg::read_seed(&summary.out_dir.join(name))?;
-        let m = v.spec.machine(name).context("machine")?;
-        let iso = work.path().join(format!("{name}.iso"));
-        let vendor = boottest::probe_vendor_data(&v.spec, m, &seed);
-        std::fs::write(
-            &iso,
-            nodeimg::iso::seed_iso_with(&seed, &[("vendor-data", &vendor)])?,
-        )?;
-        let disk = work.path().join(format!("{name}.qcow2"));
-        boottest::create_overlay(&image, &disk)?;
-        lab.start(name, &disk, &iso, &boottest::test_mac(m))?;
+        let m = summary.spec.machine(name).context("machine")?;
+        lab.boot_seed(&summary.spec, m, &seed, &image)?;
     }
     let facts = lab.wait_reports(&summary.machines, t0 + timeout, &stop);
     let cluster_wall = t0.elapsed().as_secs_f64();

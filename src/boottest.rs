@@ -257,6 +257,29 @@ impl Lab {
         Ok(())
     }
 
+    /// Boots machine `m` from a fresh overlay of `image` with its seed plus
+    /// the probe (as vendor-data) attached.
+    pub fn boot_seed(
+        &mut self,
+        spec: &Spec,
+        m: &MachineSpec,
+        seed: &Seed,
+        image: &Path,
+    ) -> Result<()> {
+        let name = &m.name;
+        let iso =
+            crate::iso::seed_iso_with(seed, &[("vendor-data", &probe_vendor_data(spec, m, seed))])?;
+        // The test seed and, once booted, the overlay hold the machine's
+        // secrets: private, like the build's seed.iso.
+        let iso_path = self.dir.join(format!("{name}.test-seed.iso"));
+        crate::output::write_private_atomic(&iso_path, &iso)?;
+        let disk = self.dir.join(format!("{name}.qcow2"));
+        let _ = fs::remove_file(&disk);
+        create_overlay(image, &disk)?;
+        fs::set_permissions(&disk, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        self.start(name, &disk, &iso_path, &test_mac(m))
+    }
+
     /// Powers a machine off hard (its disks are overlays).
     pub fn stop(&mut self, name: &str) {
         if let Some(mut child) = self.machines.remove(name) {
@@ -601,7 +624,7 @@ pub fn evaluate(
         None => Outcome::Failed(format!("no interface has {want}")),
         Some(_) => match &m.mac {
             Some(mac) => {
-                let ctx_name = resolve_nic_name(m);
+                let ctx_name = resolve::nic_name(m);
                 let link_ok = facts.all("link").iter().any(|l| {
                     l.contains(&format!(" {nic}:")) && l.contains(&format!("link/ether {mac}"))
                 });
@@ -878,12 +901,6 @@ pub fn evaluate(
     }
 }
 
-fn resolve_nic_name(m: &MachineSpec) -> String {
-    m.interface
-        .clone()
-        .unwrap_or_else(|| resolve::DEFAULT_NIC_NAME.to_string())
-}
-
 /// The vendor-data that installs and starts the probe on a test machine.
 pub fn probe_vendor_data(spec: &Spec, m: &MachineSpec, seed: &Seed) -> String {
     let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
@@ -1053,25 +1070,12 @@ pub fn run(
     let started = Instant::now();
     let deadline = started + opts.timeout;
     let mut lab = Lab::new(dir, accel, opts.memory_mib)?;
-    let boot = |lab: &mut Lab, name: &str, seed: &Seed| -> Result<()> {
+    let mut names = Vec::new();
+    for (name, seed) in seeds {
         let m = spec
             .machine(name)
             .context("internal: seed of an unknown machine")?;
-        let iso =
-            crate::iso::seed_iso_with(seed, &[("vendor-data", &probe_vendor_data(spec, m, seed))])?;
-        // The test seed and, once booted, the overlay hold the machine's
-        // secrets: private, like the build's seed.iso.
-        let iso_path = dir.join(format!("{name}.test-seed.iso"));
-        crate::output::write_private_atomic(&iso_path, &iso)?;
-        let disk = dir.join(format!("{name}.qcow2"));
-        let _ = fs::remove_file(&disk);
-        create_overlay(&opts.image, &disk)?;
-        fs::set_permissions(&disk, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        lab.start(name, &disk, &iso_path, &test_mac(m))
-    };
-    let mut names = Vec::new();
-    for (name, seed) in seeds {
-        boot(&mut lab, name, seed)?;
+        lab.boot_seed(spec, m, seed, &opts.image)?;
         names.push(name.clone());
     }
     let facts = lab.wait_reports(&names, deadline, &stop);
@@ -1093,7 +1097,7 @@ pub fn run(
             let old_log = lab.serial_log(name);
             let _ = fs::rename(&old_log, dir.join(format!("{name}.first-boot.serial.log")));
             let seed = rebuild(name)?;
-            boot(&mut lab, name, &seed)?;
+            lab.boot_seed(spec, m, &seed, &opts.image)?;
             let facts = lab.wait_reports(std::slice::from_ref(name), deadline, &stop);
             let mut result = evaluate(spec, secrets, &seed, m, &facts[name]);
             let others_down: Vec<&String> = names

@@ -70,6 +70,9 @@ pub struct BuildSummary {
     pub secrets_file: PathBuf,
     pub secrets_changes: secrets::Changes,
     pub warnings: String,
+    /// The checked profile and the secrets the seeds were made with.
+    pub spec: Spec,
+    pub secrets: Secrets,
 }
 
 /// Rendered and checked seeds for the selected machines.
@@ -172,6 +175,8 @@ pub fn build(profile_path: &Path, opts: &BuildOptions) -> Result<BuildSummary> {
         secrets_file,
         secrets_changes: changes,
         warnings: v.report.render_filtered(|d| !d.is_error()),
+        spec: v.spec,
+        secrets,
     })
 }
 
@@ -269,11 +274,9 @@ pub fn boot_test(
         bail!("boot-test boots the whole cluster: --only is not supported here");
     }
     let summary = build(profile_path, build_opts)?;
-    let v = load_profile(profile_path)?;
     if let Some(name) = &opts.reprovision {
-        check_only(&v.spec, std::slice::from_ref(name))?;
+        check_only(&summary.spec, std::slice::from_ref(name))?;
     }
-    let secrets = Secrets::read(&summary.secrets_file)?;
     let seeds: Vec<(String, Seed)> = summary
         .machines
         .iter()
@@ -291,7 +294,14 @@ pub fn boot_test(
         build(profile_path, &only)?;
         read_seed(&summary.out_dir.join(name))
     };
-    boottest::run(&v.spec, &secrets, &seeds, &dir, opts, &rebuild)
+    boottest::run(
+        &summary.spec,
+        &summary.secrets,
+        &seeds,
+        &dir,
+        opts,
+        &rebuild,
+    )
 }
 
 /// Reads a machine's seed files back from a build directory.

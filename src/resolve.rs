@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::secrets::Secrets;
-use crate::validate::{role_ports, MachineSpec, PortRule, Proto, Role, Source, Spec};
+use crate::validate::{role_ports, MachineSpec, PortRule, Role, Source, Spec};
 
 /// Where each machine reports the state of its first-boot steps.
 pub const STATUS_FILE: &str = "/var/lib/nodeimg/status";
@@ -37,13 +37,9 @@ pub fn ufw_rules(spec: &Spec, role: Role) -> Vec<UfwRule> {
         Source::Cluster => spec.subnet.to_string(),
         Source::Net(n) => n.clone(),
     };
-    let proto = |p: Proto| match p {
-        Proto::Tcp => "tcp",
-        Proto::Udp => "udp",
-    };
     let mut groups: Vec<(&'static str, String, Vec<PortRule>)> = Vec::new();
     for r in role_ports(role) {
-        let key = (proto(r.proto), source(&r.from));
+        let key = (r.proto.as_str(), source(&r.from));
         match groups
             .iter_mut()
             .find(|(p, f, rules)| (*p, f.clone()) == key && rules.len() < 15)
@@ -57,34 +53,35 @@ pub fn ufw_rules(spec: &Spec, role: Role) -> Vec<UfwRule> {
         .map(|(proto, from, mut rules)| {
             // ufw lists the ports of a rule in ascending order.
             rules.sort_by_key(|r| r.port);
-            (proto, from, rules)
-        })
-        .map(|(proto, from, rules)| UfwRule {
-            ports: rules
-                .iter()
-                .map(|r| r.port.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-            proto,
-            from,
-            comment: rules
-                .iter()
-                .map(|r| r.why.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            let ports: Vec<String> = rules.iter().map(|r| r.port.to_string()).collect();
+            let whys: Vec<&str> = rules.iter().map(|r| r.why.as_str()).collect();
+            UfwRule {
+                ports: ports.join(","),
+                proto,
+                from,
+                comment: whys.join(", "),
+            }
         })
         .collect();
     for extra in &spec.extra_rules {
         if extra.roles.is_empty() || extra.roles.contains(&role) {
             out.push(UfwRule {
                 ports: extra.rule.port.to_string(),
-                proto: proto(extra.rule.proto),
+                proto: extra.rule.proto.as_str(),
                 from: source(&extra.rule.from),
                 comment: extra.rule.why.clone(),
             });
         }
     }
     out
+}
+
+/// The NIC's name in network-config: the profile's interface, else
+/// `lan0` (with a MAC, nodeimg renames the NIC to it).
+pub fn nic_name(m: &MachineSpec) -> String {
+    m.interface
+        .clone()
+        .unwrap_or_else(|| DEFAULT_NIC_NAME.into())
 }
 
 /// Debian/Ubuntu packages a role's first boot needs.
@@ -119,11 +116,7 @@ pub fn context(spec: &Spec, secrets: &Secrets, m: &MachineSpec) -> Result<Value>
     let master = spec.master();
     let nfs_server = spec.nfs_server();
     let token = &secrets.microk8s_join_token;
-    let nic_name = match (&m.mac, &m.interface) {
-        (Some(_), iface) => iface.clone().unwrap_or_else(|| DEFAULT_NIC_NAME.into()),
-        (None, Some(iface)) => iface.clone(),
-        (None, None) => DEFAULT_NIC_NAME.into(),
-    };
+    let nic_name = nic_name(m);
     let export_root = spec.nfs.export_root.trim_end_matches('/');
     Ok(json!({
         "nodeimg": { "version": env!("CARGO_PKG_VERSION") },

@@ -37,19 +37,19 @@ fn leftovers(marker: &str) -> Vec<String> {
         .collect()
 }
 
-/// `nodeimg boot-test profile.yaml --image GUEST -o out ARGS...` in `s`.
+/// `nodeimg boot-test profile.yaml --image GUEST -o out ARGS...`, to run in `s`.
+fn boot_test_command(s: &Scratch, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodeimg"));
+    cmd.args(["boot-test", "profile.yaml", "--image"])
+        .arg(guest_image())
+        .args(["-o", "out"])
+        .args(args)
+        .current_dir(s.dir.path());
+    cmd
+}
+
 fn boot_test(s: &Scratch, args: &[&str]) -> Run {
-    let image = guest_image();
-    let mut all = vec![
-        "boot-test",
-        "profile.yaml",
-        "--image",
-        image.to_str().unwrap(),
-        "-o",
-        "out",
-    ];
-    all.extend_from_slice(args);
-    s.run(&all)
+    Run(boot_test_command(s, args).output().expect("run nodeimg"))
 }
 
 #[test]
@@ -201,18 +201,8 @@ fn a_broken_seed_fails_the_boot_test_naming_the_machine_and_the_check() {
 #[test]
 #[ignore = "boots 3 VMs: run by scripts/test with NODEIMG_GUEST_IMAGE"]
 fn ctrl_c_stops_the_boot_test_and_leaves_nothing_running() {
-    let image = guest_image();
     let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
-    let child = Command::new(env!("CARGO_BIN_EXE_nodeimg"))
-        .args([
-            "boot-test",
-            "profile.yaml",
-            "--image",
-            image.to_str().unwrap(),
-            "-o",
-            "out",
-        ])
-        .current_dir(s.dir.path())
+    let child = boot_test_command(&s, &[])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
