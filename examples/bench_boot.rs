@@ -85,7 +85,7 @@ fn main() -> Result<()> {
     let disk = work.path().join("bare.qcow2");
     boottest::create_overlay(&image, &disk)?;
     let t1 = Instant::now();
-    lab.start("bare", &disk, &iso, "52:54:00:00:00:01")?;
+    lab.start("bare", &disk, Some(&iso), "52:54:00:00:00:01")?;
     let facts = lab.wait_reports(&["bare".to_string()], t1 + timeout, &stop);
     let bare_wall = t1.elapsed().as_secs_f64();
     lab.shutdown();

@@ -201,8 +201,9 @@ impl Lab {
         self.dir.join(format!("{name}.serial.log"))
     }
 
-    /// Boots one machine from `disk` (an overlay) with `seed` attached.
-    pub fn start(&mut self, name: &str, disk: &Path, seed: &Path, mac: &str) -> Result<()> {
+    /// Boots one machine from `disk` (an overlay) with `seed` attached
+    /// (`None`: the seed is on the disk).
+    pub fn start(&mut self, name: &str, disk: &Path, seed: Option<&Path>, mac: &str) -> Result<()> {
         let log = self.serial_log(name);
         let _ = fs::remove_file(&log);
         let qemu_log = fs::File::create(self.dir.join(format!("{name}.qemu.log")))?;
@@ -230,14 +231,16 @@ impl Lab {
                 "file={},format=qcow2,if=none,id=disk0",
                 disk.display()
             ))
-            .args(["-device", "virtio-blk-pci,drive=disk0,bootindex=0"])
-            .arg("-drive")
-            .arg(format!(
-                "file={},format=raw,if=none,id=seed0,readonly=on",
-                seed.display()
-            ))
-            .args(["-device", "virtio-blk-pci,drive=seed0"])
-            .arg("-netdev")
+            .args(["-device", "virtio-blk-pci,drive=disk0,bootindex=0"]);
+        if let Some(seed) = seed {
+            cmd.arg("-drive")
+                .arg(format!(
+                    "file={},format=raw,if=none,id=seed0,readonly=on",
+                    seed.display()
+                ))
+                .args(["-device", "virtio-blk-pci,drive=seed0"]);
+        }
+        cmd.arg("-netdev")
             .arg(format!(
                 "vde,id=n0,sock={}",
                 self.sock_dir.path().join("switch").display()
@@ -277,7 +280,45 @@ impl Lab {
         let _ = fs::remove_file(&disk);
         create_overlay(image, &disk)?;
         fs::set_permissions(&disk, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        self.start(name, &disk, &iso_path, &test_mac(m))
+        self.start(name, &disk, Some(&iso_path), &test_mac(m))
+    }
+
+    /// Boots machine `m` from a copy of its built disk image (`disk.img`,
+    /// seed embedded) whose seed partition also holds the probe.
+    pub fn boot_disk_image(
+        &mut self,
+        spec: &Spec,
+        m: &MachineSpec,
+        seed: &Seed,
+        disk_image: &Path,
+    ) -> Result<()> {
+        let name = &m.name;
+        let iso =
+            crate::iso::seed_iso_with(seed, &[("vendor-data", &probe_vendor_data(spec, m, seed))])?;
+        let copy = self.dir.join(format!("{name}.disk.img"));
+        crate::disk::copy_with_seed(disk_image, &copy, &iso)?;
+        let disk = self.dir.join(format!("{name}.qcow2"));
+        let _ = fs::remove_file(&disk);
+        create_overlay(&copy, &disk)?;
+        fs::set_permissions(&disk, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        self.start(name, &disk, None, &test_mac(m))
+    }
+
+    /// Boots a machine the way the options say: from its disk image, or
+    /// from the base image with its seed ISO.
+    fn boot(
+        &mut self,
+        spec: &Spec,
+        m: &MachineSpec,
+        seed: &Seed,
+        opts: &BootOptions,
+    ) -> Result<()> {
+        match &opts.images_from {
+            Some(dir) => {
+                self.boot_disk_image(spec, m, seed, &dir.join(&m.name).join(crate::DISK_IMAGE))
+            }
+            None => self.boot_seed(spec, m, seed, &opts.image),
+        }
     }
 
     /// Powers a machine off hard (its disks are overlays).
@@ -965,6 +1006,9 @@ pub struct BootOptions {
     /// After the cluster is up, destroy this machine and bring it back
     /// from a rebuilt seed.
     pub reprovision: Option<String>,
+    /// Boot the disk images of this build directory (`build --images`)
+    /// instead of `image` with seed ISOs.
+    pub images_from: Option<PathBuf>,
 }
 
 /// The outcome of a boot test.
@@ -1075,7 +1119,7 @@ pub fn run(
         let m = spec
             .machine(name)
             .context("internal: seed of an unknown machine")?;
-        lab.boot_seed(spec, m, seed, &opts.image)?;
+        lab.boot(spec, m, seed, opts)?;
         names.push(name.clone());
     }
     let facts = lab.wait_reports(&names, deadline, &stop);
@@ -1097,7 +1141,7 @@ pub fn run(
             let old_log = lab.serial_log(name);
             let _ = fs::rename(&old_log, dir.join(format!("{name}.first-boot.serial.log")));
             let seed = rebuild(name)?;
-            lab.boot_seed(spec, m, &seed, &opts.image)?;
+            lab.boot(spec, m, &seed, opts)?;
             let facts = lab.wait_reports(std::slice::from_ref(name), deadline, &stop);
             let mut result = evaluate(spec, secrets, &seed, m, &facts[name]);
             let others_down: Vec<&String> = names
@@ -1121,6 +1165,7 @@ pub fn run(
         for name in &names {
             let _ = fs::remove_file(dir.join(format!("{name}.qcow2")));
             let _ = fs::remove_file(dir.join(format!("{name}.test-seed.iso")));
+            let _ = fs::remove_file(dir.join(format!("{name}.disk.img")));
         }
     }
     Ok(BootReport {

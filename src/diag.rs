@@ -159,6 +159,11 @@ impl Report {
         r.diagnostics.dedup();
         r
     }
+    /// A report of `d` alone about the same file (for problems found after
+    /// validation, such as a disk size the base image does not fit).
+    pub fn about(&self, d: Diagnostic) -> Report {
+        Report::new(self.file.clone(), self.tree.clone(), vec![d])
+    }
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
     }

@@ -9,6 +9,9 @@
 pub mod boottest;
 pub mod check;
 pub mod diag;
+pub mod disk;
+pub mod fetch;
+pub mod flash;
 pub mod iso;
 pub mod output;
 pub mod profile;
@@ -60,6 +63,11 @@ pub struct BuildOptions {
     pub only: Vec<String>,
     pub secrets: Option<PathBuf>,
     pub templates: Option<PathBuf>,
+    /// Also write each machine's flashable disk image (`disk.img`).
+    pub images: bool,
+    /// The base image for `images` instead of the profile's `image` section.
+    pub base_image: Option<PathBuf>,
+    pub fetch: fetch::FetchOptions,
 }
 
 /// What a build did, for the summary line.
@@ -132,43 +140,43 @@ pub fn build(profile_path: &Path, opts: &BuildOptions) -> Result<BuildSummary> {
     // a template error leaves no new file behind.
     let (secrets, changes) = secrets::load_or_generate(&secrets_file, &v.spec)?;
     let seeds = render_seeds(&v.spec, &secrets, &engine, &opts.only)?;
-    let mut machines = Vec::new();
-    for (name, seed) in &seeds {
-        let iso = iso::seed_iso(seed).with_context(|| format!("packing the seed of {name}"))?;
-        machines.push((
-            name.clone(),
-            vec![
-                output::OutFile {
-                    name: "user-data",
-                    bytes: seed.user_data.clone().into_bytes(),
-                    private: true,
-                },
-                output::OutFile {
-                    name: "meta-data",
-                    bytes: seed.meta_data.clone().into_bytes(),
-                    private: false,
-                },
-                output::OutFile {
-                    name: "network-config",
-                    bytes: seed.network_config.clone().into_bytes(),
-                    private: false,
-                },
-                output::OutFile {
-                    name: "seed.iso",
-                    bytes: iso,
-                    private: true,
-                },
-            ],
-        ));
-    }
-    if changes.created || !changes.new_machines.is_empty() {
-        secrets.write(&secrets_file)?;
-    }
     let out_dir = opts
         .out_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("out").join(&v.spec.cluster_name));
-    output::write_build(&out_dir, &machines, !opts.only.is_empty())?;
+    let mut stage = output::Stage::new(&out_dir, !opts.only.is_empty())?;
+    let base = if opts.images {
+        Some(open_base_image(&v, opts, &stage.scratch())?)
+    } else {
+        None
+    };
+    for (name, seed) in &seeds {
+        let iso = iso::seed_iso(seed).with_context(|| format!("packing the seed of {name}"))?;
+        if let Some(base) = &base {
+            let dir = stage.machine_dir(name)?;
+            write_machine_image(&v, base, &iso, name, &dir.join(DISK_IMAGE))?;
+        }
+        let files = [
+            ("user-data", seed.user_data.as_bytes(), true),
+            ("meta-data", seed.meta_data.as_bytes(), false),
+            ("network-config", seed.network_config.as_bytes(), false),
+            ("seed.iso", iso.as_slice(), true),
+        ];
+        for (file, bytes, private) in files {
+            stage.write(
+                name,
+                &output::OutFile {
+                    name: file,
+                    bytes: bytes.to_vec(),
+                    private,
+                },
+            )?;
+        }
+    }
+    if changes.created || !changes.new_machines.is_empty() {
+        secrets.write(&secrets_file)?;
+    }
+    stage.commit()?;
     Ok(BuildSummary {
         out_dir,
         machines: seeds.into_iter().map(|(n, _)| n).collect(),
@@ -178,6 +186,72 @@ pub fn build(profile_path: &Path, opts: &BuildOptions) -> Result<BuildSummary> {
         spec: v.spec,
         secrets,
     })
+}
+
+/// The file name of a machine's disk image in the build directory.
+pub const DISK_IMAGE: &str = "disk.img";
+
+/// The base image for `--images`: `--image` if given, else the profile's
+/// `image` section, downloaded (or taken from the cache) and verified.
+fn open_base_image(v: &Validated, opts: &BuildOptions, scratch: &Path) -> Result<disk::BaseImage> {
+    let path = match &opts.base_image {
+        Some(p) => p.clone(),
+        None => {
+            let Some(image) = &v.spec.image else {
+                return Err(v
+                    .report
+                    .about(diag::Diagnostic::error(
+                        diag::Path::root(),
+                        "--images needs a base image, and the profile has no `image` section",
+                        "add `image:` with `release: \"22.04\"` (Ubuntu's cloud image), or `url:` and `sha256:`",
+                    ))
+                    .into());
+            };
+            let fetcher = fetch::Fetcher::new(opts.fetch.clone())?;
+            let sha256 = match &image.checksum {
+                validate::Checksum::Sha256(h) => h.clone(),
+                validate::Checksum::Sums { url, name } => {
+                    let list = fetcher.fetch_text(url)?;
+                    fetch::sums_entry(&list, name).with_context(|| {
+                        format!("{url} has no entry for {name}\n  hint: check image.url and image.sha256sums, or pin image.sha256")
+                    })?
+                }
+            };
+            fetcher.fetch(&image.url, &sha256)?
+        }
+    };
+    disk::BaseImage::open(&path, scratch)
+}
+
+/// Writes one machine's disk image and its `.sha256` beside it.
+fn write_machine_image(
+    v: &Validated,
+    base: &disk::BaseImage,
+    iso: &[u8],
+    name: &str,
+    path: &Path,
+) -> Result<disk::DiskImage> {
+    let size = v.spec.image.as_ref().and_then(|i| i.size);
+    let written = disk::write_disk_image(base, iso, name, size, path).map_err(|e| {
+        match e.downcast_ref::<disk::TooSmall>() {
+            Some(small) => v
+                .report
+                .about(diag::Diagnostic::error(
+                    diag::Path::parse("image.size"),
+                    small.to_string(),
+                    format!(
+                        "raise image.size to at least {}M, or remove it to get the smallest size",
+                        small.needed >> 20
+                    ),
+                ))
+                .into(),
+            None => e.context(format!("writing the disk image of {name}")),
+        }
+    })?;
+    let sidecar = path.with_file_name(format!("{DISK_IMAGE}{}", output::SIDECAR_SUFFIX));
+    std::fs::write(&sidecar, format!("{}  {DISK_IMAGE}\n", written.sha256))
+        .with_context(|| format!("cannot write {}", sidecar.display()))?;
+    Ok(written)
 }
 
 /// `nodeimg validate`: everything `build` checks, writing nothing. Returns
@@ -274,6 +348,11 @@ pub fn boot_test(
         bail!("boot-test boots the whole cluster: --only is not supported here");
     }
     let summary = build(profile_path, build_opts)?;
+    let mut opts = opts.clone();
+    if build_opts.images {
+        opts.images_from = Some(summary.out_dir.clone());
+    }
+    let opts = &opts;
     if let Some(name) = &opts.reprovision {
         check_only(&summary.spec, std::slice::from_ref(name))?;
     }

@@ -36,6 +36,25 @@ enum Command {
         /// Directory of templates that replace the built-in ones, file by file.
         #[arg(long)]
         templates: Option<PathBuf>,
+        /// Also write each machine's flashable disk image (disk.img): the
+        /// profile's base image with the seed embedded.
+        #[arg(long)]
+        images: bool,
+        /// With --images: use this local base image (raw or qcow2) instead
+        /// of the profile's `image` section.
+        #[arg(long, value_name = "FILE", requires = "images")]
+        base_image: Option<PathBuf>,
+        #[command(flatten)]
+        fetch: FetchArgs,
+    },
+    /// Write a disk image or seed ISO to a block device (or a file), then
+    /// read it back to verify it. Refuses devices in use.
+    Flash {
+        image: PathBuf,
+        device: PathBuf,
+        /// Do not ask before overwriting.
+        #[arg(long)]
+        yes: bool,
     },
     /// Check the profile and render every seed in memory; write nothing.
     Validate {
@@ -50,9 +69,17 @@ enum Command {
     BootTest {
         profile: PathBuf,
         /// Bootable base disk image (qcow2 or raw): an Ubuntu cloud image, or
-        /// the CI guest from qemu/build-guest. It is never written.
+        /// the CI guest from qemu/build-guest. It is never written. With
+        /// --images it is the base of the disk images [default there: the
+        /// profile's `image` section].
+        #[arg(long, required_unless_present = "images")]
+        image: Option<PathBuf>,
+        /// Boot each machine from its disk image (seed embedded, as
+        /// `build --images` makes it) instead of the base image + seed ISO.
         #[arg(long)]
-        image: PathBuf,
+        images: bool,
+        #[command(flatten)]
+        fetch: FetchArgs,
         /// Output directory [default: out/<cluster name>]; logs in DIR.boot-test/.
         #[arg(short = 'o', long = "out")]
         out: Option<PathBuf>,
@@ -97,6 +124,43 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct FetchArgs {
+    /// Download nothing: use only the download cache.
+    #[arg(long)]
+    offline: bool,
+    /// The download cache [default: $NODEIMG_CACHE/downloads or ~/.cache/nodeimg/downloads].
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+}
+
+impl FetchArgs {
+    fn options(self) -> nodeimg::fetch::FetchOptions {
+        let mut o = nodeimg::fetch::FetchOptions {
+            offline: self.offline,
+            ..Default::default()
+        };
+        if let Some(dir) = self.cache {
+            o.cache_dir = dir;
+        }
+        o
+    }
+}
+
+/// Asks on the terminal; refuses when there is none to ask on.
+fn confirm_on_terminal(text: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    eprintln!("{text}");
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("not confirmed: stdin is not a terminal, so nodeimg cannot ask\n  hint: check the device above, then run again with --yes");
+    }
+    eprint!("type yes to overwrite it: ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}
+
 fn print_error(e: &anyhow::Error) {
     if let Some(report) = e.downcast_ref::<nodeimg::Report>() {
         eprint!("{report}");
@@ -124,6 +188,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             only,
             secrets,
             templates,
+            images,
+            base_image,
+            fetch,
         } => {
             let s = nodeimg::build(
                 &profile,
@@ -132,6 +199,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     only,
                     secrets,
                     templates,
+                    images,
+                    base_image,
+                    fetch: fetch.options(),
                 },
             )?;
             eprint!("{}", s.warnings);
@@ -148,10 +218,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             println!(
-                "built {} seed(s) in {}: {}",
+                "built {} seed(s){} in {}: {}",
                 s.machines.len(),
+                if images { " and disk image(s)" } else { "" },
                 s.out_dir.display(),
                 s.machines.join(", ")
+            );
+        }
+        Command::Flash { image, device, yes } => {
+            let target = nodeimg::flash::Target::inspect(&device)?;
+            let mut confirm = |text: &str| {
+                if yes {
+                    eprintln!("{text}");
+                    Ok(true)
+                } else {
+                    confirm_on_terminal(text)
+                }
+            };
+            let done = nodeimg::flash::flash(&image, &target, &mut confirm)?;
+            println!(
+                "wrote {} bytes to {} and read them back: sha256 {} verified",
+                done.bytes,
+                device.display(),
+                done.sha256
             );
         }
         Command::Validate {
@@ -176,6 +265,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             secrets,
             templates,
+            images,
+            fetch,
         } => {
             let accel = accel.map(|a| {
                 if a == "kvm" {
@@ -185,18 +276,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             });
             let opts = nodeimg::boottest::BootOptions {
-                image,
+                image: image.clone().unwrap_or_default(),
                 timeout: std::time::Duration::from_secs(timeout),
                 memory_mib: memory,
                 accel,
                 keep,
                 reprovision,
+                images_from: None,
             };
             let build = nodeimg::BuildOptions {
                 out_dir: out,
                 only: Vec::new(),
                 secrets,
                 templates,
+                images,
+                base_image: if images { image.clone() } else { None },
+                fetch: fetch.options(),
             };
             let report = nodeimg::boot_test(&profile, &build, &opts)?;
             if json {

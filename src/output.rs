@@ -59,6 +59,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The suffix of a checksum file written beside a large file (disk.img):
+/// SHA256SUMS takes the hash from it instead of reading gigabytes again.
+pub const SIDECAR_SUFFIX: &str = ".sha256";
+
 /// `SHA256SUMS` over every file of every machine directory in `dir`.
 fn sums(dir: &Path) -> Result<String> {
     let mut lines = BTreeMap::new();
@@ -70,13 +74,17 @@ fn sums(dir: &Path) -> Result<String> {
         for file in fs::read_dir(entry.path())? {
             let file = file?;
             if file.file_type()?.is_file() {
-                let rel = format!(
-                    "{}/{}",
-                    entry.file_name().to_string_lossy(),
-                    file.file_name().to_string_lossy()
-                );
-                let bytes = fs::read(file.path())?;
-                lines.insert(rel, sha256_hex(&bytes));
+                let name = file.file_name().to_string_lossy().into_owned();
+                let rel = format!("{}/{name}", entry.file_name().to_string_lossy());
+                let sidecar = entry.path().join(format!("{name}{SIDECAR_SUFFIX}"));
+                let hash = match fs::read_to_string(&sidecar)
+                    .ok()
+                    .and_then(|t| crate::fetch::parse_sha256(t.split_whitespace().next()?))
+                {
+                    Some(h) => h,
+                    None => crate::fetch::sha256_file(&file.path())?,
+                };
+                lines.insert(rel, hash);
             }
         }
     }
@@ -99,74 +107,101 @@ fn staging_dir(out: &Path) -> Result<tempfile::TempDir> {
         .with_context(|| format!("cannot create a staging directory in {}", parent.display()))
 }
 
-fn stage_machine(stage: &Path, machine: &str, files: &[OutFile]) -> Result<()> {
-    let dir = stage.join(machine);
-    fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    for f in files {
-        write_file(&dir.join(f.name), &f.bytes, f.private)?;
-    }
-    Ok(())
+/// A build being assembled beside its output directory. Files go into
+/// [`Stage::machine_dir`]; [`Stage::commit`] moves them into place at once.
+/// Dropped without a commit, it leaves the output as it was.
+pub struct Stage {
+    out: PathBuf,
+    tmp: tempfile::TempDir,
+    partial: bool,
+    machines: Vec<String>,
 }
 
-/// Writes a whole build: `out/<machine>/...` and `out/SHA256SUMS`.
-/// With `partial`, only the given machines are replaced and the others'
-/// files are left as they are.
-pub fn write_build(out: &Path, machines: &[(String, Vec<OutFile>)], partial: bool) -> Result<()> {
-    if out.exists() && !out.is_dir() {
-        bail!(
-            "{} exists and is not a directory: choose another output with -o",
-            out.display()
-        );
-    }
-    if out.is_dir() && !looks_like_ours(out) && fs::read_dir(out)?.next().is_some() {
-        bail!(
-            "{} is not empty and holds no {SUMS_FILE}, so it was not written by nodeimg: choose another output with -o, or empty it",
-            out.display()
-        );
-    }
-    let stage = staging_dir(out)?;
-    if partial && out.is_dir() {
-        for (name, files) in machines {
-            stage_machine(stage.path(), name, files)?;
+impl Stage {
+    /// With `partial`, only the staged machines are replaced on commit and
+    /// the others' files are left as they are.
+    pub fn new(out: &Path, partial: bool) -> Result<Stage> {
+        if out.exists() && !out.is_dir() {
+            bail!(
+                "{} exists and is not a directory: choose another output with -o",
+                out.display()
+            );
         }
-        for (name, _) in machines {
-            let target = out.join(name);
-            let old = stage.path().join(format!(".old-{name}"));
-            if target.exists() {
-                fs::rename(&target, &old)
-                    .with_context(|| format!("cannot move {} aside", target.display()))?;
+        if out.is_dir() && !looks_like_ours(out) && fs::read_dir(out)?.next().is_some() {
+            bail!(
+                "{} is not empty and holds no {SUMS_FILE}, so it was not written by nodeimg: choose another output with -o, or empty it",
+                out.display()
+            );
+        }
+        let tmp = staging_dir(out)?;
+        fs::create_dir(tmp.path().join("out"))?;
+        Ok(Stage {
+            out: out.to_path_buf(),
+            tmp,
+            partial: partial && out.is_dir(),
+            machines: Vec::new(),
+        })
+    }
+
+    /// Scratch space on the output's file system, removed with the stage.
+    pub fn scratch(&self) -> PathBuf {
+        self.tmp.path().to_path_buf()
+    }
+
+    /// The directory a machine's files are written to (created on first use).
+    pub fn machine_dir(&mut self, machine: &str) -> Result<PathBuf> {
+        let dir = self.tmp.path().join("out").join(machine);
+        if !self.machines.iter().any(|m| m == machine) {
+            fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            self.machines.push(machine.to_string());
+        }
+        Ok(dir)
+    }
+
+    pub fn write(&mut self, machine: &str, file: &OutFile) -> Result<()> {
+        let dir = self.machine_dir(machine)?;
+        write_file(&dir.join(file.name), &file.bytes, file.private)
+    }
+
+    pub fn commit(self) -> Result<()> {
+        let tree = self.tmp.path().join("out");
+        let out = &self.out;
+        if self.partial {
+            for name in &self.machines {
+                let target = out.join(name);
+                let old = self.tmp.path().join(format!(".old-{name}"));
+                if target.exists() {
+                    fs::rename(&target, &old)
+                        .with_context(|| format!("cannot move {} aside", target.display()))?;
+                }
+                fs::rename(tree.join(name), &target).with_context(|| {
+                    format!("cannot move the new {} into place", target.display())
+                })?;
             }
-            fs::rename(stage.path().join(name), &target)
-                .with_context(|| format!("cannot move the new {} into place", target.display()))?;
+            let text = sums(out)?;
+            write_private_atomic(&out.join(SUMS_FILE), text.as_bytes())?;
+            fs::set_permissions(out.join(SUMS_FILE), fs::Permissions::from_mode(0o644))?;
+            return Ok(());
         }
-        let text = sums(out)?;
-        write_private_atomic(&out.join(SUMS_FILE), text.as_bytes())?;
-        fs::set_permissions(out.join(SUMS_FILE), fs::Permissions::from_mode(0o644))?;
-        return Ok(());
-    }
-    let tree = stage.path().join("out");
-    fs::create_dir(&tree)?;
-    for (name, files) in machines {
-        stage_machine(&tree, name, files)?;
-    }
-    let text = sums(&tree)?;
-    write_file(&tree.join(SUMS_FILE), text.as_bytes(), false)?;
-    fs::set_permissions(&tree, fs::Permissions::from_mode(0o755))?;
-    let old: Option<PathBuf> = if out.exists() {
-        let old = stage.path().join("old");
-        fs::rename(out, &old)
-            .with_context(|| format!("cannot move the previous {} aside", out.display()))?;
-        Some(old)
-    } else {
-        None
-    };
-    if let Err(e) = fs::rename(&tree, out) {
-        if let Some(old) = old {
-            // Put the previous output back: nothing is lost.
-            let _ = fs::rename(old, out);
+        let text = sums(&tree)?;
+        write_file(&tree.join(SUMS_FILE), text.as_bytes(), false)?;
+        fs::set_permissions(&tree, fs::Permissions::from_mode(0o755))?;
+        let old: Option<PathBuf> = if out.exists() {
+            let old = self.tmp.path().join("old");
+            fs::rename(out, &old)
+                .with_context(|| format!("cannot move the previous {} aside", out.display()))?;
+            Some(old)
+        } else {
+            None
+        };
+        if let Err(e) = fs::rename(&tree, out) {
+            if let Some(old) = old {
+                // Put the previous output back: nothing is lost.
+                let _ = fs::rename(old, out);
+            }
+            return Err(e)
+                .with_context(|| format!("cannot move the new output into {}", out.display()));
         }
-        return Err(e)
-            .with_context(|| format!("cannot move the new output into {}", out.display()));
+        Ok(())
     }
-    Ok(())
 }

@@ -30,6 +30,8 @@ pub struct Profile {
     pub microk8s: Microk8s,
     #[serde(default)]
     pub firewall: Firewall,
+    /// The base image for `build --images`.
+    pub image: Option<Image>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -205,6 +207,22 @@ fn default_proto() -> String {
 }
 fn default_from() -> String {
     "any".into()
+}
+
+/// `image`: the base disk image the per-machine images are made from.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Image {
+    /// An Ubuntu release (20.04, 22.04, 24.04 or focal, jammy, noble):
+    /// its cloud image URL and SHA256SUMS are the defaults.
+    pub release: Option<String>,
+    pub url: Option<String>,
+    /// The image's sha256 (pins it).
+    pub sha256: Option<String>,
+    /// Or the URL of a SHA256SUMS list that names the image's file.
+    pub sha256sums: Option<String>,
+    /// Size of each machine's disk image, e.g. `20G` [default: the base
+    /// image plus the seed].
+    pub size: Option<String>,
 }
 
 /// A loaded profile: the typed value and the tree it came from (for

@@ -133,6 +133,57 @@ pub struct Spec {
     pub nfs: profile::Nfs,
     pub microk8s: profile::Microk8s,
     pub extra_rules: Vec<ExtraRule>,
+    pub image: Option<ImageSpec>,
+}
+
+/// The checked `image` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSpec {
+    pub url: String,
+    pub checksum: Checksum,
+    /// Bytes; `None`: as small as the base image and the seed allow.
+    pub size: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checksum {
+    Sha256(String),
+    /// A SHA256SUMS list at `url` with an entry for `name`.
+    Sums {
+        url: String,
+        name: String,
+    },
+}
+
+/// Ubuntu releases with default cloud images: (version, codename).
+pub const UBUNTU_RELEASES: &[(&str, &str)] =
+    &[("20.04", "focal"), ("22.04", "jammy"), ("24.04", "noble")];
+
+/// The cloud image and SHA256SUMS URLs of an Ubuntu release (amd64).
+pub fn ubuntu_image(release: &str) -> Option<(String, String, String)> {
+    let (version, _) = UBUNTU_RELEASES
+        .iter()
+        .find(|(v, c)| *v == release || *c == release)?;
+    let dir = format!("https://cloud-images.ubuntu.com/releases/{version}/release");
+    let name = format!("ubuntu-{version}-server-cloudimg-amd64.img");
+    Some((format!("{dir}/{name}"), format!("{dir}/SHA256SUMS"), name))
+}
+
+/// `20G`, `512M`, `1T`, `20GiB` (powers of 1024, as qemu-img) or bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num.parse().ok()?;
+    let shift = match unit.trim().trim_end_matches("iB").trim_end_matches('B') {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift).filter(|&b| b > 0)
 }
 
 impl Spec {
@@ -229,6 +280,7 @@ pub fn validate(p: &Profile) -> (Option<Spec>, Vec<Diagnostic>) {
     check_nfs(&mut c, &p.nfs);
     check_microk8s(&mut c, &p.microk8s);
     let extra_rules = check_firewall(&mut c, &p.firewall);
+    let image = p.image.as_ref().and_then(|i| check_image(&mut c, i));
 
     let has_errors = c.diags.iter().any(Diagnostic::is_error);
     let spec = match (has_errors, subnet, gateway, ssh) {
@@ -245,6 +297,7 @@ pub fn validate(p: &Profile) -> (Option<Spec>, Vec<Diagnostic>) {
             nfs: p.nfs.clone(),
             microk8s: normalized_microk8s(&p.microk8s),
             extra_rules,
+            image,
         }),
         _ => None,
     };
@@ -761,6 +814,127 @@ fn check_nfs(c: &mut Checker, n: &profile::Nfs) {
             "drop no_root_squash: the folders are owned by the workload uid:gid",
         );
     }
+}
+
+fn check_image(c: &mut Checker, i: &profile::Image) -> Option<ImageSpec> {
+    let base = Path::root().key("image");
+    let before = c.diags.len();
+    let size = i.size.as_ref().and_then(|s| {
+        let size = parse_size(s);
+        if size.is_none() {
+            c.error(
+                base.key("size"),
+                format!("{s:?} is not a disk size"),
+                "write a number with a unit, e.g. 20G (GiB) or 512M (MiB)",
+            );
+        }
+        size
+    });
+    let sha256 = i.sha256.as_ref().and_then(|h| {
+        let parsed = crate::fetch::parse_sha256(h);
+        if parsed.is_none() {
+            c.error(
+                base.key("sha256"),
+                format!("{h:?} is not a sha256"),
+                "write the 64 hex digits of the image's sha256 (sha256sum prints them)",
+            );
+        }
+        parsed
+    });
+    let valid_url = |u: &str| {
+        ["https://", "http://", "file://"]
+            .iter()
+            .any(|p| u.starts_with(p) && u.len() > p.len() && !u.contains(char::is_whitespace))
+    };
+    for (key, value) in [("url", &i.url), ("sha256sums", &i.sha256sums)] {
+        if let Some(u) = value {
+            if !valid_url(u) {
+                c.error(
+                    base.key(key),
+                    format!("{u:?} is not an http(s):// or file:// URL"),
+                    "write the full URL, e.g. https://cloud-images.ubuntu.com/releases/22.04/release/ubuntu-22.04-server-cloudimg-amd64.img",
+                );
+            }
+        }
+    }
+    if i.sha256.is_some() && i.sha256sums.is_some() {
+        c.error(
+            base.key("sha256sums"),
+            "both `image.sha256` and `image.sha256sums` are given",
+            "keep one: sha256 pins the image, sha256sums takes the hash from the list",
+        );
+    }
+    let (url, checksum) = match (&i.release, &i.url) {
+        (Some(r), Some(_)) => {
+            c.error(
+                base.key("url"),
+                format!("both `image.release` ({r}) and `image.url` are given"),
+                "keep one: release picks Ubuntu's cloud image, url names any other",
+            );
+            return None;
+        }
+        (Some(r), None) => {
+            let Some((url, sums, name)) = ubuntu_image(r) else {
+                let known: Vec<String> = UBUNTU_RELEASES
+                    .iter()
+                    .map(|(v, n)| format!("{v} ({n})"))
+                    .collect();
+                c.error(
+                    base.key("release"),
+                    format!("no default image for release {r:?}"),
+                    format!(
+                        "use one of {}, or give image.url and image.sha256",
+                        known.join(", ")
+                    ),
+                );
+                return None;
+            };
+            if i.sha256sums.is_some() {
+                c.error(
+                    base.key("sha256sums"),
+                    "`image.sha256sums` with `image.release`: the release has its own list",
+                    "remove image.sha256sums (or give image.url instead of image.release)",
+                );
+            }
+            let checksum = match sha256 {
+                Some(h) => Checksum::Sha256(h),
+                None => Checksum::Sums { url: sums, name },
+            };
+            (url, checksum)
+        }
+        (None, Some(url)) => {
+            let name = url.rsplit('/').next().unwrap_or_default().to_string();
+            let checksum = match (sha256, &i.sha256sums) {
+                (Some(h), _) => Checksum::Sha256(h),
+                (None, Some(sums)) => Checksum::Sums {
+                    url: sums.clone(),
+                    name,
+                },
+                (None, None) => {
+                    c.error(
+                        base.key("url"),
+                        "the image has no checksum",
+                        "add image.sha256 (its 64 hex digits) or image.sha256sums (the URL of a SHA256SUMS list naming the file): nothing unverified is used",
+                    );
+                    return None;
+                }
+            };
+            (url.clone(), checksum)
+        }
+        (None, None) => {
+            c.error(
+                base,
+                "the image section names no image",
+                "add `release: \"22.04\"` (Ubuntu's cloud image) or `url:` with `sha256:`",
+            );
+            return None;
+        }
+    };
+    (c.diags.len() == before).then_some(ImageSpec {
+        url,
+        checksum,
+        size,
+    })
 }
 
 /// Splits a MicroK8s channel into (minor version, risk); `None` for latest.

@@ -96,6 +96,26 @@ fn log_tails(dir: &std::path::Path) -> String {
     out
 }
 
+/// Every machine of a JSON report is in the table and passed every check
+/// (or the check does not apply / cannot be made offline).
+fn assert_every_check_passes(machines: &[serde_json::Value], table: &str) {
+    for m in machines {
+        let name = m["name"].as_str().unwrap();
+        assert!(
+            table.lines().any(|l| l.starts_with(name)),
+            "{name} missing from the table:\n{table}"
+        );
+        for check in nodeimg::boottest::CHECKS {
+            let status = m["checks"][check]["status"].as_str().unwrap_or("missing");
+            assert!(
+                ["ok", "not_applicable", "not_checkable_offline"].contains(&status),
+                "{name} {check}: {status}: {}\n{table}",
+                m["checks"][check]["detail"]
+            );
+        }
+    }
+}
+
 #[test]
 #[ignore = "boots 3 VMs for minutes: run by scripts/test with NODEIMG_GUEST_IMAGE"]
 fn the_tutorial_cluster_boots_passes_every_check_and_a_worker_comes_back() {
@@ -121,21 +141,7 @@ fn the_tutorial_cluster_boots_passes_every_check_and_a_worker_comes_back() {
         names,
         ["nfs", "master", "worker-1", "worker-1 (reprovisioned)"]
     );
-    for m in machines {
-        let name = m["name"].as_str().unwrap();
-        assert!(
-            table.lines().any(|l| l.starts_with(name)),
-            "{name} missing from the table:\n{table}"
-        );
-        for check in nodeimg::boottest::CHECKS {
-            let status = m["checks"][check]["status"].as_str().unwrap_or("missing");
-            assert!(
-                ["ok", "not_applicable", "not_checkable_offline"].contains(&status),
-                "{name} {check}: {status}: {}\n{table}",
-                m["checks"][check]["detail"]
-            );
-        }
-    }
+    assert_every_check_passes(machines, &table);
     // Offline, the internet-bound steps retry: they neither hang nor fail cloud-init.
     for m in machines {
         let detail = m["checks"]["online-steps"]["detail"].as_str().unwrap_or("");
@@ -232,6 +238,74 @@ fn ctrl_c_stops_the_boot_test_and_leaves_nothing_running() {
         stdout.contains("boot-test FAILED (interrupted)"),
         "{stdout}"
     );
+    assert!(
+        leftovers(&marker).is_empty(),
+        "left behind: {:?}",
+        leftovers(&marker)
+    );
+}
+
+#[test]
+#[ignore = "boots 3 VMs for minutes: run by scripts/test with NODEIMG_GUEST_IMAGE"]
+fn disk_images_from_a_loopback_url_boot_and_pass_every_check() {
+    let s = Scratch::with_profile("");
+    // The CI guest as a qcow2, the way Ubuntu ships its cloud images,
+    // served on loopback as the profile's base image.
+    let qcow = s.path("guest.qcow2");
+    let out = tool(
+        "qemu-img",
+        &[
+            "convert",
+            "-O",
+            "qcow2",
+            guest_image().to_str().unwrap(),
+            qcow.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sha = nodeimg::fetch::sha256_file(&qcow).unwrap();
+    let server = common::http::Server::start(Default::default());
+    let url = server.add_file("/guest.qcow2", &qcow);
+    let profile = format!(
+        "{}image:\n  url: {url}\n  sha256: {sha}\n",
+        shipped_profile("tutorial.yaml")
+    );
+    fs::write(s.profile(), profile).unwrap();
+    let r = Run(Command::new(env!("CARGO_BIN_EXE_nodeimg"))
+        .args(["boot-test", "profile.yaml", "--images", "--cache", "cache"])
+        .args(["-o", "out", "--json"])
+        .current_dir(s.dir.path())
+        .output()
+        .expect("run nodeimg"));
+    let logs = s.path("out.boot-test");
+    let table = r.stderr();
+    assert!(
+        r.ok(),
+        "boot-test --images failed:\n{table}\n{}",
+        log_tails(&logs)
+    );
+    let report: serde_json::Value = serde_json::from_str(&r.stdout()).unwrap();
+    let machines = report["machines"].as_array().unwrap();
+    assert_eq!(machines.len(), 3);
+    assert_every_check_passes(machines, &table);
+    assert!(table.contains("boot-test PASSED"), "{table}");
+    for m in ["nfs", "master", "worker-1"] {
+        assert!(s.path(&format!("out/{m}/disk.img")).is_file(), "{m}");
+        assert!(
+            !logs.join(format!("{m}.disk.img")).exists(),
+            "test copies are removed"
+        );
+    }
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "the base image is downloaded once"
+    );
+    let marker = s.dir.path().to_string_lossy().into_owned();
     assert!(
         leftovers(&marker).is_empty(),
         "left behind: {:?}",

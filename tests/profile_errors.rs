@@ -170,6 +170,34 @@ const CASES: &[Case] = &[
         message: "broadcast address",
         hint: "between",
     },
+    Case {
+        name: "image without a checksum",
+        edits: &[("  gid: 2000", "  gid: 2000\nimage:\n  url: https://example.com/x.img")],
+        culprit: "https://example.com/x.img",
+        message: "the image has no checksum",
+        hint: "add image.sha256",
+    },
+    Case {
+        name: "image of an unknown release",
+        edits: &[("  gid: 2000", "  gid: 2000\nimage:\n  release: \"18.04\"")],
+        culprit: "\"18.04\"",
+        message: "no default image for release \"18.04\"",
+        hint: "22.04 (jammy)",
+    },
+    Case {
+        name: "image size without a unit",
+        edits: &[("  gid: 2000", "  gid: 2000\nimage:\n  release: jammy\n  size: 20 gigs")],
+        culprit: "20 gigs",
+        message: "\"20 gigs\" is not a disk size",
+        hint: "20G",
+    },
+    Case {
+        name: "image sha256 too short",
+        edits: &[("  gid: 2000", "  gid: 2000\nimage:\n  url: https://example.com/x.img\n  sha256: abc123")],
+        culprit: "abc123",
+        message: "\"abc123\" is not a sha256",
+        hint: "64 hex digits",
+    },
 ];
 
 fn position_of(text: &str, needle: &str, nth: usize) -> (usize, usize) {

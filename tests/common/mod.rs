@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -118,4 +120,91 @@ pub fn tool(cmd: &str, args: &[&str]) -> Output {
     Command::new(cmd).args(args).output().unwrap_or_else(|e| {
         panic!("{cmd} is needed by this test (.ci/install-test-deps installs it): {e}")
     })
+}
+
+/// A small GPT disk shaped like a cloud image: an ESP, then a Linux root
+/// partition last. Returns (raw path, root start byte, root bytes).
+pub fn small_cloud_image(dir: &Path) -> (PathBuf, u64, Vec<u8>) {
+    let raw = dir.join("base.raw");
+    let f = fs::File::create(&raw).unwrap();
+    f.set_len(64 << 20).unwrap();
+    drop(f);
+    let out = tool(
+        "sgdisk",
+        &[
+            "-n",
+            "1:1MiB:+8MiB",
+            "-t",
+            "1:ef00",
+            "-c",
+            "1:ESP",
+            "-n",
+            "2:0:0",
+            "-t",
+            "2:8300",
+            "-c",
+            "2:rootfs",
+            raw.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "sgdisk: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Root content that must arrive unchanged: a pattern at its start and
+    // a marker at its very end, zeros (a hole) between.
+    let root_start = 9u64 << 20;
+    let gpt_tail = 33 * 512;
+    let root_len = (64u64 << 20) - root_start - gpt_tail;
+    let mut root = vec![0u8; root_len as usize];
+    for (i, b) in root.iter_mut().take(1 << 20).enumerate() {
+        *b = (i * 13 % 251) as u8 + 1;
+    }
+    let end_marker = b"END OF ROOT";
+    let n = root.len();
+    root[n - end_marker.len()..].copy_from_slice(end_marker);
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = fs::OpenOptions::new().write(true).open(&raw).unwrap();
+    f.seek(SeekFrom::Start(root_start)).unwrap();
+    f.write_all(&root[..1 << 20]).unwrap();
+    f.seek(SeekFrom::Start(
+        root_start + root_len - end_marker.len() as u64,
+    ))
+    .unwrap();
+    f.write_all(end_marker).unwrap();
+    (raw, root_start, root)
+}
+
+/// Reads `len` bytes at `offset` of a file.
+pub fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = fs::File::open(path).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let mut buf = vec![0u8; len];
+    f.read_exact(&mut buf).unwrap();
+    buf
+}
+
+/// `sgdisk -p` partition rows: (number, first sector, last sector, name).
+pub fn partitions(image: &Path) -> Vec<(u32, u64, u64, String)> {
+    let out = tool("sgdisk", &["-p", image.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let n = f.first()?.parse().ok()?;
+            Some((
+                n,
+                f[1].parse().ok()?,
+                f[2].parse().ok()?,
+                f.last()?.to_string(),
+            ))
+        })
+        .collect()
 }
