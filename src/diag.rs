@@ -162,7 +162,10 @@ impl Report {
     /// A report of `d` alone about the same file (for problems found after
     /// validation, such as a disk size the base image does not fit).
     pub fn about(&self, d: Diagnostic) -> Report {
-        Report::new(self.file.clone(), self.tree.clone(), vec![d])
+        self.about_all(vec![d])
+    }
+    pub fn about_all(&self, diagnostics: Vec<Diagnostic>) -> Report {
+        Report::new(self.file.clone(), self.tree.clone(), diagnostics)
     }
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)

@@ -18,6 +18,7 @@ pub mod profile;
 pub mod render;
 pub mod resolve;
 pub mod secrets;
+pub mod staking;
 pub mod validate;
 pub mod yaml;
 
@@ -134,6 +135,7 @@ pub fn secrets_path(profile: &Path, explicit: Option<&Path>) -> PathBuf {
 pub fn build(profile_path: &Path, opts: &BuildOptions) -> Result<BuildSummary> {
     let v = load_profile(profile_path)?;
     check_only(&v.spec, &opts.only)?;
+    read_validator_keys(&v, profile_path)?;
     let engine = render::Engine::new(opts.templates.as_deref())?;
     let secrets_file = secrets_path(profile_path, opts.secrets.as_deref());
     // Render and check with the secrets before persisting anything new, so
@@ -173,7 +175,7 @@ pub fn build(profile_path: &Path, opts: &BuildOptions) -> Result<BuildSummary> {
             )?;
         }
     }
-    if changes.created || !changes.new_machines.is_empty() {
+    if changes.created || !changes.new_machines.is_empty() || changes.new_jwt {
         secrets.write(&secrets_file)?;
     }
     stage.commit()?;
@@ -254,6 +256,138 @@ fn write_machine_image(
     Ok(written)
 }
 
+/// Reads the validator keystores of a staking profile (relative to the
+/// profile's folder); a problem is a profile error at the group's keys.
+pub fn read_validator_keys(v: &Validated, profile_path: &Path) -> Result<Vec<staking::GroupKeys>> {
+    let Some(s) = &v.spec.staking else {
+        return Ok(Vec::new());
+    };
+    let base = profile_path.parent().unwrap_or(Path::new("."));
+    let (keys, diags) = staking::read_keys(s, base);
+    if diags.is_empty() {
+        Ok(keys)
+    } else {
+        Err(v.report.about_all(diags).into())
+    }
+}
+
+/// Everything `release` needs besides the profile.
+#[derive(Debug, Clone, Default)]
+pub struct ReleaseOptions {
+    pub out_dir: PathBuf,
+    /// Write only the values, storage manifest and commands; fetch nothing.
+    pub values_only: bool,
+    /// Take chart archives from this folder instead of downloading them.
+    pub charts_dir: Option<PathBuf>,
+    pub secrets: Option<PathBuf>,
+    pub fetch: fetch::FetchOptions,
+}
+
+/// What `release` wrote.
+#[derive(Debug)]
+pub struct ReleaseSummary {
+    pub out_dir: PathBuf,
+    pub releases: Vec<staking::Release>,
+    pub charts: Vec<String>,
+    pub secrets_file: PathBuf,
+    pub secrets_changes: secrets::Changes,
+    pub warnings: String,
+}
+
+/// Where the ethpandaops project publishes a chart version.
+pub fn chart_url(chart: &str, version: &str) -> String {
+    format!("https://github.com/ethpandaops/ethereum-helm-charts/releases/download/{chart}-{version}/{chart}-{version}.tgz")
+}
+
+/// `nodeimg release`: the charts (verified), values, storage manifest and
+/// install commands of the staking release, in `opts.out_dir`.
+pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSummary> {
+    let v = load_profile(profile_path)?;
+    let Some(s) = v.spec.staking.clone() else {
+        return Err(v
+            .report
+            .about(diag::Diagnostic::error(
+                diag::Path::root(),
+                "the profile has no `staking` section, so there is no release to write",
+                "add a staking section: see profiles/hoodi.yaml",
+            ))
+            .into());
+    };
+    let releases = staking::releases(&v.spec, &s);
+    let mut charts = Vec::new();
+    let mut archives = Vec::new();
+    if !opts.values_only {
+        let fetcher = fetch::Fetcher::new(opts.fetch.clone())?;
+        for (chart, pin) in &s.charts {
+            let file = format!("{chart}-{}.tgz", pin.version);
+            let url = match &opts.charts_dir {
+                Some(dir) => {
+                    let path = dir.join(&file);
+                    if !path.is_file() {
+                        bail!(
+                            "--charts {}: no {file} there\n  hint: put the chart archive ({}) in that folder",
+                            dir.display(),
+                            chart_url(chart, &pin.version)
+                        );
+                    }
+                    let abs = path.canonicalize()?;
+                    format!("file://{}", abs.display())
+                }
+                None => chart_url(chart, &pin.version),
+            };
+            let path = fetcher.fetch(&url, &pin.sha256).with_context(|| {
+                format!(
+                    "the {chart} chart {} (pinned in staking.charts or nodeimg's defaults)",
+                    pin.version
+                )
+            })?;
+            archives.push((file.clone(), path));
+            charts.push(file);
+        }
+    }
+    let secrets_file = secrets_path(profile_path, opts.secrets.as_deref());
+    let (secrets, changes) = secrets::load_or_generate(&secrets_file, &v.spec)?;
+    let jwt = secrets
+        .jwt_secret
+        .clone()
+        .context("internal: a staking profile's secrets have a JWT secret")?;
+    let mut stage = output::Stage::new(&opts.out_dir, false)?;
+    stage.machine_dir("values")?;
+    for r in &releases {
+        let path = stage.dir().join(&r.values_file);
+        std::fs::write(&path, staking::to_yaml(&r.values))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if !archives.is_empty() {
+        let dir = stage.machine_dir("charts")?;
+        for (file, path) in &archives {
+            std::fs::copy(path, dir.join(file))
+                .with_context(|| format!("cannot copy {}", path.display()))?;
+        }
+    }
+    let root = stage.dir();
+    std::fs::write(
+        root.join("storage.yaml"),
+        staking::storage_manifest(&v.spec, &s),
+    )?;
+    let script = root.join("install.sh");
+    std::fs::write(&script, staking::install_script(&s, &releases))?;
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    output::write_private_atomic(&root.join(staking::JWT_FILE), jwt.as_bytes())?;
+    if changes.created || !changes.new_machines.is_empty() || changes.new_jwt {
+        secrets.write(&secrets_file)?;
+    }
+    stage.commit()?;
+    Ok(ReleaseSummary {
+        out_dir: opts.out_dir.clone(),
+        releases,
+        charts,
+        secrets_file,
+        secrets_changes: changes,
+        warnings: v.report.render_filtered(|d| !d.is_error()),
+    })
+}
+
 /// `nodeimg validate`: everything `build` checks, writing nothing. Returns
 /// the warnings.
 pub fn validate_only(
@@ -262,6 +396,7 @@ pub fn validate_only(
     templates: Option<&Path>,
 ) -> Result<String> {
     let v = load_profile(profile_path)?;
+    read_validator_keys(&v, profile_path)?;
     let engine = render::Engine::new(templates)?;
     let secrets_file = secrets_path(profile_path, secrets);
     let (secrets, _) = secrets::load_or_generate(&secrets_file, &v.spec)?;

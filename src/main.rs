@@ -56,6 +56,25 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Write the staking release: chart archives (verified), Helm values,
+    /// the storage manifest and install.sh with the exact helm commands.
+    Release {
+        profile: PathBuf,
+        /// Output directory [default: out/<cluster name>.release].
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+        /// Only the values, storage manifest and commands; fetch no chart.
+        #[arg(long)]
+        values_only: bool,
+        /// Take the chart archives (<chart>-<version>.tgz) from this folder
+        /// instead of downloading them; still checked against their sha256.
+        #[arg(long, value_name = "DIR", conflicts_with = "values_only")]
+        charts: Option<PathBuf>,
+        #[arg(long)]
+        secrets: Option<PathBuf>,
+        #[command(flatten)]
+        fetch: FetchArgs,
+    },
     /// Check the profile and render every seed in memory; write nothing.
     Validate {
         profile: PathBuf,
@@ -161,6 +180,21 @@ fn confirm_on_terminal(text: &str) -> anyhow::Result<bool> {
     Ok(answer.trim() == "yes")
 }
 
+/// One line per thing added to the secrets file (never its values).
+fn print_secrets_changes(changes: &nodeimg::secrets::Changes, file: &std::path::Path) {
+    let file = file.display();
+    if changes.created {
+        eprintln!("created the secrets file {file} (mode 0600): keep it private and backed up");
+        return;
+    }
+    for m in &changes.new_machines {
+        eprintln!("added a new SSH host key for machine {m} to {file}");
+    }
+    if changes.new_jwt {
+        eprintln!("added a JWT secret to {file}");
+    }
+}
+
 fn print_error(e: &anyhow::Error) {
     if let Some(report) = e.downcast_ref::<nodeimg::Report>() {
         eprint!("{report}");
@@ -205,24 +239,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             )?;
             eprint!("{}", s.warnings);
-            if s.secrets_changes.created {
-                eprintln!(
-                    "created the secrets file {} (mode 0600): keep it private and backed up",
-                    s.secrets_file.display()
-                );
-            }
-            for m in &s.secrets_changes.new_machines {
-                eprintln!(
-                    "added a new SSH host key for machine {m} to {}",
-                    s.secrets_file.display()
-                );
-            }
+            print_secrets_changes(&s.secrets_changes, &s.secrets_file);
             println!(
                 "built {} seed(s){} in {}: {}",
                 s.machines.len(),
                 if images { " and disk image(s)" } else { "" },
                 s.out_dir.display(),
                 s.machines.join(", ")
+            );
+        }
+        Command::Release {
+            profile,
+            out,
+            values_only,
+            charts,
+            secrets,
+            fetch,
+        } => {
+            let out = match out {
+                Some(o) => o,
+                None => {
+                    let v = nodeimg::load_profile(&profile)?;
+                    PathBuf::from("out").join(format!("{}.release", v.spec.cluster_name))
+                }
+            };
+            let s = nodeimg::release(
+                &profile,
+                &nodeimg::ReleaseOptions {
+                    out_dir: out,
+                    values_only,
+                    charts_dir: charts,
+                    secrets,
+                    fetch: fetch.options(),
+                },
+            )?;
+            eprint!("{}", s.warnings);
+            print_secrets_changes(&s.secrets_changes, &s.secrets_file);
+            let names: Vec<&str> = s.releases.iter().map(|r| r.name.as_str()).collect();
+            println!(
+                "wrote the release ({}) to {}: run {}/install.sh",
+                names.join(", "),
+                s.out_dir.display(),
+                s.out_dir.display()
             );
         }
         Command::Flash { image, device, yes } => {

@@ -143,6 +143,11 @@ impl Stage {
         })
     }
 
+    /// The output tree being assembled (what becomes DIR).
+    pub fn dir(&self) -> PathBuf {
+        self.tmp.path().join("out")
+    }
+
     /// Scratch space on the output's file system, removed with the stage.
     pub fn scratch(&self) -> PathBuf {
         self.tmp.path().to_path_buf()

@@ -32,6 +32,8 @@ pub struct Profile {
     pub firewall: Firewall,
     /// The base image for `build --images`.
     pub image: Option<Image>,
+    /// The staking release the master installs.
+    pub staking: Option<Staking>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -223,6 +225,94 @@ pub struct Image {
     /// Size of each machine's disk image, e.g. `20G` [default: the base
     /// image plus the seed].
     pub size: Option<String>,
+}
+
+/// `staking`: the Ethereum clients, their charts and the validator keys.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Staking {
+    /// mainnet or hoodi.
+    pub network: Option<String>,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    #[serde(default)]
+    pub execution: ClientChoice,
+    #[serde(default)]
+    pub consensus: ConsensusChoice,
+    /// Default: the network's well-known endpoint.
+    pub checkpoint_sync_url: Option<String>,
+    /// Required: the 0x address that receives priority fees and MEV.
+    pub fee_recipient: Option<String>,
+    #[serde(default)]
+    pub graffiti: String,
+    #[serde(default)]
+    pub mev_boost: MevBoost,
+    /// Seconds a validator waits before it starts (default 2 epochs).
+    #[serde(default = "default_start_delay")]
+    pub start_delay: u64,
+    #[serde(default = "default_true")]
+    pub doppelganger: bool,
+    #[serde(default)]
+    pub validators: Vec<ValidatorGroup>,
+    /// Chart pins by chart name (geth, prysm, ...): version and sha256.
+    #[serde(default)]
+    pub charts: std::collections::BTreeMap<String, ChartPin>,
+    /// Slashing-safety checks the user chose to waive, by name.
+    #[serde(default)]
+    pub overrides: Vec<String>,
+}
+
+fn default_namespace() -> String {
+    "staking".into()
+}
+fn default_start_delay() -> u64 {
+    768
+}
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ClientChoice {
+    pub client: Option<String>,
+    /// Container image, `repository:tag` or `repository@sha256:...`.
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ConsensusChoice {
+    pub client: Option<String>,
+    pub image: Option<String>,
+    /// The validator client's image where it differs (Prysm).
+    pub validator_image: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct MevBoost {
+    #[serde(default)]
+    pub enabled: bool,
+    /// The mev-boost service the beacon node asks for blocks.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ValidatorGroup {
+    pub name: Option<String>,
+    /// A folder of EIP-2335 keystores (keystore-*.json), relative to the profile.
+    pub keystores: Option<String>,
+    /// The file holding the keystores' password, relative to the profile.
+    pub password_file: Option<String>,
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+}
+
+fn default_replicas() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChartPin {
+    pub version: Option<String>,
+    pub sha256: Option<String>,
 }
 
 /// A loaded profile: the typed value and the tree it came from (for

@@ -18,6 +18,10 @@ use crate::validate::Spec;
 pub struct Secrets {
     pub version: u32,
     pub microk8s_join_token: String,
+    /// The Engine API secret shared by the execution client and the beacon
+    /// node (32 bytes, hex); made when the profile has a staking section.
+    #[serde(default)]
+    pub jwt_secret: Option<String>,
     #[serde(default)]
     pub machines: BTreeMap<String, MachineSecrets>,
 }
@@ -45,6 +49,7 @@ impl MachineSecrets {
 pub struct Changes {
     pub created: bool,
     pub new_machines: Vec<String>,
+    pub new_jwt: bool,
 }
 
 /// The default secrets path: `<profile dir>/<profile stem>.secrets.yaml`.
@@ -81,9 +86,11 @@ impl Secrets {
             version: 1,
             // `microk8s add-node` makes 32 lowercase hex characters too.
             microk8s_join_token: random_hex(16),
+            jwt_secret: None,
             machines: BTreeMap::new(),
         };
         s.add_missing(spec)?;
+        s.add_jwt(spec);
         Ok(s)
     }
 
@@ -99,6 +106,16 @@ impl Secrets {
         Ok(added)
     }
 
+    /// Makes the JWT secret if the profile stakes and there is none yet;
+    /// returns whether it did.
+    pub fn add_jwt(&mut self, spec: &Spec) -> bool {
+        if spec.staking.is_some() && self.jwt_secret.is_none() {
+            self.jwt_secret = Some(random_hex(32));
+            return true;
+        }
+        false
+    }
+
     pub fn machine(&self, name: &str) -> Result<&MachineSecrets> {
         self.machines
             .get(name)
@@ -108,6 +125,7 @@ impl Secrets {
     /// Every secret value, for masking output.
     pub fn values(&self) -> Vec<String> {
         let mut v = vec![self.microk8s_join_token.clone()];
+        v.extend(self.jwt_secret.clone());
         v.extend(
             self.machines
                 .values()
@@ -152,6 +170,14 @@ impl Secrets {
                 path.display()
             );
         }
+        if let Some(jwt) = &s.jwt_secret {
+            if jwt.len() != 64 || !jwt.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!(
+                    "{}: error: jwt_secret must be 64 hex digits (32 bytes)\n  hint: restore the file from your backup",
+                    path.display()
+                );
+            }
+        }
         for (name, m) in &s.machines {
             match PrivateKey::from_openssh(&m.ssh_host_ed25519_key) {
                 Ok(k) if k.algorithm() == Algorithm::Ed25519 && !k.is_encrypted() => {}
@@ -173,6 +199,9 @@ impl Secrets {
         );
         let _ = writeln!(out, "version: {}", self.version);
         let _ = writeln!(out, "microk8s_join_token: \"{}\"", self.microk8s_join_token);
+        if let Some(jwt) = &self.jwt_secret {
+            let _ = writeln!(out, "jwt_secret: \"{jwt}\"");
+        }
         out.push_str("machines:\n");
         for (name, m) in &self.machines {
             let _ = writeln!(out, "  {name}:");
@@ -199,6 +228,7 @@ pub fn load_or_generate(path: &Path, spec: &Spec) -> Result<(Secrets, Changes)> 
     let secrets = if path.exists() {
         let mut s = Secrets::read(path)?;
         changes.new_machines = s.add_missing(spec)?;
+        changes.new_jwt = s.add_jwt(spec);
         s
     } else {
         changes.created = true;

@@ -134,6 +134,7 @@ pub struct Spec {
     pub microk8s: profile::Microk8s,
     pub extra_rules: Vec<ExtraRule>,
     pub image: Option<ImageSpec>,
+    pub staking: Option<crate::staking::StakingSpec>,
 }
 
 /// The checked `image` section.
@@ -204,15 +205,28 @@ impl Spec {
     }
 }
 
-struct Checker {
+pub(crate) struct Checker {
     diags: Vec<Diagnostic>,
 }
 
 impl Checker {
-    fn error(&mut self, path: Path, message: impl Into<String>, hint: impl Into<String>) {
+    pub(crate) fn error_count(&self) -> usize {
+        self.diags.iter().filter(|d| d.is_error()).count()
+    }
+    pub(crate) fn error(
+        &mut self,
+        path: Path,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
         self.diags.push(Diagnostic::error(path, message, hint));
     }
-    fn warning(&mut self, path: Path, message: impl Into<String>, hint: impl Into<String>) {
+    pub(crate) fn warning(
+        &mut self,
+        path: Path,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
         self.diags.push(Diagnostic::warning(path, message, hint));
     }
 }
@@ -281,6 +295,19 @@ pub fn validate(p: &Profile) -> (Option<Spec>, Vec<Diagnostic>) {
     check_microk8s(&mut c, &p.microk8s);
     let extra_rules = check_firewall(&mut c, &p.firewall);
     let image = p.image.as_ref().and_then(|i| check_image(&mut c, i));
+    let staking = p
+        .staking
+        .as_ref()
+        .and_then(|s| crate::staking::check(&mut c, s));
+    let mut nfs = p.nfs.clone();
+    if let Some(s) = &staking {
+        // The workloads' folders are exported whether listed or not.
+        for f in s.folders() {
+            if !nfs.folders.contains(&f) {
+                nfs.folders.push(f);
+            }
+        }
+    }
 
     let has_errors = c.diags.iter().any(Diagnostic::is_error);
     let spec = match (has_errors, subnet, gateway, ssh) {
@@ -294,10 +321,11 @@ pub fn validate(p: &Profile) -> (Option<Spec>, Vec<Diagnostic>) {
             ssh,
             time: p.time.clone(),
             apt: p.apt.clone(),
-            nfs: p.nfs.clone(),
+            nfs,
             microk8s: normalized_microk8s(&p.microk8s),
             extra_rules,
             image,
+            staking,
         }),
         _ => None,
     };

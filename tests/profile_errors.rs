@@ -200,17 +200,6 @@ const CASES: &[Case] = &[
     },
 ];
 
-fn position_of(text: &str, needle: &str, nth: usize) -> (usize, usize) {
-    let at = text
-        .match_indices(needle)
-        .nth(nth)
-        .map(|(i, _)| i)
-        .expect("culprit in text");
-    let line = text[..at].matches('\n').count() + 1;
-    let col = at - text[..at].rfind('\n').map_or(0, |i| i + 1) + 1;
-    (line, col)
-}
-
 #[test]
 fn every_broken_profile_is_refused_at_the_culprit_and_nothing_is_written() {
     let base = shipped_profile("tutorial.yaml");
@@ -229,27 +218,12 @@ fn every_broken_profile_is_refused_at_the_culprit_and_nothing_is_written() {
             &["validate", "profile.yaml"][..],
         ] {
             let r = s.run(args);
-            let err = r.stderr();
-            assert_eq!(
-                r.code(),
-                Some(1),
-                "{}: {args:?} should fail:\n{err}",
-                case.name
-            );
-            let prefix = format!("profile.yaml:{line}:{col}: error: ");
-            let found = err
-                .lines()
-                .any(|l| l.starts_with(&prefix) && l.contains(case.message));
-            assert!(
-                found,
-                "{}: expected `{prefix}...{}` in:\n{err}",
-                case.name, case.message
-            );
-            assert!(
-                err.contains(case.hint),
-                "{}: hint `{}` missing in:\n{err}",
-                case.name,
-                case.hint
+            assert_refused_at(
+                &r,
+                &format!("{}: {args:?}", case.name),
+                (line, col),
+                case.message,
+                case.hint,
             );
             assert_eq!(
                 s.listing(),

@@ -208,3 +208,79 @@ pub fn partitions(image: &Path) -> Vec<(u32, u64, u64, String)> {
         })
         .collect()
 }
+
+/// The real helm (v4) the test suite uses: $NODEIMG_HELM, else the one
+/// scripts/test-deps unpacks into the cache, else `helm` on PATH.
+pub fn helm() -> PathBuf {
+    if let Some(p) = std::env::var_os("NODEIMG_HELM") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var_os("NODEIMG_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/nodeimg"));
+    let cached = cache.join("helm/helm");
+    if cached.is_file() {
+        return cached;
+    }
+    PathBuf::from("helm")
+}
+
+/// A fake EIP-2335 keystore for `pubkey` (96 hex digits): the shape
+/// nodeimg checks, not a usable key.
+pub fn fake_keystore(pubkey: &str) -> String {
+    format!(
+        r#"{{"crypto": {{"kdf": {{"function": "scrypt", "params": {{}}, "message": ""}}, "checksum": {{"function": "sha256", "params": {{}}, "message": ""}}, "cipher": {{"function": "aes-128-ctr", "params": {{}}, "message": ""}}}}, "description": "test", "pubkey": "{pubkey}", "path": "m/12381/3600/0/0/0", "uuid": "00000000-0000-4000-8000-000000000000", "version": 4}}"#
+    )
+}
+
+/// Writes `n` fake keystores (pubkeys from `seed`) and a password file.
+pub fn write_keys(dir: &Path, seed: u8, n: usize, password_file: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    for i in 0..n {
+        let pubkey = format!("{:02x}{:02x}", seed, i).repeat(24);
+        fs::write(
+            dir.join(format!("keystore-m_12381_3600_{i}_0_0-{seed}.json")),
+            fake_keystore(&pubkey),
+        )
+        .unwrap();
+    }
+    if let Some(parent) = password_file.parent() {
+        fs::create_dir_all(parent).unwrap();
+    }
+    fs::write(password_file, "correct horse battery staple\n").unwrap();
+}
+
+/// (line, column) of the `nth` occurrence of `needle` in `text`.
+pub fn position_of(text: &str, needle: &str, nth: usize) -> (usize, usize) {
+    let at = text
+        .match_indices(needle)
+        .nth(nth)
+        .map(|(i, _)| i)
+        .expect("culprit in text");
+    let line = text[..at].matches('\n').count() + 1;
+    let col = at - text[..at].rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+/// `r` failed (exit 1) with `FILE:LINE:COL: error: ...MESSAGE` and `hint`
+/// in its stderr; `what` names the case in a failure.
+pub fn assert_refused_at(
+    r: &Run,
+    what: &str,
+    (line, col): (usize, usize),
+    message: &str,
+    hint: &str,
+) {
+    let err = r.stderr();
+    assert_eq!(r.code(), Some(1), "{what}: should fail:\n{err}");
+    let prefix = format!("profile.yaml:{line}:{col}: error: ");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with(&prefix) && l.contains(message)),
+        "{what}: expected `{prefix}...{message}` in:\n{err}"
+    );
+    assert!(
+        err.contains(hint),
+        "{what}: hint `{hint}` missing in:\n{err}"
+    );
+}

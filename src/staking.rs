@@ -1,0 +1,1108 @@
+//! The staking release: the `staking` section checked into a
+//! [`StakingSpec`], the slashing-safety rules, the validator keystores, and
+//! the Helm values, storage manifests and install commands generated from
+//! it for the ethpandaops charts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path as FsPath;
+
+use serde_json::{json, Value};
+
+use crate::diag::{Diagnostic, Path};
+use crate::profile;
+use crate::validate::Checker;
+
+/// One epoch: 32 slots of 12 s.
+pub const EPOCH_SECONDS: u64 = 384;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    Mainnet,
+    Hoodi,
+}
+
+impl Network {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Mainnet => "mainnet",
+            Network::Hoodi => "hoodi",
+        }
+    }
+    pub fn default_checkpoint_sync_url(self) -> &'static str {
+        match self {
+            Network::Mainnet => "https://mainnet-checkpoint-sync.attestant.io",
+            Network::Hoodi => "https://checkpoint-sync.hoodi.ethpandaops.io",
+        }
+    }
+}
+
+/// Networks nobody can stake on any more, and why.
+const DEAD_NETWORKS: &[(&str, &str)] = &[
+    ("prater", "Prater (Goerli's beacon chain) is shut down"),
+    ("goerli", "Goerli is shut down"),
+    (
+        "holesky",
+        "Holesky was shut down after the Fusaka upgrade (2025)",
+    ),
+    (
+        "sepolia",
+        "Sepolia has a permissioned validator set: you cannot run your own validators there",
+    ),
+];
+
+pub const EXECUTION_CLIENTS: &[&str] = &["geth", "nethermind", "besu", "reth"];
+pub const CONSENSUS_CLIENTS: &[&str] = &["prysm", "lighthouse", "teku", "nimbus"];
+
+/// The ethpandaops chart repository and the chart versions nodeimg was
+/// made with, with the sha256 of each .tgz (the `digest` of the
+/// repository's index.yaml, 2026-07-08).
+pub const CHART_REPOSITORY: &str = "https://ethpandaops.github.io/ethereum-helm-charts";
+pub const DEFAULT_CHARTS: &[(&str, &str, &str)] = &[
+    (
+        "geth",
+        "1.1.3",
+        "76ef685c9dc55a19adbd8f19ca59cb68fae0296c51e2cbee3c699db9de776493",
+    ),
+    (
+        "nethermind",
+        "1.1.1",
+        "b23f3d1216be07ce14547c1fd0958ab4150ac393649c1ec87e07bf02e2e031d6",
+    ),
+    (
+        "besu",
+        "1.1.3",
+        "c95069750689bcb924e0e07d5a7a0f398ea013af68db0cac665eb336c0cb7222",
+    ),
+    (
+        "reth",
+        "0.1.8",
+        "fe8987c072f05cc59531e82690b7417ba379be697f91441ce75872db90f55383",
+    ),
+    (
+        "prysm",
+        "1.2.3",
+        "c9672166ad2f891c8f06a3ce3fd0668699f08a53aad1a4fb641a13ea49c5a870",
+    ),
+    (
+        "lighthouse",
+        "1.1.8",
+        "bb8d4d3b2219ea0186f0797dd2d9d9014bdf3fa7404cf58d43e99fbf842e5f53",
+    ),
+    (
+        "teku",
+        "1.2.0",
+        "e065e6bd3fe51be8bb6ed9b68e63cd43d8d336c2f2770665869a722040574c57",
+    ),
+    (
+        "nimbus",
+        "1.2.0",
+        "55ebc42f477ea3fbac0bde135fd46fe6713c6036b4c61dcde0f4d45dd953cdac",
+    ),
+];
+
+/// The slashing-safety checks a profile may waive, and the risk each one
+/// takes.
+pub const OVERRIDES: &[(&str, &str)] = &[
+    (
+        "same-key-in-two-groups",
+        "two validator clients signing with one key is a slashable double vote",
+    ),
+    (
+        "multiple-replicas",
+        "several replicas of a validator sign with the same keys: slashable",
+    ),
+    (
+        "short-start-delay",
+        "a validator restarted elsewhere within an epoch can double-sign with the old one still running",
+    ),
+    (
+        "no-doppelganger",
+        "without doppelganger protection a second copy of your keys signs at once",
+    ),
+    (
+        "unpinned-images",
+        "a moving tag (latest, stable) upgrades the clients under you, untested, on mainnet",
+    ),
+];
+
+/// Busybox for the start-delay init container, pinned.
+pub const DELAY_IMAGE: &str = "busybox:1.36.1";
+
+/// The profile's `staking` section, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StakingSpec {
+    pub network: Network,
+    pub namespace: String,
+    pub execution: String,
+    pub execution_image: String,
+    pub consensus: String,
+    pub consensus_image: String,
+    pub validator_image: String,
+    pub checkpoint_sync_url: String,
+    pub fee_recipient: String,
+    pub graffiti: String,
+    pub mev_boost_url: Option<String>,
+    pub start_delay: u64,
+    pub doppelganger: bool,
+    pub groups: Vec<Group>,
+    /// The pins of the charts in use.
+    pub charts: BTreeMap<String, ChartPin>,
+    pub overrides: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    /// As written in the profile (relative to the profile's folder).
+    pub keystores: String,
+    pub password_file: String,
+    pub replicas: u32,
+}
+
+impl Group {
+    /// The NFS folder (and release) of this group.
+    pub fn folder(&self) -> String {
+        format!("validator-{}", self.name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartPin {
+    pub version: String,
+    pub sha256: String,
+}
+
+impl StakingSpec {
+    /// The NFS folders the workloads need (one per workload).
+    pub fn folders(&self) -> Vec<String> {
+        let mut v = vec!["execution".to_string(), "beacon".to_string()];
+        v.extend(self.groups.iter().map(Group::folder));
+        v
+    }
+}
+
+/// The tag an image reference pins, `None` for a digest (always pinned).
+fn image_tag(image: &str) -> Option<&str> {
+    if image.contains("@sha256:") {
+        return None;
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    Some(last.split_once(':').map(|(_, t)| t).unwrap_or("latest"))
+}
+
+pub fn is_unpinned(image: &str) -> bool {
+    matches!(
+        image_tag(image),
+        Some("latest" | "stable" | "edge" | "unstable" | "nightly" | "develop" | "main" | "master")
+    )
+}
+
+/// The EIP-55 checksummed form of a 40-hex-digit address (without 0x).
+pub fn eip55(hex40: &str) -> String {
+    use sha3::{Digest, Keccak256};
+    let lower = hex40.to_ascii_lowercase();
+    let hash = Keccak256::digest(lower.as_bytes());
+    lower
+        .chars()
+        .enumerate()
+        .map(|(i, ch)| {
+            let nibble = (hash[i / 2] >> if i % 2 == 0 { 4 } else { 0 }) & 0x0f;
+            if ch.is_ascii_alphabetic() && nibble >= 8 {
+                ch.to_ascii_uppercase()
+            } else {
+                ch
+            }
+        })
+        .collect()
+}
+
+fn check_image(c: &mut Checker, path: Path, image: &Option<String>, what: &str) -> String {
+    match image {
+        Some(i) if !i.trim().is_empty() && !i.contains(char::is_whitespace) => i.clone(),
+        Some(i) => {
+            c.error(
+                path,
+                format!("{i:?} is not a container image"),
+                "write repository:tag, e.g. ethereum/client-go:v1.16.7, or repository@sha256:...",
+            );
+            String::new()
+        }
+        None => {
+            c.error(
+                path,
+                format!("the {what} image is not given"),
+                "pin it: repository:tag (e.g. ethereum/client-go:v1.16.7) or repository@sha256:...; chart defaults are moving tags",
+            );
+            String::new()
+        }
+    }
+}
+
+/// Checks the `staking` section. `None` when it has errors.
+pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec> {
+    let base = Path::root().key("staking");
+    let before = c.error_count();
+    let network = match s.network.as_deref() {
+        Some("mainnet") => Some(Network::Mainnet),
+        Some("hoodi") => Some(Network::Hoodi),
+        Some(n) => {
+            match DEAD_NETWORKS
+                .iter()
+                .find(|(d, _)| *d == n.to_ascii_lowercase())
+            {
+                Some((_, why)) => c.error(
+                    base.key("network"),
+                    format!("network {n:?} cannot be staked on: {why}"),
+                    "use hoodi (the staking testnet) or mainnet",
+                ),
+                None => c.error(
+                    base.key("network"),
+                    format!("unknown network {n:?}"),
+                    "use hoodi (the staking testnet) or mainnet",
+                ),
+            }
+            None
+        }
+        None => {
+            c.error(
+                base.clone(),
+                "the staking section has no `network`",
+                "add `network: hoodi` (the staking testnet) or `network: mainnet`",
+            );
+            None
+        }
+    };
+    if !crate::validate::is_dns_label(&s.namespace) {
+        c.error(
+            base.key("namespace"),
+            format!("{:?} is not a Kubernetes namespace name", s.namespace),
+            "use lowercase letters, digits and hyphens, e.g. staking",
+        );
+    }
+    let execution = s.execution.client.clone().unwrap_or_else(|| "geth".into());
+    if !EXECUTION_CLIENTS.contains(&execution.as_str()) {
+        c.error(
+            base.key("execution").key("client"),
+            format!("unknown execution client {execution:?}"),
+            format!("use one of {}", EXECUTION_CLIENTS.join(", ")),
+        );
+    }
+    let consensus = s.consensus.client.clone().unwrap_or_else(|| "prysm".into());
+    if !CONSENSUS_CLIENTS.contains(&consensus.as_str()) {
+        c.error(
+            base.key("consensus").key("client"),
+            format!("unknown consensus client {consensus:?}"),
+            format!("use one of {}", CONSENSUS_CLIENTS.join(", ")),
+        );
+    }
+    if consensus == "nimbus" && !s.validators.is_empty() {
+        c.error(
+            base.key("consensus").key("client"),
+            "the ethpandaops nimbus chart runs a beacon node only, not a validator client",
+            "use prysm, lighthouse or teku when the profile has validator groups",
+        );
+    }
+    let execution_image = check_image(
+        c,
+        base.key("execution").key("image"),
+        &s.execution.image,
+        "execution client's",
+    );
+    let consensus_image = check_image(
+        c,
+        base.key("consensus").key("image"),
+        &s.consensus.image,
+        "consensus client's",
+    );
+    let validator_image = if consensus == "prysm" && !s.validators.is_empty() {
+        check_image(
+            c,
+            base.key("consensus").key("validator_image"),
+            &s.consensus.validator_image,
+            "Prysm validator client's (gcr.io/prysmaticlabs/prysm/validator)",
+        )
+    } else {
+        s.consensus
+            .validator_image
+            .clone()
+            .unwrap_or_else(|| consensus_image.clone())
+    };
+
+    let mut overrides = BTreeSet::new();
+    for (i, o) in s.overrides.iter().enumerate() {
+        if OVERRIDES.iter().any(|(n, _)| n == o) {
+            overrides.insert(o.clone());
+        } else {
+            let names: Vec<&str> = OVERRIDES.iter().map(|(n, _)| *n).collect();
+            c.error(
+                base.key("overrides").index(i),
+                format!("unknown override {o:?}"),
+                format!("overrides are: {}", names.join(", ")),
+            );
+        }
+    }
+    let waived = |name: &str| overrides.contains(name);
+    let risk = |name: &str| {
+        OVERRIDES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, r)| *r)
+            .unwrap_or_default()
+    };
+
+    for (key, image) in [
+        (base.key("execution").key("image"), &execution_image),
+        (base.key("consensus").key("image"), &consensus_image),
+        (
+            base.key("consensus").key("validator_image"),
+            &validator_image,
+        ),
+    ] {
+        if image.is_empty() || !is_unpinned(image) {
+            continue;
+        }
+        match network {
+            Some(Network::Mainnet) if !waived("unpinned-images") => c.error(
+                key,
+                format!("{image} is not pinned on mainnet: {}", risk("unpinned-images")),
+                "pin a version tag or a digest, or accept the risk with `overrides: [unpinned-images]`",
+            ),
+            _ => c.warning(
+                key,
+                format!("{image} is not pinned"),
+                "pin a version tag or a digest: a moving tag upgrades the client under you",
+            ),
+        }
+    }
+
+    let checkpoint_sync_url = match &s.checkpoint_sync_url {
+        Some(u) if u.starts_with("https://") || u.starts_with("http://") => u.clone(),
+        Some(u) => {
+            c.error(
+                base.key("checkpoint_sync_url"),
+                format!("{u:?} is not an http(s) URL"),
+                "give the beacon API URL of a checkpoint sync provider",
+            );
+            String::new()
+        }
+        None => network
+            .map(|n| n.default_checkpoint_sync_url().to_string())
+            .unwrap_or_default(),
+    };
+
+    let fee_recipient = match &s.fee_recipient {
+        None => {
+            c.error(
+                base.clone(),
+                "the staking section has no `fee_recipient`",
+                "add `fee_recipient: \"0x...\"`, the address that receives your priority fees and MEV",
+            );
+            String::new()
+        }
+        Some(a) => {
+            let hex = a.strip_prefix("0x").unwrap_or("");
+            if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                c.error(
+                    base.key("fee_recipient"),
+                    format!("{a:?} is not an Ethereum address"),
+                    "write 0x and 40 hex digits (quote it in YAML)",
+                );
+            } else if hex.bytes().all(|b| b == b'0') {
+                c.error(
+                    base.key("fee_recipient"),
+                    "the fee recipient is the zero address: fees sent there are lost",
+                    "use an address you control",
+                );
+            } else {
+                let mixed = hex.bytes().any(|b| b.is_ascii_lowercase())
+                    && hex.bytes().any(|b| b.is_ascii_uppercase());
+                let checksummed = eip55(hex);
+                if mixed && hex != checksummed {
+                    c.error(
+                        base.key("fee_recipient"),
+                        format!("{a} fails its EIP-55 checksum: a mistyped character?"),
+                        format!("check the address; its checksummed form would be 0x{checksummed}"),
+                    );
+                }
+            }
+            a.clone()
+        }
+    };
+    if s.graffiti.len() > 32 {
+        c.error(
+            base.key("graffiti"),
+            format!("the graffiti is {} bytes long", s.graffiti.len()),
+            "keep it to 32 bytes",
+        );
+    }
+    if s.graffiti.contains(|ch: char| ch.is_control()) {
+        c.error(
+            base.key("graffiti"),
+            "the graffiti holds control characters",
+            "use printable text",
+        );
+    }
+    let mev_boost_url = match (&s.mev_boost.enabled, &s.mev_boost.url) {
+        (true, Some(u)) if u.starts_with("http://") || u.starts_with("https://") => Some(u.clone()),
+        (true, Some(u)) => {
+            c.error(
+                base.key("mev_boost").key("url"),
+                format!("{u:?} is not an http(s) URL"),
+                "give the mev-boost service's URL, e.g. http://mev-boost:18550",
+            );
+            None
+        }
+        (true, None) => {
+            c.error(
+                base.key("mev_boost"),
+                "MEV-boost is enabled but `mev_boost.url` is not given",
+                "add url: http://mev-boost:18550 (your mev-boost service), or set enabled: false",
+            );
+            None
+        }
+        (false, _) => None,
+    };
+    if s.start_delay < EPOCH_SECONDS && !waived("short-start-delay") {
+        c.error(
+            base.key("start_delay"),
+            format!(
+                "a start delay of {} s is less than one epoch ({EPOCH_SECONDS} s): {}",
+                s.start_delay,
+                risk("short-start-delay")
+            ),
+            "use 768 (two epochs, the default), or accept the risk with `overrides: [short-start-delay]`",
+        );
+    } else if s.start_delay < 2 * EPOCH_SECONDS {
+        c.warning(
+            base.key("start_delay"),
+            format!(
+                "a start delay of {} s is less than two epochs",
+                s.start_delay
+            ),
+            "768 s (two epochs) lets a stale validator's last attestations expire",
+        );
+    }
+    if !s.doppelganger && !waived("no-doppelganger") {
+        c.error(
+            base.key("doppelganger"),
+            format!(
+                "doppelganger protection is off: {}",
+                risk("no-doppelganger")
+            ),
+            "remove `doppelganger: false`, or accept the risk with `overrides: [no-doppelganger]`",
+        );
+    }
+
+    let mut groups = Vec::new();
+    let mut names = BTreeMap::new();
+    for (i, g) in s.validators.iter().enumerate() {
+        let p = base.key("validators").index(i);
+        let name = g.name.clone().unwrap_or_default();
+        if g.name.is_none() {
+            c.error(
+                p.clone(),
+                "the validator group has no `name`",
+                "add name: group-1",
+            );
+        } else if !crate::validate::is_dns_label(&name) || name.len() > 40 {
+            c.error(
+                p.key("name"),
+                format!("{name:?} is not a usable group name"),
+                "use up to 40 lowercase letters, digits and hyphens",
+            );
+        } else if let Some(first) = names.insert(name.clone(), i) {
+            c.error(
+                p.key("name"),
+                format!(
+                    "validator group {name:?} is defined twice (also entry {})",
+                    first + 1
+                ),
+                "give every group its own name",
+            );
+        }
+        for (key, value) in [
+            ("keystores", &g.keystores),
+            ("password_file", &g.password_file),
+        ] {
+            if value.as_deref().is_none_or(str::is_empty) {
+                c.error(
+                    p.clone(),
+                    format!("the validator group has no `{key}`"),
+                    "give keystores: (a folder of keystore-*.json) and password_file: (their password)",
+                );
+            }
+        }
+        if g.replicas != 1 && !waived("multiple-replicas") {
+            c.error(
+                p.key("replicas"),
+                format!("{} replicas: {}", g.replicas, risk("multiple-replicas")),
+                "remove replicas (one is the only safe number), or accept the risk with `overrides: [multiple-replicas]`",
+            );
+        }
+        groups.push(Group {
+            name,
+            keystores: g.keystores.clone().unwrap_or_default(),
+            password_file: g.password_file.clone().unwrap_or_default(),
+            replicas: g.replicas,
+        });
+    }
+
+    let mut charts = BTreeMap::new();
+    for (name, pin) in &s.charts {
+        let p = base.key("charts").key(name);
+        if !DEFAULT_CHARTS.iter().any(|(n, _, _)| n == name) {
+            let known: Vec<&str> = DEFAULT_CHARTS.iter().map(|(n, _, _)| *n).collect();
+            c.error(
+                p.clone(),
+                format!("no chart {name:?} is used by nodeimg"),
+                format!("chart pins are for: {}", known.join(", ")),
+            );
+            continue;
+        }
+        let sha = pin.sha256.as_deref().and_then(crate::fetch::parse_sha256);
+        if sha.is_none() {
+            c.error(
+                if pin.sha256.is_some() {
+                    p.key("sha256")
+                } else {
+                    p.clone()
+                },
+                format!("the {name} chart pin has no valid sha256"),
+                "give the .tgz's sha256 (the `digest` in the chart repository's index.yaml)",
+            );
+        }
+        let Some(version) = pin.version.clone().filter(|v| !v.is_empty()) else {
+            c.error(
+                p.clone(),
+                format!("the {name} chart pin has no version"),
+                "add version: 1.2.3",
+            );
+            continue;
+        };
+        charts.insert(
+            name.clone(),
+            ChartPin {
+                version,
+                sha256: sha.unwrap_or_default(),
+            },
+        );
+    }
+    for used in [execution.as_str(), consensus.as_str()] {
+        if !charts.contains_key(used) {
+            if let Some((n, v, h)) = DEFAULT_CHARTS.iter().find(|(n, _, _)| *n == used) {
+                charts.insert(
+                    n.to_string(),
+                    ChartPin {
+                        version: v.to_string(),
+                        sha256: h.to_string(),
+                    },
+                );
+            }
+        }
+    }
+    charts.retain(|n, _| n == &execution || n == &consensus);
+
+    if c.error_count() > before {
+        return None;
+    }
+    Some(StakingSpec {
+        network: network?,
+        namespace: s.namespace.clone(),
+        execution,
+        execution_image,
+        consensus,
+        consensus_image,
+        validator_image,
+        checkpoint_sync_url,
+        fee_recipient,
+        graffiti: s.graffiti.clone(),
+        mev_boost_url,
+        start_delay: s.start_delay,
+        doppelganger: s.doppelganger,
+        groups,
+        charts,
+        overrides,
+    })
+}
+
+/// One validator group's keys as read from disk.
+#[derive(Debug, Clone)]
+pub struct GroupKeys {
+    pub group: String,
+    /// (file name, content, pubkey)
+    pub keystores: Vec<(String, Vec<u8>, String)>,
+    pub password: Vec<u8>,
+}
+
+/// Reads every group's keystores and password (paths relative to
+/// `base_dir`), and checks that no pubkey is in two groups. Problems come
+/// back as diagnostics on the group's keys.
+pub fn read_keys(spec: &StakingSpec, base_dir: &FsPath) -> (Vec<GroupKeys>, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    let mut out = Vec::new();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for (i, g) in spec.groups.iter().enumerate() {
+        let p = Path::root().key("staking").key("validators").index(i);
+        let dir = base_dir.join(&g.keystores);
+        let mut keystores = Vec::new();
+        match std::fs::read_dir(&dir) {
+            Err(e) => diags.push(Diagnostic::error(
+                p.key("keystores"),
+                format!("cannot read the keystore folder {}: {e}", dir.display()),
+                "give a folder of EIP-2335 keystores (keystore-*.json), relative to the profile; the staking-deposit-cli writes them to validator_keys/",
+            )),
+            Ok(entries) => {
+                let mut files: Vec<_> = entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|f| {
+                        f.file_name().is_some_and(|n| {
+                            let n = n.to_string_lossy();
+                            n.starts_with("keystore") && n.ends_with(".json")
+                        })
+                    })
+                    .collect();
+                files.sort();
+                if files.is_empty() {
+                    diags.push(Diagnostic::error(
+                        p.key("keystores"),
+                        format!("{} holds no keystore-*.json file", dir.display()),
+                        "point it at the folder your deposit tool wrote the keystores to",
+                    ));
+                }
+                for f in files {
+                    let name = f.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                    let bytes = match std::fs::read(&f) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            diags.push(Diagnostic::error(
+                                p.key("keystores"),
+                                format!("cannot read {}: {e}", f.display()),
+                                "check the file's permissions",
+                            ));
+                            continue;
+                        }
+                    };
+                    let pubkey = serde_json::from_slice::<Value>(&bytes)
+                        .ok()
+                        .filter(|v| v["version"] == 4 && v["crypto"].is_object())
+                        .and_then(|v| v["pubkey"].as_str().map(|s| s.trim_start_matches("0x").to_ascii_lowercase()))
+                        .filter(|k| k.len() == 96 && k.bytes().all(|b| b.is_ascii_hexdigit()));
+                    let Some(pubkey) = pubkey else {
+                        diags.push(Diagnostic::error(
+                            p.key("keystores"),
+                            format!("{} is not an EIP-2335 keystore (version 4, crypto, a 48-byte pubkey)", f.display()),
+                            "use the keystore files your deposit tool wrote",
+                        ));
+                        continue;
+                    };
+                    if let Some(other) = seen.insert(pubkey.clone(), g.name.clone()) {
+                        if !spec.overrides.contains("same-key-in-two-groups") {
+                            diags.push(Diagnostic::error(
+                                p.key("keystores"),
+                                format!(
+                                    "validator 0x{}... is in group {other:?} and in group {:?}: two validator clients signing with one key is a slashable double vote",
+                                    &pubkey[..12],
+                                    g.name
+                                ),
+                                "keep every key in exactly one group, or accept the risk with `overrides: [same-key-in-two-groups]`",
+                            ));
+                        }
+                    }
+                    keystores.push((name, bytes, pubkey));
+                }
+            }
+        }
+        let pw_path = base_dir.join(&g.password_file);
+        let password = match std::fs::read(&pw_path) {
+            Ok(b) if !b.trim_ascii().is_empty() => b,
+            Ok(_) => {
+                diags.push(Diagnostic::error(
+                    p.key("password_file"),
+                    format!("{} is empty", pw_path.display()),
+                    "put the keystores' password in it",
+                ));
+                Vec::new()
+            }
+            Err(e) => {
+                diags.push(Diagnostic::error(
+                    p.key("password_file"),
+                    format!("cannot read the password file {}: {e}", pw_path.display()),
+                    "give the file holding the keystores' password, relative to the profile",
+                ));
+                Vec::new()
+            }
+        };
+        out.push(GroupKeys {
+            group: g.name.clone(),
+            keystores,
+            password,
+        });
+    }
+    (out, diags)
+}
+
+/// One Helm release of the staking stack.
+#[derive(Debug, Clone)]
+pub struct Release {
+    /// Release name: execution, beacon, validator-<group>.
+    pub name: String,
+    /// The chart's name in the repository (geth, prysm, ...).
+    pub chart: String,
+    pub pin: ChartPin,
+    /// `values/<release>.yaml`, relative to the release directory.
+    pub values_file: String,
+    pub values: Value,
+}
+
+/// The directory inside the data folder where a group's keys are placed.
+pub const KEYSTORE_DIR: &str = "keystores";
+pub const PASSWORD_FILE: &str = "password.txt";
+/// The JWT secret file beside the release files (and its path on the master).
+pub const JWT_FILE: &str = "jwt.hex";
+
+fn pvc(folder: &str) -> String {
+    format!("staking-{folder}")
+}
+
+/// Values every release shares: one pod, storage on its NFS claim, the
+/// export's owner, no root chown (it fails under root_squash), no
+/// PodDisruptionBudget (some charts still render policy/v1beta1).
+fn common_values(spec: &crate::Spec, name: &str, folder: &str, image: &str) -> Value {
+    let (repository, tag) = split_image(image);
+    json!({
+        "fullnameOverride": name,
+        "replicas": 1,
+        "image": {"repository": repository, "tag": tag},
+        "persistence": {"enabled": true, "existingClaim": pvc(folder)},
+        "securityContext": {
+            "runAsUser": spec.nfs.uid,
+            "runAsGroup": spec.nfs.gid,
+            "fsGroup": spec.nfs.gid,
+            "runAsNonRoot": true,
+        },
+        "initChownData": {"enabled": false},
+        "podDisruptionBudget": {},
+    })
+}
+
+/// The charts render `"{repository}:{tag}"`: split at the last `:`, so
+/// that a digest reference (`repo@sha256:HEX`) comes out whole again.
+fn split_image(image: &str) -> (String, String) {
+    match image.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), tag.to_string()),
+        _ => (image.to_string(), "latest".to_string()),
+    }
+}
+
+fn network_flag_execution(client: &str, n: Network) -> Vec<String> {
+    match client {
+        "geth" => vec![format!("--{}", n.as_str())],
+        "nethermind" => vec![format!("--config={}", n.as_str())],
+        "besu" => vec![format!("--network={}", n.as_str())],
+        _ => vec![format!("--chain={}", n.as_str())],
+    }
+}
+
+/// The beacon node's HTTP API port in each chart.
+fn beacon_http_port(client: &str) -> u16 {
+    match client {
+        "prysm" => 3500,
+        "teku" => 5051,
+        _ => 5052,
+    }
+}
+
+fn beacon_args(s: &StakingSpec) -> Vec<String> {
+    let engine = "http://execution:8551".to_string();
+    let n = s.network.as_str();
+    let mut a = match s.consensus.as_str() {
+        "prysm" => vec![format!("--{n}"), format!("--execution-endpoint={engine}")],
+        "lighthouse" => vec![
+            format!("--network={n}"),
+            format!("--execution-endpoint={engine}"),
+        ],
+        "teku" => vec![format!("--network={n}"), format!("--ee-endpoint={engine}")],
+        _ => vec![format!("--network={n}"), format!("--el={engine}")],
+    };
+    let fee = &s.fee_recipient;
+    a.push(match s.consensus.as_str() {
+        "teku" => format!("--validators-proposer-default-fee-recipient={fee}"),
+        _ => format!("--suggested-fee-recipient={fee}"),
+    });
+    if s.consensus == "teku" && s.doppelganger {
+        // Teku's validator asks the beacon node for liveness data.
+        a.push("--beacon-liveness-tracking-enabled=true".into());
+    }
+    if let Some(url) = &s.mev_boost_url {
+        match s.consensus.as_str() {
+            "prysm" => a.push(format!("--http-mev-relay={url}")),
+            "lighthouse" => a.push(format!("--builder={url}")),
+            "teku" => a.push(format!("--builder-endpoint={url}")),
+            _ => {
+                a.push("--payload-builder=true".into());
+                a.push(format!("--payload-builder-url={url}"));
+            }
+        }
+    }
+    a
+}
+
+/// The validator client's flags, and the init containers that prepare its
+/// keys (after the start delay).
+fn validator_args(s: &StakingSpec) -> Vec<String> {
+    let n = s.network.as_str();
+    let fee = &s.fee_recipient;
+    let port = beacon_http_port(&s.consensus);
+    let mut a = match s.consensus.as_str() {
+        "prysm" => vec![
+            format!("--{n}"),
+            "--beacon-rpc-provider=beacon:4000".into(),
+            "--wallet-dir=/data/wallet".into(),
+            format!("--wallet-password-file=/data/{PASSWORD_FILE}"),
+            format!("--suggested-fee-recipient={fee}"),
+        ],
+        "lighthouse" => vec![
+            format!("--network={n}"),
+            format!("--beacon-nodes=http://beacon:{port}"),
+            format!("--suggested-fee-recipient={fee}"),
+        ],
+        _ => vec![
+            format!("--network={n}"),
+            format!("--beacon-node-api-endpoint=http://beacon:{port}"),
+            format!("--validator-keys=/data/{KEYSTORE_DIR}:/data/passwords"),
+            format!("--validators-proposer-default-fee-recipient={fee}"),
+        ],
+    };
+    if !s.graffiti.is_empty() {
+        a.push(match s.consensus.as_str() {
+            "teku" => format!("--validators-graffiti={}", s.graffiti),
+            _ => format!("--graffiti={}", s.graffiti),
+        });
+    }
+    if s.doppelganger {
+        a.push(match s.consensus.as_str() {
+            "prysm" => "--enable-doppelganger".into(),
+            "lighthouse" => "--enable-doppelganger-protection".into(),
+            _ => "--doppelganger-detection-enabled=true".into(),
+        });
+    }
+    if s.mev_boost_url.is_some() {
+        a.push(match s.consensus.as_str() {
+            "prysm" => "--enable-builder".into(),
+            "lighthouse" => "--builder-proposals".into(),
+            _ => "--validators-builder-registration-default-enabled=true".into(),
+        });
+    }
+    a
+}
+
+fn validator_init_containers(spec: &crate::Spec, s: &StakingSpec) -> Value {
+    let security =
+        json!({"runAsUser": spec.nfs.uid, "runAsGroup": spec.nfs.gid, "runAsNonRoot": true});
+    let mount = json!([{"name": "storage", "mountPath": "/data"}]);
+    let mut v = vec![json!({
+        "name": "start-delay",
+        "image": DELAY_IMAGE,
+        "command": ["sleep", s.start_delay.to_string()],
+        "securityContext": security,
+    })];
+    let import = match s.consensus.as_str() {
+        "prysm" => Some(json!([
+            "/app/cmd/validator/validator",
+            "accounts",
+            "import",
+            "--accept-terms-of-use",
+            format!("--{}", s.network.as_str()),
+            format!("--keys-dir=/data/{KEYSTORE_DIR}"),
+            "--wallet-dir=/data/wallet",
+            format!("--wallet-password-file=/data/{PASSWORD_FILE}"),
+            format!("--account-password-file=/data/{PASSWORD_FILE}"),
+        ])),
+        "lighthouse" => Some(json!([
+            "lighthouse",
+            "account",
+            "validator",
+            "import",
+            format!("--network={}", s.network.as_str()),
+            "--datadir=/data",
+            format!("--directory=/data/{KEYSTORE_DIR}"),
+            format!("--password-file=/data/{PASSWORD_FILE}"),
+            "--reuse-password",
+        ])),
+        // Teku reads the keystores in place (passwords/ beside them).
+        _ => None,
+    };
+    if let Some(command) = import {
+        v.push(json!({
+            "name": "import-keys",
+            "image": s.validator_image,
+            "command": command,
+            "securityContext": security,
+            "volumeMounts": mount,
+        }));
+    }
+    Value::Array(v)
+}
+
+/// Every release, in install order: execution, beacon, one validator per
+/// group.
+pub fn releases(spec: &crate::Spec, s: &StakingSpec) -> Vec<Release> {
+    let pin = |chart: &str| {
+        s.charts.get(chart).cloned().unwrap_or(ChartPin {
+            version: String::new(),
+            sha256: String::new(),
+        })
+    };
+    let mut out = Vec::new();
+    let mut exec = common_values(spec, "execution", "execution", &s.execution_image);
+    exec["extraArgs"] = json!(network_flag_execution(&s.execution, s.network));
+    out.push(Release {
+        name: "execution".into(),
+        chart: s.execution.clone(),
+        pin: pin(&s.execution),
+        values_file: "values/execution.yaml".into(),
+        values: exec,
+    });
+    let mut beacon = common_values(spec, "beacon", "beacon", &s.consensus_image);
+    if s.consensus != "nimbus" {
+        beacon["mode"] = json!("beacon");
+    }
+    beacon["extraArgs"] = json!(beacon_args(s));
+    beacon["checkpointSync"] = json!({"enabled": true, "url": s.checkpoint_sync_url});
+    if s.consensus == "nimbus" {
+        beacon["checkpointSync"]["network"] = json!(s.network.as_str());
+    }
+    out.push(Release {
+        name: "beacon".into(),
+        chart: s.consensus.clone(),
+        pin: pin(&s.consensus),
+        values_file: "values/beacon.yaml".into(),
+        values: beacon,
+    });
+    for g in &s.groups {
+        let name = g.folder();
+        let mut v = common_values(spec, &name, &name, &s.validator_image);
+        v["mode"] = json!("validator");
+        v["replicas"] = json!(g.replicas);
+        // Never a rolling update: a new validator pod starts only after the
+        // old one is deleted (and then waits out the start delay).
+        v["updateStrategy"] = json!({"type": "OnDelete"});
+        v["extraArgs"] = json!(validator_args(s));
+        v["initContainers"] = validator_init_containers(spec, s);
+        out.push(Release {
+            name: name.clone(),
+            chart: s.consensus.clone(),
+            pin: pin(&s.consensus),
+            values_file: format!("values/{name}.yaml"),
+            values: v,
+        });
+    }
+    out
+}
+
+/// Static NFS PersistentVolumes and their claims, one per workload folder,
+/// bound to each other by name (no storage class, no provisioner).
+pub fn storage_manifest(spec: &crate::Spec, s: &StakingSpec) -> String {
+    let server = spec.nfs_server().ip.to_string();
+    let mut docs = vec![json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": s.namespace},
+    })];
+    for folder in s.folders() {
+        let name = pvc(&folder);
+        docs.push(json!({
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": format!("{}-{name}", s.namespace)},
+            "spec": {
+                "capacity": {"storage": "1Ti"},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "nfs": {"server": server, "path": format!("{}/{folder}", spec.nfs.export_root)},
+                "claimRef": {"namespace": s.namespace, "name": name},
+            },
+        }));
+        docs.push(json!({
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": s.namespace},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "volumeName": format!("{}-{name}", s.namespace),
+                "resources": {"requests": {"storage": "1Ti"}},
+            },
+        }));
+    }
+    docs.iter()
+        .map(|d| format!("---\n{}", to_yaml(d)))
+        .collect()
+}
+
+/// YAML text of a JSON value (keys in order, deterministic).
+pub fn to_yaml(v: &Value) -> String {
+    serde_saphyr::to_string(v).unwrap_or_default()
+}
+
+/// The commands that install (or upgrade) the release: storage first,
+/// then each release in order. `jwt.hex` beside it holds the JWT secret;
+/// it reaches the charts as a file, never through a values file.
+pub fn install_script(s: &StakingSpec, releases: &[Release]) -> String {
+    let mut out = String::from(
+        "#!/bin/sh\n# Generated by nodeimg: installs or upgrades the staking release.\n# Run from this directory with kubectl and helm pointed at the cluster.\nset -eu\ncd \"$(dirname \"$0\")\"\nhelm repo add ethpandaops ",
+    );
+    out.push_str(CHART_REPOSITORY);
+    out.push_str(" --force-update >/dev/null\nkubectl apply -f storage.yaml\n");
+    for r in releases {
+        let jwt = if r.name == "execution" || r.name == "beacon" {
+            format!(" --set-file jwt={JWT_FILE}")
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "helm upgrade --install {} ethpandaops/{} --version {} -n {} -f {}{jwt}\n",
+            r.name, r.chart, r.pin.version, s.namespace, r.values_file
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eip55_matches_the_eips_examples() {
+        // From EIP-55's test vectors.
+        for a in [
+            "5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+            "fB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+            "dbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB",
+            "D1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb",
+        ] {
+            assert_eq!(eip55(a), a);
+        }
+    }
+
+    #[test]
+    fn image_pins() {
+        assert!(is_unpinned("ethereum/client-go"));
+        assert!(is_unpinned("ethereum/client-go:latest"));
+        assert!(is_unpinned(
+            "gcr.io/prysmaticlabs/prysm/beacon-chain:stable"
+        ));
+        assert!(!is_unpinned("ethereum/client-go:v1.16.7"));
+        assert!(!is_unpinned("registry:5000/geth@sha256:abcd"));
+        assert_eq!(
+            split_image("repo/x@sha256:abcd"),
+            ("repo/x@sha256".to_string(), "abcd".to_string())
+        );
+        assert_eq!(
+            split_image("registry:5000/geth:v1"),
+            ("registry:5000/geth".to_string(), "v1".to_string())
+        );
+    }
+}

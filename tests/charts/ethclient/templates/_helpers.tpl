@@ -1,0 +1,3 @@
+{{- define "ethclient.fullname" -}}
+{{- if .Values.fullnameOverride -}}{{ .Values.fullnameOverride }}{{- else -}}{{ .Release.Name }}-{{ .Chart.Name }}{{- end -}}
+{{- end -}}

@@ -1,0 +1,467 @@
+//! `nodeimg release`: the staking release's values for every client pair,
+//! rendered by a real helm through stand-in charts that take the real
+//! charts' value keys and refuse any other (tests/charts/ethclient).
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+const EXECUTION: [(&str, &str); 4] = [
+    ("geth", "ethereum/client-go:v1.16.7"),
+    ("nethermind", "nethermind/nethermind:1.35.2"),
+    ("besu", "hyperledger/besu:25.11.0"),
+    ("reth", "ghcr.io/paradigmxyz/reth:v1.9.3"),
+];
+const CONSENSUS: [(&str, &str, &str); 3] = [
+    (
+        "prysm",
+        "gcr.io/prysmaticlabs/prysm/beacon-chain:v7.0.0",
+        "gcr.io/prysmaticlabs/prysm/validator:v7.0.0",
+    ),
+    (
+        "lighthouse",
+        "sigp/lighthouse:v8.0.1",
+        "sigp/lighthouse:v8.0.1",
+    ),
+    ("teku", "consensys/teku:25.11.1", "consensys/teku:25.11.1"),
+];
+
+/// profiles/hoodi.yaml with other clients.
+fn hoodi_with(exec: (&str, &str), cons: (&str, &str, &str)) -> String {
+    shipped_profile("hoodi.yaml")
+        .replace("client: geth", &format!("client: {}", exec.0))
+        .replace("\"ethereum/client-go:v1.16.7\"", &format!("\"{}\"", exec.1))
+        .replace("client: prysm", &format!("client: {}", cons.0))
+        .replace(
+            "\"gcr.io/prysmaticlabs/prysm/beacon-chain:v7.0.0\"",
+            &format!("\"{}\"", cons.1),
+        )
+        .replace(
+            "\"gcr.io/prysmaticlabs/prysm/validator:v7.0.0\"",
+            &format!("\"{}\"", cons.2),
+        )
+}
+
+fn release_values_only(s: &Scratch) -> Run {
+    let r = s.run(&["release", "profile.yaml", "--values-only", "-o", "rel"]);
+    assert!(r.ok(), "{}", r.stderr());
+    r
+}
+
+fn jwt_of(s: &Scratch) -> String {
+    let text = fs::read_to_string(s.secrets()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("jwt_secret:"))
+        .expect("jwt_secret");
+    line.split('"').nth(1).unwrap().to_string()
+}
+
+/// The stand-in chart under `name`, in the scratch directory.
+fn chart(s: &Scratch, name: &str) -> std::path::PathBuf {
+    let dir = s.path(&format!("charts/{name}"));
+    if !dir.exists() {
+        let src = repo().join("tests/charts/ethclient");
+        fs::create_dir_all(dir.join("templates")).unwrap();
+        for f in ["values.yaml", "values.schema.json"] {
+            fs::copy(src.join(f), dir.join(f)).unwrap();
+        }
+        for e in fs::read_dir(src.join("templates")).unwrap() {
+            let e = e.unwrap();
+            fs::copy(e.path(), dir.join("templates").join(e.file_name())).unwrap();
+        }
+        let meta = fs::read_to_string(src.join("Chart.yaml"))
+            .unwrap()
+            .replace("name: ethclient", &format!("name: {name}"));
+        fs::write(dir.join("Chart.yaml"), meta).unwrap();
+    }
+    dir
+}
+
+/// `helm lint` and `helm template` of one install.sh line; the rendered
+/// documents.
+fn render(s: &Scratch, line: &str) -> Vec<serde_json::Value> {
+    // helm upgrade --install RELEASE ethpandaops/CHART --version V -n NS -f FILE [--set-file jwt=F]
+    let w: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&w[..3], ["helm", "upgrade", "--install"], "{line}");
+    assert_eq!((w[5], w[7], w[9]), ("--version", "-n", "-f"), "{line}");
+    let (release, chart_ref, ns, file) = (w[3], w[4], w[8], w[10]);
+    let name = chart_ref
+        .strip_prefix("ethpandaops/")
+        .expect("an ethpandaops chart");
+    let dir = chart(s, name);
+    let rel = s.path("rel");
+    let mut extra: Vec<&str> = w[11..].to_vec();
+    if !extra.is_empty() {
+        assert_eq!(extra[0], "--set-file", "{line}");
+        assert_eq!(extra[1], "jwt=jwt.hex", "{line}");
+        extra = vec!["--set-file", "jwt=jwt.hex"];
+    }
+    // helm in the release directory, as install.sh runs it; must succeed.
+    let run_helm = |args: &[&str]| {
+        let out = Command::new(helm())
+            .args(args)
+            .args(&extra)
+            .current_dir(&rel)
+            .output()
+            .expect("helm (scripts/test-deps installs it)");
+        assert!(
+            out.status.success(),
+            "helm {args:?} for {line}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let dir = dir.to_str().unwrap();
+    run_helm(&["lint", dir, "-f", file]);
+    let out = run_helm(&["template", release, dir, "-n", ns, "-f", file]);
+    serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout)).expect("rendered YAML")
+}
+
+fn kind<'a>(docs: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in {docs:?}"))
+}
+
+fn args(sts: &serde_json::Value) -> Vec<String> {
+    sts["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn b64(text: &str) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = text.as_bytes();
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = (chunk[0] as u32) << 16
+            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+            | *chunk.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn check_pair(exec: (&str, &str), cons: (&str, &str, &str)) -> String {
+    let s = Scratch::with_profile(&hoodi_with(exec, cons));
+    release_values_only(&s);
+    let jwt = jwt_of(&s);
+    assert_eq!(fs::read_to_string(s.path("rel/jwt.hex")).unwrap(), jwt);
+    assert_eq!(mode(&s.path("rel/jwt.hex")), 0o600);
+    let script = fs::read_to_string(s.path("rel/install.sh")).unwrap();
+    let lines: Vec<&str> = script
+        .lines()
+        .filter(|l| l.starts_with("helm upgrade"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{script}");
+    let names: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split_whitespace().nth(3).unwrap())
+        .collect();
+    assert_eq!(names, ["execution", "beacon", "validator-group-1"]);
+    let mut snapshot = String::new();
+    let mut jwt_secrets = Vec::new();
+    for line in &lines {
+        let docs = render(&s, line);
+        let release = line.split_whitespace().nth(3).unwrap();
+        let file = line.split_whitespace().nth(10).unwrap();
+        let values = fs::read_to_string(s.path("rel").join(file)).unwrap();
+        assert!(
+            !values.contains(&jwt),
+            "the JWT is never in a values file: {file}"
+        );
+        snapshot.push_str(&format!("# {file}\n{values}"));
+        let sts = kind(&docs, "StatefulSet");
+        let pod = &sts["spec"]["template"]["spec"];
+        assert_eq!(sts["spec"]["replicas"], 1, "{release}");
+        assert_eq!(pod["securityContext"]["runAsUser"], 1001);
+        assert_eq!(pod["securityContext"]["runAsGroup"], 2000);
+        let claim = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "storage")
+            .unwrap()["persistentVolumeClaim"]["claimName"]
+            .clone();
+        assert_eq!(claim, format!("staking-{release}"));
+        let inits: Vec<String> = pod["initContainers"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|c| c["name"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            !inits.contains(&"init-chown-data".to_string()),
+            "root chown fails under root_squash"
+        );
+        let a = args(sts);
+        let has = |flag: &str| a.iter().any(|x| x == flag);
+        match release {
+            "execution" => {
+                jwt_secrets.push(kind(&docs, "Secret")["data"]["jwt.hex"].clone());
+                let net = match exec.0 {
+                    "geth" => "--hoodi",
+                    "nethermind" => "--config=hoodi",
+                    "besu" => "--network=hoodi",
+                    _ => "--chain=hoodi",
+                };
+                assert!(has(net), "{a:?}");
+            }
+            "beacon" => {
+                jwt_secrets.push(kind(&docs, "Secret")["data"]["jwt.hex"].clone());
+                assert!(
+                    has("--checkpoint-sync-url=https://checkpoint-sync.hoodi.ethpandaops.io"),
+                    "{a:?}"
+                );
+                assert!(
+                    has(if cons.0 == "prysm" {
+                        "--hoodi"
+                    } else {
+                        "--network=hoodi"
+                    }),
+                    "{a:?}"
+                );
+                let fee = if cons.0 == "teku" {
+                    "--validators-proposer-default-fee-recipient=0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+                } else {
+                    "--suggested-fee-recipient=0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+                };
+                assert!(has(fee), "{a:?}");
+                let engine = a.iter().any(|x| x.ends_with("=http://execution:8551"));
+                assert!(engine, "{a:?}");
+            }
+            _ => {
+                assert_eq!(
+                    sts["spec"]["updateStrategy"]["type"], "OnDelete",
+                    "never a rolling update"
+                );
+                assert_eq!(inits[0], "start-delay");
+                assert_eq!(
+                    pod["initContainers"][0]["command"],
+                    serde_json::json!(["sleep", "768"])
+                );
+                let doppelganger = match cons.0 {
+                    "prysm" => "--enable-doppelganger",
+                    "lighthouse" => "--enable-doppelganger-protection",
+                    _ => "--doppelganger-detection-enabled=true",
+                };
+                assert!(has(doppelganger), "{a:?}");
+            }
+        }
+    }
+    // Execution and beacon share the one JWT from the secrets file.
+    assert_eq!(jwt_secrets.len(), 2);
+    assert_eq!(jwt_secrets[0], jwt_secrets[1]);
+    assert_eq!(jwt_secrets[0], b64(&jwt));
+    snapshot.push_str("# install.sh\n");
+    snapshot.push_str(&script);
+    snapshot
+}
+
+#[test]
+fn every_client_pair_renders_with_one_jwt_nfs_claims_and_safe_validators() {
+    for exec in EXECUTION {
+        for cons in CONSENSUS {
+            let snapshot = check_pair(exec, cons);
+            insta::assert_snapshot!(format!("values-{}-{}", exec.0, cons.0), snapshot);
+        }
+    }
+}
+
+#[test]
+fn storage_is_static_nfs_volumes_on_the_servers_folders() {
+    let s = Scratch::with_profile(&shipped_profile("hoodi.yaml"));
+    release_values_only(&s);
+    let text = fs::read_to_string(s.path("rel/storage.yaml")).unwrap();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let pvs: Vec<&serde_json::Value> = docs
+        .iter()
+        .filter(|d| d["kind"] == "PersistentVolume")
+        .collect();
+    let paths: Vec<&str> = pvs
+        .iter()
+        .map(|p| p["spec"]["nfs"]["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["/data/execution", "/data/beacon", "/data/validator-group-1"]
+    );
+    for pv in &pvs {
+        assert_eq!(pv["spec"]["nfs"]["server"], "172.20.10.10");
+        assert_eq!(pv["spec"]["storageClassName"], "");
+        assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Retain");
+    }
+    let claims: Vec<&str> = docs
+        .iter()
+        .filter(|d| d["kind"] == "PersistentVolumeClaim")
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        claims,
+        [
+            "staking-execution",
+            "staking-beacon",
+            "staking-validator-group-1"
+        ]
+    );
+    insta::assert_snapshot!("storage-hoodi", text);
+}
+
+#[test]
+fn values_only_needs_no_keystores_but_build_does() {
+    let s = Scratch::with_profile(&shipped_profile("hoodi.yaml"));
+    release_values_only(&s);
+    let r = s.run(&["build", "profile.yaml", "-o", "out"]);
+    assert_eq!(r.code(), Some(1));
+    let text = shipped_profile("hoodi.yaml");
+    let line = text
+        .lines()
+        .position(|l| l.contains("keystores: validator_keys"))
+        .unwrap()
+        + 1;
+    assert!(
+        r.stderr().contains(&format!(
+            "profile.yaml:{line}:18: error: cannot read the keystore folder"
+        )),
+        "{}",
+        r.stderr()
+    );
+    write_keys(
+        &s.path("validator_keys"),
+        1,
+        2,
+        &s.path("validator_keys/password.txt"),
+    );
+    let r = s.run(&["build", "profile.yaml", "-o", "out"]);
+    assert!(r.ok(), "{}", r.stderr());
+}
+
+#[test]
+fn the_jwt_secret_is_made_once_and_kept() {
+    let s = Scratch::with_profile(&shipped_profile("hoodi.yaml"));
+    release_values_only(&s);
+    let first = jwt_of(&s);
+    assert_eq!(first.len(), 64);
+    release_values_only(&s);
+    assert_eq!(jwt_of(&s), first);
+    // A secrets file from before the staking section gains a JWT, keeping the rest.
+    let t = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
+    t.build("out");
+    let token = secrets_token(&t.secrets());
+    fs::write(t.profile(), shipped_profile("hoodi.yaml")).unwrap();
+    let r = t.run(&["release", "profile.yaml", "--values-only", "-o", "rel"]);
+    assert!(r.ok(), "{}", r.stderr());
+    assert!(r.stderr().contains("added a JWT secret"), "{}", r.stderr());
+    assert_eq!(secrets_token(&t.secrets()), token);
+    assert_eq!(jwt_of(&t).len(), 64);
+}
+
+fn package_chart(s: &Scratch, name: &str, version: &str, into: &Path) -> String {
+    let dir = chart(s, name);
+    let meta = fs::read_to_string(dir.join("Chart.yaml"))
+        .unwrap()
+        .replace("version: 0.0.1", &format!("version: {version}"));
+    fs::write(dir.join("Chart.yaml"), meta).unwrap();
+    fs::create_dir_all(into).unwrap();
+    let out = Command::new(helm())
+        .arg("package")
+        .arg(&dir)
+        .arg("-d")
+        .arg(into)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    nodeimg::output::sha256_hex(&fs::read(into.join(format!("{name}-{version}.tgz"))).unwrap())
+}
+
+#[test]
+fn charts_from_a_local_folder_are_verified_and_copied() {
+    let s = Scratch::with_profile("");
+    let geth = package_chart(&s, "geth", "1.1.3", &s.path("mirror"));
+    let prysm = package_chart(&s, "prysm", "1.2.3", &s.path("mirror"));
+    let profile = shipped_profile("hoodi.yaml")
+        .replace(
+            "76ef685c9dc55a19adbd8f19ca59cb68fae0296c51e2cbee3c699db9de776493",
+            &geth,
+        )
+        .replace(
+            "c9672166ad2f891c8f06a3ce3fd0668699f08a53aad1a4fb641a13ea49c5a870",
+            &prysm,
+        );
+    fs::write(s.profile(), &profile).unwrap();
+    let r = s.run(&[
+        "release",
+        "profile.yaml",
+        "--charts",
+        "mirror",
+        "-o",
+        "rel",
+        "--cache",
+        "cache",
+    ]);
+    assert!(r.ok(), "{}", r.stderr());
+    for f in ["charts/geth-1.1.3.tgz", "charts/prysm-1.2.3.tgz"] {
+        assert_eq!(
+            fs::read(s.path(&format!("rel/{f}"))).unwrap(),
+            fs::read(s.path(&format!("mirror/{}", &f[7..]))).unwrap()
+        );
+    }
+    // A chart that is not the pinned one is refused, and nothing is written.
+    let other = profile.replace(&prysm, &"f".repeat(64));
+    fs::write(s.profile(), other).unwrap();
+    let r = s.run(&[
+        "release",
+        "profile.yaml",
+        "--charts",
+        "mirror",
+        "-o",
+        "rel2",
+        "--cache",
+        "cache",
+    ]);
+    assert_eq!(r.code(), Some(1));
+    assert!(
+        r.stderr().contains(&format!("expected {}", "f".repeat(64))),
+        "{}",
+        r.stderr()
+    );
+    assert!(
+        r.stderr().contains(&format!("got {prysm}")),
+        "{}",
+        r.stderr()
+    );
+    assert!(!s.path("rel2").exists());
+}
+
+#[test]
+fn a_release_needs_a_staking_section() {
+    let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
+    let r = s.run(&["release", "profile.yaml", "--values-only", "-o", "rel"]);
+    assert_eq!(r.code(), Some(1));
+    assert!(
+        r.stderr().contains("no `staking` section"),
+        "{}",
+        r.stderr()
+    );
+}

@@ -1,0 +1,235 @@
+//! The staking section's checks, slashing safety first: each unsafe
+//! profile is refused at the culprit's line and column with the override
+//! that would waive it named, and is accepted once that override is set.
+
+mod common;
+
+use common::*;
+
+struct Case {
+    name: &'static str,
+    edits: &'static [(&'static str, &'static str)],
+    culprit: &'static str,
+    message: &'static str,
+    hint: &'static str,
+    /// The override that waives it (none: it cannot be waived).
+    waiver: Option<&'static str>,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "doppelganger off",
+        edits: &[("doppelganger: true", "doppelganger: false")],
+        culprit: "false",
+        message: "doppelganger protection is off: without doppelganger protection a second copy of your keys signs at once",
+        hint: "`overrides: [no-doppelganger]`",
+        waiver: Some("no-doppelganger"),
+    },
+    Case {
+        name: "start delay below an epoch",
+        edits: &[("start_delay: 768", "start_delay: 300")],
+        culprit: "300",
+        message: "a start delay of 300 s is less than one epoch (384 s)",
+        hint: "`overrides: [short-start-delay]`",
+        waiver: Some("short-start-delay"),
+    },
+    Case {
+        name: "two replicas",
+        edits: &[(
+            "password_file: validator_keys/password.txt",
+            "password_file: validator_keys/password.txt\n      replicas: 2",
+        )],
+        culprit: "2\n  # The ethpandaops",
+        message: "2 replicas: several replicas of a validator sign with the same keys: slashable",
+        hint: "`overrides: [multiple-replicas]`",
+        waiver: Some("multiple-replicas"),
+    },
+    Case {
+        name: "mainnet with a moving tag",
+        edits: &[
+            ("  network: hoodi", "  network: mainnet"),
+            ("ethereum/client-go:v1.16.7", "ethereum/client-go:stable"),
+        ],
+        culprit: "\"ethereum/client-go:stable\"",
+        message: "ethereum/client-go:stable is not pinned on mainnet",
+        hint: "`overrides: [unpinned-images]`",
+        waiver: Some("unpinned-images"),
+    },
+    Case {
+        name: "a dead network",
+        edits: &[("  network: hoodi", "  network: prater")],
+        culprit: "prater",
+        message: "network \"prater\" cannot be staked on: Prater (Goerli's beacon chain) is shut down",
+        hint: "use hoodi",
+        waiver: None,
+    },
+    Case {
+        name: "holesky",
+        edits: &[("  network: hoodi", "  network: holesky")],
+        culprit: "holesky",
+        message: "Holesky was shut down",
+        hint: "use hoodi",
+        waiver: None,
+    },
+    Case {
+        name: "a mistyped fee recipient",
+        edits: &[(
+            "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+            "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD",
+        )],
+        culprit: "\"0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD\"",
+        message: "fails its EIP-55 checksum",
+        hint: "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        waiver: None,
+    },
+    Case {
+        name: "no fee recipient",
+        edits: &[("  fee_recipient: \"0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed\"\n", "")],
+        culprit: "network: hoodi",
+        message: "the staking section has no `fee_recipient`",
+        hint: "fee_recipient: \"0x...\"",
+        waiver: None,
+    },
+    Case {
+        name: "nimbus with validators",
+        edits: &[("client: prysm", "client: nimbus")],
+        culprit: "nimbus",
+        message: "the ethpandaops nimbus chart runs a beacon node only",
+        hint: "use prysm, lighthouse or teku",
+        waiver: None,
+    },
+    Case {
+        name: "an unknown override",
+        edits: &[("  doppelganger: true", "  doppelganger: true\n  overrides: [yolo]")],
+        culprit: "yolo",
+        message: "unknown override \"yolo\"",
+        hint: "no-doppelganger",
+        waiver: None,
+    },
+];
+
+fn apply(case: &Case) -> String {
+    let mut text = shipped_profile("hoodi.yaml");
+    for (from, to) in case.edits {
+        assert!(text.contains(from), "{}: edit does not apply", case.name);
+        text = text.replacen(from, to, 1);
+    }
+    text
+}
+
+#[test]
+fn every_unsafe_profile_is_refused_at_the_culprit_with_its_override_named() {
+    for case in CASES {
+        let text = apply(case);
+        let (line, col) = position_of(&text, case.culprit, 0);
+        let s = Scratch::with_profile(&text);
+        write_keys(
+            &s.path("validator_keys"),
+            1,
+            1,
+            &s.path("validator_keys/password.txt"),
+        );
+        for args in [
+            &["validate", "profile.yaml"][..],
+            &["release", "profile.yaml", "--values-only", "-o", "rel"][..],
+        ] {
+            let r = s.run(args);
+            assert_refused_at(
+                &r,
+                &format!("{}: {args:?}", case.name),
+                (line, col),
+                case.message,
+                case.hint,
+            );
+            assert!(!s.path("rel").exists());
+        }
+        if let Some(waiver) = case.waiver {
+            let waived = text.replace(
+                "  doppelganger:",
+                &format!("  overrides: [{waiver}]\n  doppelganger:"),
+            );
+            let t = Scratch::with_profile(&waived);
+            write_keys(
+                &t.path("validator_keys"),
+                1,
+                1,
+                &t.path("validator_keys/password.txt"),
+            );
+            let r = t.run(&["validate", "profile.yaml"]);
+            assert!(
+                r.ok(),
+                "{}: waived by {waiver} but still refused:\n{}",
+                case.name,
+                r.stderr()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_key_in_two_groups_is_refused_unless_waived() {
+    let two_groups = shipped_profile("hoodi.yaml").replace(
+        "      password_file: validator_keys/password.txt\n",
+        "      password_file: validator_keys/password.txt\n    - name: group-2\n      keystores: more_keys\n      password_file: more_keys/password.txt\n",
+    );
+    let s = Scratch::with_profile(&two_groups);
+    write_keys(
+        &s.path("validator_keys"),
+        1,
+        3,
+        &s.path("validator_keys/password.txt"),
+    );
+    // group-2 holds keys 0..2 of another set plus a copy of group-1's key 1.
+    write_keys(
+        &s.path("more_keys"),
+        2,
+        2,
+        &s.path("more_keys/password.txt"),
+    );
+    std::fs::copy(
+        s.path("validator_keys/keystore-m_12381_3600_1_0_0-1.json"),
+        s.path("more_keys/keystore-m_12381_3600_9_0_0-9.json"),
+    )
+    .unwrap();
+    let (line, col) = position_of(&two_groups, "more_keys\n", 0);
+    let r = s.run(&["validate", "profile.yaml"]);
+    assert_eq!(r.code(), Some(1), "{}", r.stderr());
+    let prefix = format!("profile.yaml:{line}:{col}: error: validator 0x010101010101... is in group \"group-1\" and in group \"group-2\"");
+    assert!(r.stderr().contains(&prefix), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("`overrides: [same-key-in-two-groups]`"),
+        "{}",
+        r.stderr()
+    );
+    let waived = two_groups.replace(
+        "  doppelganger:",
+        "  overrides: [same-key-in-two-groups]\n  doppelganger:",
+    );
+    std::fs::write(s.profile(), waived).unwrap();
+    let r = s.run(&["validate", "profile.yaml"]);
+    assert!(r.ok(), "{}", r.stderr());
+}
+
+#[test]
+fn a_file_that_is_not_a_keystore_is_refused() {
+    let s = Scratch::with_profile(&shipped_profile("hoodi.yaml"));
+    write_keys(
+        &s.path("validator_keys"),
+        1,
+        1,
+        &s.path("validator_keys/password.txt"),
+    );
+    std::fs::write(
+        s.path("validator_keys/keystore-bad.json"),
+        "{\"pubkey\": \"abc\"}",
+    )
+    .unwrap();
+    let r = s.run(&["validate", "profile.yaml"]);
+    assert_eq!(r.code(), Some(1));
+    assert!(
+        r.stderr()
+            .contains("keystore-bad.json is not an EIP-2335 keystore"),
+        "{}",
+        r.stderr()
+    );
+}
