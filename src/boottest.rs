@@ -1241,7 +1241,7 @@ mod evaluate_tests {
         let v = crate::load_profile_str("tutorial.yaml", PROFILE).unwrap();
         let secrets = Secrets::generate(&v.spec).unwrap();
         let engine = crate::render::Engine::new(None).unwrap();
-        let seeds = crate::render_seeds(&v.spec, &secrets, &engine, &[])
+        let seeds = crate::render_seeds(&v.spec, &secrets, &engine, &[], &Default::default())
             .unwrap()
             .into_iter()
             .collect();

@@ -66,6 +66,8 @@ pub struct BuildOptions {
     pub templates: Option<PathBuf>,
     /// Also write each machine's flashable disk image (`disk.img`).
     pub images: bool,
+    /// Chart archives for a staking profile from this folder.
+    pub charts_dir: Option<PathBuf>,
     /// The base image for `images` instead of the profile's `image` section.
     pub base_image: Option<PathBuf>,
     pub fetch: fetch::FetchOptions,
@@ -90,6 +92,7 @@ pub fn render_seeds(
     secrets: &Secrets,
     engine: &render::Engine,
     only: &[String],
+    payload: &resolve::Payload,
 ) -> Result<Vec<(String, Seed)>> {
     let mut seeds = Vec::new();
     let mut problems = Vec::new();
@@ -97,7 +100,7 @@ pub fn render_seeds(
         if !only.is_empty() && !only.contains(&m.name) {
             continue;
         }
-        let ctx = resolve::context(spec, secrets, m)?;
+        let ctx = resolve::context(spec, secrets, m, payload.for_machine(&m.name))?;
         let seed = engine
             .render_machine(&ctx)
             .with_context(|| format!("rendering the seed of {}", m.name))?;
@@ -135,13 +138,19 @@ pub fn secrets_path(profile: &Path, explicit: Option<&Path>) -> PathBuf {
 pub fn build(profile_path: &Path, opts: &BuildOptions) -> Result<BuildSummary> {
     let v = load_profile(profile_path)?;
     check_only(&v.spec, &opts.only)?;
-    read_validator_keys(&v, profile_path)?;
+    let keys = read_validator_keys(&v, profile_path)?;
     let engine = render::Engine::new(opts.templates.as_deref())?;
     let secrets_file = secrets_path(profile_path, opts.secrets.as_deref());
     // Render and check with the secrets before persisting anything new, so
     // a template error leaves no new file behind.
     let (secrets, changes) = secrets::load_or_generate(&secrets_file, &v.spec)?;
-    let seeds = render_seeds(&v.spec, &secrets, &engine, &opts.only)?;
+    let payload = staking_payload(
+        &v,
+        &keys,
+        &secrets,
+        Some((opts.charts_dir.as_deref(), &opts.fetch)),
+    )?;
+    let seeds = render_seeds(&v.spec, &secrets, &engine, &opts.only, &payload)?;
     let out_dir = opts
         .out_dir
         .clone()
@@ -299,6 +308,73 @@ pub fn chart_url(chart: &str, version: &str) -> String {
     format!("https://github.com/ethpandaops/ethereum-helm-charts/releases/download/{chart}-{version}/{chart}-{version}.tgz")
 }
 
+/// The staking profile's chart archives, verified against their pins:
+/// from `charts_dir` if given, else downloaded (or from the cache).
+/// Returns (file name, path).
+pub fn fetch_charts(
+    s: &staking::StakingSpec,
+    charts_dir: Option<&Path>,
+    fetch_opts: &fetch::FetchOptions,
+) -> Result<Vec<(String, PathBuf)>> {
+    let fetcher = fetch::Fetcher::new(fetch_opts.clone())?;
+    let mut archives = Vec::new();
+    for (chart, pin) in &s.charts {
+        let file = format!("{chart}-{}.tgz", pin.version);
+        let url = match charts_dir {
+            Some(dir) => {
+                let path = dir.join(&file);
+                if !path.is_file() {
+                    bail!(
+                        "--charts {}: no {file} there\n  hint: put the chart archive ({}) in that folder",
+                        dir.display(),
+                        chart_url(chart, &pin.version)
+                    );
+                }
+                format!("file://{}", path.canonicalize()?.display())
+            }
+            None => chart_url(chart, &pin.version),
+        };
+        let path = fetcher.fetch(&url, &pin.sha256).with_context(|| {
+            format!(
+                "the {chart} chart {} (pinned in staking.charts or nodeimg's defaults)",
+                pin.version
+            )
+        })?;
+        archives.push((file, path));
+    }
+    Ok(archives)
+}
+
+/// The seeds' staking payload for a build (charts fetched) or a check
+/// (`charts: None`: rendered without the archives).
+fn staking_payload(
+    v: &Validated,
+    keys: &[staking::GroupKeys],
+    secrets: &Secrets,
+    charts: Option<(Option<&Path>, &fetch::FetchOptions)>,
+) -> Result<resolve::Payload> {
+    let Some(s) = &v.spec.staking else {
+        return Ok(resolve::Payload::default());
+    };
+    let archives = match charts {
+        Some((dir, opts)) => fetch_charts(s, dir, opts)?
+            .into_iter()
+            .map(|(f, p)| {
+                Ok((
+                    f,
+                    std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+    let jwt = secrets
+        .jwt_secret
+        .as_deref()
+        .context("internal: a staking profile's secrets have a JWT secret")?;
+    Ok(staking::payload(&v.spec, s, keys, &archives, jwt))
+}
+
 /// `nodeimg release`: the charts (verified), values, storage manifest and
 /// install commands of the staking release, in `opts.out_dir`.
 pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSummary> {
@@ -314,37 +390,12 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
             .into());
     };
     let releases = staking::releases(&v.spec, &s);
-    let mut charts = Vec::new();
-    let mut archives = Vec::new();
-    if !opts.values_only {
-        let fetcher = fetch::Fetcher::new(opts.fetch.clone())?;
-        for (chart, pin) in &s.charts {
-            let file = format!("{chart}-{}.tgz", pin.version);
-            let url = match &opts.charts_dir {
-                Some(dir) => {
-                    let path = dir.join(&file);
-                    if !path.is_file() {
-                        bail!(
-                            "--charts {}: no {file} there\n  hint: put the chart archive ({}) in that folder",
-                            dir.display(),
-                            chart_url(chart, &pin.version)
-                        );
-                    }
-                    let abs = path.canonicalize()?;
-                    format!("file://{}", abs.display())
-                }
-                None => chart_url(chart, &pin.version),
-            };
-            let path = fetcher.fetch(&url, &pin.sha256).with_context(|| {
-                format!(
-                    "the {chart} chart {} (pinned in staking.charts or nodeimg's defaults)",
-                    pin.version
-                )
-            })?;
-            archives.push((file.clone(), path));
-            charts.push(file);
-        }
-    }
+    let archives = if opts.values_only {
+        Vec::new()
+    } else {
+        fetch_charts(&s, opts.charts_dir.as_deref(), &opts.fetch)?
+    };
+    let charts: Vec<String> = archives.iter().map(|(f, _)| f.clone()).collect();
     let secrets_file = secrets_path(profile_path, opts.secrets.as_deref());
     let (secrets, changes) = secrets::load_or_generate(&secrets_file, &v.spec)?;
     let jwt = secrets
@@ -396,11 +447,12 @@ pub fn validate_only(
     templates: Option<&Path>,
 ) -> Result<String> {
     let v = load_profile(profile_path)?;
-    read_validator_keys(&v, profile_path)?;
+    let keys = read_validator_keys(&v, profile_path)?;
     let engine = render::Engine::new(templates)?;
     let secrets_file = secrets_path(profile_path, secrets);
     let (secrets, _) = secrets::load_or_generate(&secrets_file, &v.spec)?;
-    let seeds = render_seeds(&v.spec, &secrets, &engine, &[])?;
+    let payload = staking_payload(&v, &keys, &secrets, None)?;
+    let seeds = render_seeds(&v.spec, &secrets, &engine, &[], &payload)?;
     for (name, seed) in &seeds {
         iso::seed_iso(seed).with_context(|| format!("packing the seed of {name}"))?;
     }
@@ -437,7 +489,9 @@ pub fn show(
         );
     }
     let (secrets, _) = secrets::load_or_generate(&secrets_file, &v.spec)?;
-    let seeds = render_seeds(&v.spec, &secrets, &engine, &[machine.to_string()])?;
+    let keys = read_validator_keys(&v, profile_path)?;
+    let payload = staking_payload(&v, &keys, &secrets, None)?;
+    let seeds = render_seeds(&v.spec, &secrets, &engine, &[machine.to_string()], &payload)?;
     let (_, seed) = seeds
         .into_iter()
         .next()
@@ -450,7 +504,10 @@ pub fn show(
     Ok(if reveal {
         text
     } else {
-        mask(&text, &secrets.values())
+        // The keys, passwords and release files are base64 in user-data.
+        let mut hidden = secrets.values();
+        hidden.extend(payload.contents());
+        mask(&text, &hidden)
     })
 }
 

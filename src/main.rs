@@ -44,6 +44,10 @@ enum Command {
         /// of the profile's `image` section.
         #[arg(long, value_name = "FILE", requires = "images")]
         base_image: Option<PathBuf>,
+        /// A staking profile's chart archives (<chart>-<version>.tgz) from
+        /// this folder instead of downloading them; still sha256-checked.
+        #[arg(long, value_name = "DIR")]
+        charts: Option<PathBuf>,
         #[command(flatten)]
         fetch: FetchArgs,
     },
@@ -224,6 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             templates,
             images,
             base_image,
+            charts,
             fetch,
         } => {
             let s = nodeimg::build(
@@ -235,6 +240,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     templates,
                     images,
                     base_image,
+                    charts_dir: charts,
                     fetch: fetch.options(),
                 },
             )?;
@@ -349,6 +355,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 templates,
                 images,
                 base_image: if images { image.clone() } else { None },
+                charts_dir: None,
                 fetch: fetch.options(),
             };
             let report = nodeimg::boot_test(&profile, &build, &opts)?;

@@ -101,6 +101,16 @@ fn fqdn(spec: &Spec, name: &str) -> Value {
     }
 }
 
+/// The profile's addons, plus helm3 where the master installs the staking
+/// release with it.
+fn addons(spec: &Spec) -> Vec<String> {
+    let mut a = spec.microk8s.addons.clone();
+    if spec.staking.is_some() && !a.iter().any(|x| x == "helm3") {
+        a.push("helm3".into());
+    }
+    a
+}
+
 fn machine_summary(spec: &Spec, m: &MachineSpec) -> Value {
     json!({
         "name": m.name,
@@ -110,8 +120,67 @@ fn machine_summary(spec: &Spec, m: &MachineSpec) -> Value {
     })
 }
 
+/// Files a machine's seed carries besides its configuration (the NFS
+/// server's validator keys, the master's staking release), by machine.
+#[derive(Debug, Clone, Default)]
+pub struct Payload {
+    pub files: std::collections::BTreeMap<String, Vec<PayloadFile>>,
+}
+
+/// One cloud-init `write_files` entry with base64 content.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PayloadFile {
+    pub path: String,
+    pub permissions: String,
+    /// `b64`, or `gz+b64` for text worth compressing.
+    pub encoding: String,
+    pub content: String,
+}
+
+impl PayloadFile {
+    /// Root-owned, `mode`, gzip-compressed when `gzip` (deterministic: no
+    /// name or time in the gzip header).
+    pub fn new(path: impl Into<String>, mode: u32, bytes: &[u8], gzip: bool) -> PayloadFile {
+        use base64::Engine as _;
+        use std::io::Write as _;
+        let (encoding, data) = if gzip {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            // Writing to a Vec cannot fail.
+            let _ = enc.write_all(bytes);
+            ("gz+b64", enc.finish().unwrap_or_default())
+        } else {
+            ("b64", bytes.to_vec())
+        };
+        PayloadFile {
+            path: path.into(),
+            permissions: format!("{mode:04o}"),
+            encoding: encoding.into(),
+            content: base64::engine::general_purpose::STANDARD.encode(data),
+        }
+    }
+}
+
+impl Payload {
+    pub fn for_machine(&self, name: &str) -> &[PayloadFile] {
+        self.files.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+    /// Every encoded content, for masking output.
+    pub fn contents(&self) -> Vec<String> {
+        self.files
+            .values()
+            .flatten()
+            .map(|f| f.content.clone())
+            .collect()
+    }
+}
+
 /// The template context of one machine.
-pub fn context(spec: &Spec, secrets: &Secrets, m: &MachineSpec) -> Result<Value> {
+pub fn context(
+    spec: &Spec,
+    secrets: &Secrets,
+    m: &MachineSpec,
+    payload: &[PayloadFile],
+) -> Result<Value> {
     let host = secrets.machine(&m.name)?;
     let master = spec.master();
     let nfs_server = spec.nfs_server();
@@ -170,7 +239,7 @@ pub fn context(spec: &Spec, secrets: &Secrets, m: &MachineSpec) -> Result<Value>
         },
         "microk8s": {
             "channel": spec.microk8s.channel,
-            "addons": spec.microk8s.addons,
+            "addons": addons(spec),
             "hold_refresh": spec.microk8s.hold_refresh,
             "token": token,
             // The host must be an IP literal: a name is "Invalid master IP".
@@ -178,5 +247,11 @@ pub fn context(spec: &Spec, secrets: &Secrets, m: &MachineSpec) -> Result<Value>
         },
         "firewall": { "rules": ufw_rules(spec, m.role) },
         "packages": role_packages(m.role),
+        "payload": payload,
+        "staking": spec.staking.as_ref().map(|s| json!({
+            "namespace": s.namespace,
+            "consensus": s.consensus,
+            "groups": s.groups.iter().map(|g| g.name.clone()).collect::<Vec<_>>(),
+        })),
     }))
 }

@@ -1070,6 +1070,104 @@ pub fn install_script(s: &StakingSpec, releases: &[Release]) -> String {
     out
 }
 
+/// Where the NFS server's seed puts each group's keys until first boot
+/// moves them into the group's data folder.
+pub const KEYS_STAGING: &str = "/var/lib/nodeimg/validator-keys";
+/// Where the master's seed puts the release it installs.
+pub const RELEASE_DIR: &str = "/var/lib/nodeimg/release";
+
+/// `NAME CHART_FILE VALUES_FILE JWT(yes|no)`, one release a line, in
+/// install order: what the master's release step runs.
+pub fn releases_list(releases: &[Release]) -> String {
+    releases
+        .iter()
+        .map(|r| {
+            let jwt = if r.name == "execution" || r.name == "beacon" {
+                "yes"
+            } else {
+                "no"
+            };
+            format!(
+                "{} {}-{}.tgz {} {jwt}\n",
+                r.name, r.chart, r.pin.version, r.values_file
+            )
+        })
+        .collect()
+}
+
+/// What the seeds carry for the staking release: on the NFS server each
+/// group's keystores and password (nowhere else), on the master the chart
+/// archives, values, storage manifest, release list and JWT secret.
+/// `charts` may be empty (validate and show render without them).
+pub fn payload(
+    spec: &crate::Spec,
+    s: &StakingSpec,
+    keys: &[GroupKeys],
+    charts: &[(String, Vec<u8>)],
+    jwt: &str,
+) -> crate::resolve::Payload {
+    use crate::resolve::PayloadFile;
+    let mut payload = crate::resolve::Payload::default();
+    let mut nfs = Vec::new();
+    for g in keys {
+        let dir = format!("{KEYS_STAGING}/{}", g.group);
+        for (name, bytes, _) in &g.keystores {
+            nfs.push(PayloadFile::new(
+                format!("{dir}/{KEYSTORE_DIR}/{name}"),
+                0o600,
+                bytes,
+                true,
+            ));
+        }
+        nfs.push(PayloadFile::new(
+            format!("{dir}/{PASSWORD_FILE}"),
+            0o600,
+            &g.password,
+            false,
+        ));
+    }
+    payload.files.insert(spec.nfs_server().name.clone(), nfs);
+    let releases = releases(spec, s);
+    let mut master = Vec::new();
+    for (file, bytes) in charts {
+        // Chart archives are compressed already.
+        master.push(PayloadFile::new(
+            format!("{RELEASE_DIR}/charts/{file}"),
+            0o600,
+            bytes,
+            false,
+        ));
+    }
+    for r in &releases {
+        master.push(PayloadFile::new(
+            format!("{RELEASE_DIR}/{}", r.values_file),
+            0o600,
+            to_yaml(&r.values).as_bytes(),
+            true,
+        ));
+    }
+    master.push(PayloadFile::new(
+        format!("{RELEASE_DIR}/storage.yaml"),
+        0o600,
+        storage_manifest(spec, s).as_bytes(),
+        true,
+    ));
+    master.push(PayloadFile::new(
+        format!("{RELEASE_DIR}/releases.list"),
+        0o600,
+        releases_list(&releases).as_bytes(),
+        true,
+    ));
+    master.push(PayloadFile::new(
+        format!("{RELEASE_DIR}/{JWT_FILE}"),
+        0o600,
+        jwt.as_bytes(),
+        false,
+    ));
+    payload.files.insert(spec.master().name.clone(), master);
+    payload
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,6 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -59,27 +58,6 @@ fn jwt_of(s: &Scratch) -> String {
         .find(|l| l.starts_with("jwt_secret:"))
         .expect("jwt_secret");
     line.split('"').nth(1).unwrap().to_string()
-}
-
-/// The stand-in chart under `name`, in the scratch directory.
-fn chart(s: &Scratch, name: &str) -> std::path::PathBuf {
-    let dir = s.path(&format!("charts/{name}"));
-    if !dir.exists() {
-        let src = repo().join("tests/charts/ethclient");
-        fs::create_dir_all(dir.join("templates")).unwrap();
-        for f in ["values.yaml", "values.schema.json"] {
-            fs::copy(src.join(f), dir.join(f)).unwrap();
-        }
-        for e in fs::read_dir(src.join("templates")).unwrap() {
-            let e = e.unwrap();
-            fs::copy(e.path(), dir.join("templates").join(e.file_name())).unwrap();
-        }
-        let meta = fs::read_to_string(src.join("Chart.yaml"))
-            .unwrap()
-            .replace("name: ethclient", &format!("name: {name}"));
-        fs::write(dir.join("Chart.yaml"), meta).unwrap();
-    }
-    dir
 }
 
 /// `helm lint` and `helm template` of one install.sh line; the rendered
@@ -325,35 +303,6 @@ fn storage_is_static_nfs_volumes_on_the_servers_folders() {
 }
 
 #[test]
-fn values_only_needs_no_keystores_but_build_does() {
-    let s = Scratch::with_profile(&shipped_profile("hoodi.yaml"));
-    release_values_only(&s);
-    let r = s.run(&["build", "profile.yaml", "-o", "out"]);
-    assert_eq!(r.code(), Some(1));
-    let text = shipped_profile("hoodi.yaml");
-    let line = text
-        .lines()
-        .position(|l| l.contains("keystores: validator_keys"))
-        .unwrap()
-        + 1;
-    assert!(
-        r.stderr().contains(&format!(
-            "profile.yaml:{line}:18: error: cannot read the keystore folder"
-        )),
-        "{}",
-        r.stderr()
-    );
-    write_keys(
-        &s.path("validator_keys"),
-        1,
-        2,
-        &s.path("validator_keys/password.txt"),
-    );
-    let r = s.run(&["build", "profile.yaml", "-o", "out"]);
-    assert!(r.ok(), "{}", r.stderr());
-}
-
-#[test]
 fn the_jwt_secret_is_made_once_and_kept() {
     let s = Scratch::with_profile(&shipped_profile("hoodi.yaml"));
     release_values_only(&s);
@@ -373,58 +322,27 @@ fn the_jwt_secret_is_made_once_and_kept() {
     assert_eq!(jwt_of(&t).len(), 64);
 }
 
-fn package_chart(s: &Scratch, name: &str, version: &str, into: &Path) -> String {
-    let dir = chart(s, name);
-    let meta = fs::read_to_string(dir.join("Chart.yaml"))
-        .unwrap()
-        .replace("version: 0.0.1", &format!("version: {version}"));
-    fs::write(dir.join("Chart.yaml"), meta).unwrap();
-    fs::create_dir_all(into).unwrap();
-    let out = Command::new(helm())
-        .arg("package")
-        .arg(&dir)
-        .arg("-d")
-        .arg(into)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    nodeimg::output::sha256_hex(&fs::read(into.join(format!("{name}-{version}.tgz"))).unwrap())
-}
-
 #[test]
 fn charts_from_a_local_folder_are_verified_and_copied() {
     let s = Scratch::with_profile("");
-    let geth = package_chart(&s, "geth", "1.1.3", &s.path("mirror"));
-    let prysm = package_chart(&s, "prysm", "1.2.3", &s.path("mirror"));
-    let profile = shipped_profile("hoodi.yaml")
-        .replace(
-            "76ef685c9dc55a19adbd8f19ca59cb68fae0296c51e2cbee3c699db9de776493",
-            &geth,
-        )
-        .replace(
-            "c9672166ad2f891c8f06a3ce3fd0668699f08a53aad1a4fb641a13ea49c5a870",
-            &prysm,
-        );
+    let profile = with_stand_in_charts(&s, &shipped_profile("hoodi.yaml"));
+    let prysm = nodeimg::fetch::sha256_file(&s.path("chart-mirror/prysm-1.2.3.tgz")).unwrap();
     fs::write(s.profile(), &profile).unwrap();
     let r = s.run(&[
         "release",
         "profile.yaml",
         "--charts",
-        "mirror",
+        "chart-mirror",
         "-o",
         "rel",
         "--cache",
         "cache",
     ]);
     assert!(r.ok(), "{}", r.stderr());
-    for f in ["charts/geth-1.1.3.tgz", "charts/prysm-1.2.3.tgz"] {
+    for f in ["geth-1.1.3.tgz", "prysm-1.2.3.tgz"] {
         assert_eq!(
-            fs::read(s.path(&format!("rel/{f}"))).unwrap(),
-            fs::read(s.path(&format!("mirror/{}", &f[7..]))).unwrap()
+            fs::read(s.path(&format!("rel/charts/{f}"))).unwrap(),
+            fs::read(s.path(&format!("chart-mirror/{f}"))).unwrap()
         );
     }
     // A chart that is not the pinned one is refused, and nothing is written.
@@ -434,7 +352,7 @@ fn charts_from_a_local_folder_are_verified_and_copied() {
         "release",
         "profile.yaml",
         "--charts",
-        "mirror",
+        "chart-mirror",
         "-o",
         "rel2",
         "--cache",

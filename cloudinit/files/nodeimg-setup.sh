@@ -29,6 +29,13 @@ else
 fi
 ALL_STEPS="ssh apt-update apt-upgrade packages firewall chrony"
 if [ "$NODEIMG_ROLE" = nfs ]; then ALL_STEPS="$ALL_STEPS nfs-exports"; else ALL_STEPS="$ALL_STEPS microk8s microk8s-launch"; fi
+# The master installs the staking release once the cluster can run it.
+if [ "$NODEIMG_ROLE" = master ]; then
+  ONLINE_STEPS="$ONLINE_STEPS release"
+  ALL_STEPS="$ALL_STEPS release"
+fi
+KEYS_STAGING=/var/lib/nodeimg/validator-keys
+RELEASE_DIR=/var/lib/nodeimg/release
 
 log() {
   echo "nodeimg-setup: $*"
@@ -135,11 +142,35 @@ step_nfs_exports() {
     chmod 0770 "$NFS_EXPORT_ROOT/$f" || return 1
   done
   chown "$NFS_UID:$NFS_GID" "$NFS_EXPORT_ROOT" || return 1
+  place_validator_keys || { say "cannot place the validator keys"; return 1; }
   if ! command -v exportfs >/dev/null 2>&1; then say "package nfs-kernel-server not installed yet"; return 2; fi
   systemctl enable nfs-server >/dev/null 2>&1 || true
   systemctl start nfs-server || { say "cannot start nfs-server"; return 1; }
   exportfs -ra || { say "exportfs -ra failed"; return 1; }
   say "$NFS_EXPORT_ROOT exported"
+}
+
+# Moves each group's keystores and password from the seed's staging folder
+# into the group's data folder, owned by the workload, readable by it only.
+place_validator_keys() {
+  [ -d "$KEYS_STAGING" ] || return 0
+  for g in "$KEYS_STAGING"/*; do
+    [ -d "$g" ] || continue
+    dest="$NFS_EXPORT_ROOT/validator-$(basename "$g")"
+    install -d -o "$NFS_UID" -g "$NFS_GID" -m 0700 "$dest/keystores" || return 1
+    for k in "$g"/keystores/*.json; do
+      [ -f "$k" ] || continue
+      install -o "$NFS_UID" -g "$NFS_GID" -m 0600 "$k" "$dest/keystores/" || return 1
+      if [ "${CONSENSUS_CLIENT:-}" = teku ]; then
+        # Teku reads KEYSTORE.json with passwords/KEYSTORE.txt.
+        install -d -o "$NFS_UID" -g "$NFS_GID" -m 0700 "$dest/passwords" || return 1
+        install -o "$NFS_UID" -g "$NFS_GID" -m 0600 "$g/password.txt" "$dest/passwords/$(basename "$k" .json).txt" || return 1
+      fi
+    done
+    install -o "$NFS_UID" -g "$NFS_GID" -m 0600 "$g/password.txt" "$dest/password.txt" || return 1
+    # The keys now live in the data folder only.
+    rm -rf "$g" || return 1
+  done
 }
 
 # ---- steps that need the internet -----------------------------------------
@@ -211,6 +242,31 @@ step_microk8s_launch() {
   fi
   say "launch configuration not applied yet"
   return 1
+}
+
+# The staking release, from the charts and values in the seed: once
+# MicroK8s runs, a worker is Ready and the NFS export answers. Idempotent
+# (helm upgrade --install); retried with the other online steps.
+step_release() {
+  if [ "$STAKING" != true ]; then say "the profile has no staking section"; return 3; fi
+  if ! is_settled microk8s-launch; then say "after microk8s-launch"; return 2; fi
+  ready=$(microk8s kubectl get nodes --no-headers 2>/dev/null |
+    awk -v me="$NODEIMG_MACHINE" '$1 != me && $2 == "Ready"' | wc -l)
+  if [ "$ready" -eq 0 ]; then say "waiting for a Ready worker"; return 1; fi
+  if ! showmount -e "$NFS_SERVER" 2>/dev/null | grep -q "^$NFS_EXPORT_ROOT "; then
+    say "waiting for the NFS export $NFS_SERVER:$NFS_EXPORT_ROOT"; return 1
+  fi
+  cd "$RELEASE_DIR" || { say "$RELEASE_DIR is missing"; return 1; }
+  microk8s kubectl apply -f storage.yaml || { say "kubectl apply -f storage.yaml failed"; return 1; }
+  installed=""
+  while read -r name chart values jwt; do
+    [ -n "$name" ] || continue
+    set -- upgrade --install "$name" "charts/$chart" -n "$STAKING_NAMESPACE" -f "$values"
+    [ "$jwt" = yes ] && set -- "$@" --set-file "jwt=jwt.hex"
+    timeout 600 microk8s helm3 "$@" || { say "helm upgrade --install $name failed"; return 1; }
+    installed="$installed $name"
+  done < releases.list
+  say "installed:$installed"
 }
 
 # ---- entry points ---------------------------------------------------------

@@ -15,6 +15,14 @@ NFS_GID={{ nfs.gid }}
 NFS_FOLDERS={{ nfs.folders | join(sep=" ") }}
 MICROK8S_CHANNEL={{ microk8s.channel }}
 MICROK8S_HOLD={{ microk8s.hold_refresh }}
+{%- if staking %}
+STAKING=true
+STAKING_NAMESPACE={{ staking.namespace }}
+STAKING_GROUPS={{ staking.groups | join(sep=" ") }}
+CONSENSUS_CLIENT={{ staking.consensus }}
+{%- else %}
+STAKING=false
+{%- endif %}
 # One rule a line: PORTS PROTO FROM COMMENT (PORTS comma-separated, FROM `any` or a network).
 FIREWALL_RULES={% set_global rules = "" %}{% for r in firewall.rules %}{% set_global rules = rules ~ r.ports ~ " " ~ r.proto ~ " " ~ r.from ~ " " ~ r.comment ~ "
 " %}{% endfor %}{{ rules }}

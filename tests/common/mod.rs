@@ -284,3 +284,64 @@ pub fn assert_refused_at(
         "{what}: hint `{hint}` missing in:\n{err}"
     );
 }
+
+/// The stand-in chart under `name`, in the scratch directory.
+pub fn chart(s: &Scratch, name: &str) -> std::path::PathBuf {
+    let dir = s.path(&format!("charts/{name}"));
+    if !dir.exists() {
+        let src = repo().join("tests/charts/ethclient");
+        fs::create_dir_all(dir.join("templates")).unwrap();
+        for f in ["values.yaml", "values.schema.json"] {
+            fs::copy(src.join(f), dir.join(f)).unwrap();
+        }
+        for e in fs::read_dir(src.join("templates")).unwrap() {
+            let e = e.unwrap();
+            fs::copy(e.path(), dir.join("templates").join(e.file_name())).unwrap();
+        }
+        let meta = fs::read_to_string(src.join("Chart.yaml"))
+            .unwrap()
+            .replace("name: ethclient", &format!("name: {name}"));
+        fs::write(dir.join("Chart.yaml"), meta).unwrap();
+    }
+    dir
+}
+
+/// Packages the stand-in chart as `name` `version` into `into`; its sha256.
+pub fn package_chart(s: &Scratch, name: &str, version: &str, into: &Path) -> String {
+    let dir = chart(s, name);
+    let meta = fs::read_to_string(dir.join("Chart.yaml"))
+        .unwrap()
+        .replace("version: 0.0.1", &format!("version: {version}"));
+    fs::write(dir.join("Chart.yaml"), meta).unwrap();
+    fs::create_dir_all(into).unwrap();
+    let out = Command::new(helm())
+        .arg("package")
+        .arg(&dir)
+        .arg("-d")
+        .arg(into)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    nodeimg::output::sha256_hex(&fs::read(into.join(format!("{name}-{version}.tgz"))).unwrap())
+}
+
+/// `text` (a staking profile pinning geth 1.1.3 and prysm 1.2.3) with its
+/// chart pins replaced by stand-in charts packaged into `DIR/chart-mirror`,
+/// for `--charts chart-mirror`.
+pub fn with_stand_in_charts(s: &Scratch, text: &str) -> String {
+    let mirror = s.path("chart-mirror");
+    let geth = package_chart(s, "geth", "1.1.3", &mirror);
+    let prysm = package_chart(s, "prysm", "1.2.3", &mirror);
+    text.replace(
+        "76ef685c9dc55a19adbd8f19ca59cb68fae0296c51e2cbee3c699db9de776493",
+        &geth,
+    )
+    .replace(
+        "c9672166ad2f891c8f06a3ce3fd0668699f08a53aad1a4fb641a13ea49c5a870",
+        &prysm,
+    )
+}
