@@ -345,6 +345,34 @@ pub fn fetch_charts(
     Ok(archives)
 }
 
+/// The eth2xk8s archive (verified): from `charts_dir` as
+/// `eth2xk8s-<commit>.zip`, else downloaded from GitHub.
+pub fn fetch_legacy_archive(
+    legacy: &staking::LegacyChart,
+    charts_dir: Option<&Path>,
+    fetch_opts: &fetch::FetchOptions,
+) -> Result<PathBuf> {
+    let fetcher = fetch::Fetcher::new(fetch_opts.clone())?;
+    let url = match charts_dir {
+        Some(dir) => {
+            let path = dir.join(format!("eth2xk8s-{}.zip", legacy.commit));
+            if !path.is_file() {
+                bail!(
+                    "--charts {}: no {} there\n  hint: put the archive ({}) in that folder",
+                    dir.display(),
+                    path.display(),
+                    staking::legacy_url(&legacy.commit)
+                );
+            }
+            format!("file://{}", path.canonicalize()?.display())
+        }
+        None => staking::legacy_url(&legacy.commit),
+    };
+    fetcher
+        .fetch(&url, &legacy.sha256)
+        .context("the eth2xk8s archive (pinned in staking.eth2xk8s)")
+}
+
 /// The seeds' staking payload for a build (charts fetched) or a check
 /// (`charts: None`: rendered without the archives).
 fn staking_payload(
@@ -357,6 +385,8 @@ fn staking_payload(
         return Ok(resolve::Payload::default());
     };
     let archives = match charts {
+        // The legacy chart is installed by hand: the master carries nothing.
+        Some(_) if s.legacy.is_some() => Vec::new(),
         Some((dir, opts)) => fetch_charts(s, dir, opts)?
             .into_iter()
             .map(|(f, p)| {
@@ -417,6 +447,25 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
         }
     }
     let root = stage.dir();
+    if let Some(legacy) = &s.legacy {
+        if !opts.values_only {
+            let zip = fetch_legacy_archive(legacy, opts.charts_dir.as_deref(), &opts.fetch)?;
+            let dest = stage.machine_dir("charts")?.join(staking::LEGACY_CHART);
+            staking::extract_legacy_chart(&zip, &dest)?;
+            // The chart takes each wallet password from a file (--set-file).
+            stage.machine_dir("passwords")?;
+            let base = profile_path.parent().unwrap_or(Path::new("."));
+            for g in &s.groups {
+                let from = base.join(&g.password_file);
+                let bytes = std::fs::read(&from)
+                    .with_context(|| format!("cannot read the password file {}", from.display()))?;
+                output::write_private_atomic(
+                    &root.join(format!("passwords/{}.txt", g.name)),
+                    String::from_utf8_lossy(&bytes).trim_end().as_bytes(),
+                )?;
+            }
+        }
+    }
     std::fs::write(
         root.join("storage.yaml"),
         staking::storage_manifest(&v.spec, &s),

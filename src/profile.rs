@@ -256,6 +256,11 @@ pub struct Staking {
     /// Chart pins by chart name (geth, prysm, ...): version and sha256.
     #[serde(default)]
     pub charts: std::collections::BTreeMap<String, ChartPin>,
+    /// `ethpandaops` (default) or `eth2xk8s`: the reference setup's
+    /// pre-merge Prysm chart for the consensus side.
+    pub chart_source: Option<String>,
+    /// The eth2xk8s GitHub archive: commit and the zip's sha256.
+    pub eth2xk8s: Option<LegacyPin>,
     /// Slashing-safety checks the user chose to waive, by name.
     #[serde(default)]
     pub overrides: Vec<String>,
@@ -307,6 +312,12 @@ pub struct ValidatorGroup {
 
 fn default_replicas() -> u32 {
     1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LegacyPin {
+    pub commit: Option<String>,
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -252,6 +252,7 @@ pub fn context(
             "namespace": s.namespace,
             "consensus": s.consensus,
             "groups": s.groups.iter().map(|g| g.name.clone()).collect::<Vec<_>>(),
+            "legacy": s.legacy.is_some(),
         })),
     }))
 }

@@ -125,6 +125,18 @@ pub const OVERRIDES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The reference setup's chart: lumostone/eth2xk8s, its prysm/helm folder.
+pub const LEGACY_COMMIT: &str = "6b7e9ef574d1215bc8b73c4eb89304073ca30df0";
+/// The legacy chart's name (Chart.yaml) and version at that commit.
+pub const LEGACY_CHART: &str = "eth2-prysm";
+pub const LEGACY_VERSION: &str = "0.1.4";
+/// The folder of the archive that holds the chart.
+pub const LEGACY_FOLDER: &str = "prysm/helm";
+
+pub fn legacy_url(commit: &str) -> String {
+    format!("https://github.com/lumostone/eth2xk8s/archive/{commit}.zip")
+}
+
 /// Busybox for the start-delay init container, pinned.
 pub const DELAY_IMAGE: &str = "busybox:1.36.1";
 
@@ -148,6 +160,14 @@ pub struct StakingSpec {
     /// The pins of the charts in use.
     pub charts: BTreeMap<String, ChartPin>,
     pub overrides: BTreeSet<String>,
+    /// Set when the consensus side uses the legacy eth2xk8s chart.
+    pub legacy: Option<LegacyChart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyChart {
+    pub commit: String,
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -602,6 +622,75 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
     }
     charts.retain(|n, _| n == &execution || n == &consensus);
 
+    let legacy = match s.chart_source.as_deref() {
+        None | Some("ethpandaops") => None,
+        Some("eth2xk8s") => {
+            let p = base.key("chart_source");
+            c.warning(
+                p.clone(),
+                "the eth2xk8s chart predates the Merge (Prysm's pre-merge flags, no JWT): it reproduces the tutorial's layout but cannot attest on hoodi or mainnet",
+                "use the default ethpandaops charts to stake",
+            );
+            if consensus != "prysm" {
+                c.error(
+                    base.key("consensus").key("client"),
+                    "the eth2xk8s chart runs Prysm only",
+                    "use client: prysm with chart_source: eth2xk8s",
+                );
+            }
+            if split_image(&consensus_image).1 != split_image(&validator_image).1 {
+                c.error(
+                    base.key("consensus").key("validator_image"),
+                    "the eth2xk8s chart uses one version tag for the beacon node and the validator",
+                    "give both images the same tag",
+                );
+            }
+            let pin = s.eth2xk8s.clone().unwrap_or(profile::LegacyPin {
+                commit: None,
+                sha256: None,
+            });
+            let commit = pin.commit.unwrap_or_else(|| LEGACY_COMMIT.to_string());
+            if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+                c.error(
+                    base.key("eth2xk8s").key("commit"),
+                    format!("{commit:?} is not a full git commit id"),
+                    format!("pin the 40-hex-digit commit, e.g. {LEGACY_COMMIT}"),
+                );
+            }
+            let sha = pin.sha256.as_deref().and_then(crate::fetch::parse_sha256);
+            if sha.is_none() {
+                c.error(
+                    if pin.sha256.is_some() {
+                        base.key("eth2xk8s").key("sha256")
+                    } else {
+                        p
+                    },
+                    "the eth2xk8s archive has no valid sha256 pin (`staking.eth2xk8s.sha256`)",
+                    format!(
+                        "download {} once, check it, and pin its sha256 (sha256sum prints it)",
+                        legacy_url(&commit)
+                    ),
+                );
+            }
+            Some(LegacyChart {
+                commit,
+                sha256: sha.unwrap_or_default(),
+            })
+        }
+        Some(other) => {
+            c.error(
+                base.key("chart_source"),
+                format!("unknown chart source {other:?}"),
+                "use ethpandaops (the default) or eth2xk8s (the reference's pre-merge chart)",
+            );
+            None
+        }
+    };
+    if legacy.is_some() {
+        // The consensus side comes from the archive, not a chart pin.
+        charts.retain(|n, _| n == &execution);
+    }
+
     if c.error_count() > before {
         return None;
     }
@@ -622,6 +711,7 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
         groups,
         charts,
         overrides,
+        legacy,
     })
 }
 
@@ -753,6 +843,12 @@ pub struct Release {
     /// `values/<release>.yaml`, relative to the release directory.
     pub values_file: String,
     pub values: Value,
+    /// Values that come from files beside the values (secrets that must not
+    /// sit in a values file): (key, file), passed as `--set-file KEY=FILE`.
+    pub set_files: Vec<(String, String)>,
+    /// A chart in the release directory (`charts/<chart>`), not in the
+    /// ethpandaops repository.
+    pub local: bool,
 }
 
 /// The directory inside the data folder where a group's keys are placed.
@@ -963,7 +1059,13 @@ pub fn releases(spec: &crate::Spec, s: &StakingSpec) -> Vec<Release> {
         pin: pin(&s.execution),
         values_file: "values/execution.yaml".into(),
         values: exec,
+        set_files: vec![("jwt".into(), JWT_FILE.into())],
+        local: false,
     });
+    if let Some(legacy) = &s.legacy {
+        out.push(legacy_release(spec, s, legacy));
+        return out;
+    }
     let mut beacon = common_values(spec, "beacon", "beacon", &s.consensus_image);
     if s.consensus != "nimbus" {
         beacon["mode"] = json!("beacon");
@@ -979,6 +1081,8 @@ pub fn releases(spec: &crate::Spec, s: &StakingSpec) -> Vec<Release> {
         pin: pin(&s.consensus),
         values_file: "values/beacon.yaml".into(),
         values: beacon,
+        set_files: vec![("jwt".into(), JWT_FILE.into())],
+        local: false,
     });
     for g in &s.groups {
         let name = g.folder();
@@ -996,9 +1100,127 @@ pub fn releases(spec: &crate::Spec, s: &StakingSpec) -> Vec<Release> {
             pin: pin(&s.consensus),
             values_file: format!("values/{name}.yaml"),
             values: v,
+            set_files: Vec::new(),
+            local: false,
         });
     }
     out
+}
+
+/// The eth2xk8s chart's release: beacon node and validator clients in one,
+/// on inline NFS volumes, each group's wallet password from a file.
+fn legacy_release(spec: &crate::Spec, s: &StakingSpec, legacy: &LegacyChart) -> Release {
+    let root = spec.nfs.export_root.trim_end_matches('/');
+    let (beacon_image, tag) = split_image(&s.consensus_image);
+    let (validator_image, _) = split_image(&s.validator_image);
+    let mut clients = serde_json::Map::new();
+    // The chart's own values.yaml defines an example client; helm merges
+    // maps, so it would run too unless removed (null deletes a default).
+    clients.insert("validatorClient1".into(), Value::Null);
+    let mut set_files = Vec::new();
+    for g in &s.groups {
+        let folder = g.folder();
+        clients.insert(
+            g.name.clone(),
+            json!({
+                "name": folder,
+                "dataDirPath": format!("{root}/{folder}"),
+                "walletDirPath": format!("{root}/{folder}/wallet"),
+                "walletPasswordSecretName": format!("wallet-password-{}", g.name),
+                "graffiti": s.graffiti,
+            }),
+        );
+        set_files.push((
+            format!("validatorClients.{}.walletPassword", g.name),
+            format!("passwords/{}.txt", g.name),
+        ));
+    }
+    let values = json!({
+        "namespace": s.namespace,
+        // The chart passes --<testnet>; mainnet is no flag at all.
+        "ethereumTestnet": if s.network == Network::Mainnet { "" } else { s.network.as_str() },
+        "persistentVolumeType": "nfs",
+        "nfs": {"serverIp": spec.nfs_server().ip.to_string()},
+        "securityContext": {"runAsUser": spec.nfs.uid, "runAsGroup": spec.nfs.gid},
+        "image": {"beaconImage": beacon_image, "validatorImage": validator_image, "versionTag": tag},
+        "beacon": {
+            "name": "beacon",
+            "dataDirPath": format!("{root}/beacon"),
+            "p2pUdpPort": 12000,
+            "p2pTcpPort": 13000,
+            "eth1Endpoints": ["http://execution:8545"],
+            "genesisStateFile": "",
+        },
+        "validatorStartWaitTime": s.start_delay,
+        "validatorClients": clients,
+    });
+    Release {
+        name: "prysm".into(),
+        chart: LEGACY_CHART.into(),
+        pin: ChartPin {
+            version: LEGACY_VERSION.into(),
+            sha256: legacy.sha256.clone(),
+        },
+        values_file: "values/prysm.yaml".into(),
+        values,
+        set_files,
+        local: true,
+    }
+}
+
+/// Extracts the eth2xk8s chart (`prysm/helm` of the GitHub archive) into
+/// `dest`. Refuses the whole archive if any entry is absolute, climbs with
+/// `..`, or is a link: nothing outside `dest` is ever written.
+pub fn extract_legacy_chart(zip_path: &FsPath, dest: &FsPath) -> anyhow::Result<usize> {
+    use anyhow::{bail, Context};
+    let file = std::fs::File::open(zip_path)
+        .with_context(|| format!("cannot open {}", zip_path.display()))?;
+    let mut archive = zip::ZipArchive::new(file)
+        .with_context(|| format!("{} is not a zip archive", zip_path.display()))?;
+    let mut written = 0;
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i)?;
+        let raw = entry.name().unwrap_or_default().to_string();
+        let unsafe_path = raw.starts_with('/')
+            || raw.contains('\\')
+            || raw.split('/').any(|c| c == "..")
+            || entry.enclosed_name().is_none();
+        if unsafe_path || entry.is_symlink() {
+            bail!(
+                "{}: entry {raw:?} would be written outside the chart folder; the archive is refused and nothing was extracted",
+                zip_path.display()
+            );
+        }
+        // GitHub archives hold one top folder, <repo>-<commit>/.
+        let Some((_, inside)) = raw.split_once('/') else {
+            continue;
+        };
+        let Some(rel) = inside.strip_prefix(&format!("{LEGACY_FOLDER}/")) else {
+            continue;
+        };
+        if rel.is_empty() {
+            continue;
+        }
+        let target = dest.join(rel);
+        if entry.is_dir() {
+            std::fs::create_dir_all(&target)?;
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut out = std::fs::File::create(&target)
+            .with_context(|| format!("cannot create {}", target.display()))?;
+        std::io::copy(&mut entry, &mut out).with_context(|| format!("cannot extract {raw}"))?;
+        written += 1;
+    }
+    if !dest.join("Chart.yaml").is_file() {
+        bail!(
+            "{}: no {LEGACY_FOLDER}/Chart.yaml inside: not the eth2xk8s archive",
+            zip_path.display()
+        );
+    }
+    Ok(written)
 }
 
 /// Static NFS PersistentVolumes and their claims, one per workload folder,
@@ -1010,7 +1232,14 @@ pub fn storage_manifest(spec: &crate::Spec, s: &StakingSpec) -> String {
         "kind": "Namespace",
         "metadata": {"name": s.namespace},
     })];
-    for folder in s.folders() {
+    // The eth2xk8s chart mounts its NFS folders inline; only the execution
+    // client needs a claim then.
+    let folders = if s.legacy.is_some() {
+        vec!["execution".to_string()]
+    } else {
+        s.folders()
+    };
+    for folder in folders {
         let name = pvc(&folder);
         docs.push(json!({
             "apiVersion": "v1",
@@ -1057,14 +1286,19 @@ pub fn install_script(s: &StakingSpec, releases: &[Release]) -> String {
     out.push_str(CHART_REPOSITORY);
     out.push_str(" --force-update >/dev/null\nkubectl apply -f storage.yaml\n");
     for r in releases {
-        let jwt = if r.name == "execution" || r.name == "beacon" {
-            format!(" --set-file jwt={JWT_FILE}")
+        let chart = if r.local {
+            format!("charts/{}", r.chart)
         } else {
-            String::new()
+            format!("ethpandaops/{}", r.chart)
         };
+        let files: String = r
+            .set_files
+            .iter()
+            .map(|(k, f)| format!(" --set-file {k}={f}"))
+            .collect();
         out.push_str(&format!(
-            "helm upgrade --install {} ethpandaops/{} --version {} -n {} -f {}{jwt}\n",
-            r.name, r.chart, r.pin.version, s.namespace, r.values_file
+            "helm upgrade --install {} {chart} --version {} -n {} -f {}{files}\n",
+            r.name, r.pin.version, s.namespace, r.values_file
         ));
     }
     out
@@ -1127,6 +1361,11 @@ pub fn payload(
         ));
     }
     payload.files.insert(spec.nfs_server().name.clone(), nfs);
+    if s.legacy.is_some() {
+        // The eth2xk8s chart takes the wallet passwords as values, which
+        // must not reach the master: it is installed by hand (install.sh).
+        return payload;
+    }
     let releases = releases(spec, s);
     let mut master = Vec::new();
     for (file, bytes) in charts {

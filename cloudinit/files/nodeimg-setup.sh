@@ -248,6 +248,7 @@ step_microk8s_launch() {
 # MicroK8s runs, a worker is Ready and the NFS export answers. Idempotent
 # (helm upgrade --install); retried with the other online steps.
 step_release() {
+  if [ "$STAKING" = legacy ]; then say "the eth2xk8s chart is installed by hand (install.sh of nodeimg release)"; return 3; fi
   if [ "$STAKING" != true ]; then say "the profile has no staking section"; return 3; fi
   if ! is_settled microk8s-launch; then say "after microk8s-launch"; return 2; fi
   ready=$(microk8s kubectl get nodes --no-headers 2>/dev/null |

@@ -16,7 +16,7 @@ NFS_FOLDERS={{ nfs.folders | join(sep=" ") }}
 MICROK8S_CHANNEL={{ microk8s.channel }}
 MICROK8S_HOLD={{ microk8s.hold_refresh }}
 {%- if staking %}
-STAKING=true
+STAKING={% if staking.legacy %}legacy{% else %}true{% endif %}
 STAKING_NAMESPACE={{ staking.namespace }}
 STAKING_GROUPS={{ staking.groups | join(sep=" ") }}
 CONSENSUS_CLIENT={{ staking.consensus }}
