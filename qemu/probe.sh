@@ -87,6 +87,21 @@ case "$PROBE_ROLE" in
     ;;
 esac
 
+# Validator keys: where the NFS server placed them, and no staging copy.
+if [ "$PROBE_ROLE" = nfs ]; then
+  for d in "$PROBE_EXPORT_ROOT"/validator-*; do
+    [ -d "$d" ] || continue
+    for f in "$d"/keystores/*.json "$d"/password.txt; do
+      [ -e "$f" ] && out key "$(basename "$d") ${f#"$d"/} $(stat -c '%u:%g %a' "$f")"
+    done
+  done
+fi
+if [ -e /var/lib/nodeimg/validator-keys ]; then
+  out key-staging "$(find /var/lib/nodeimg/validator-keys -mindepth 1 | tr '\n' ' ')"
+else
+  out key-staging absent
+fi
+
 # The internet-bound steps: give the online service time for one attempt.
 i=0
 while [ $i -lt "$PROBE_ONLINE_WAIT" ]; do

@@ -466,6 +466,7 @@ pub const CHECKS: &[&str] = &[
     "sshd",
     "ufw",
     "nfs-export",
+    "validator-keys",
     "nfs-client",
     "microk8s-config",
     "online-steps",
@@ -809,6 +810,8 @@ pub fn evaluate(
         },
     );
 
+    put("validator-keys", validator_keys_check(spec, seed, m, facts));
+
     // NFS clients
     let want_owner = format!("{}:{}", spec.nfs.uid, spec.nfs.gid);
     put(
@@ -870,17 +873,7 @@ pub fn evaluate(
     } else {
         &["ssh", "firewall", "chrony"]
     };
-    let online: &[&str] = if m.role == Role::Nfs {
-        &["apt-update", "apt-upgrade", "packages"]
-    } else {
-        &[
-            "apt-update",
-            "apt-upgrade",
-            "packages",
-            "microk8s",
-            "microk8s-launch",
-        ]
-    };
+    let online = online_steps_of(spec, m);
     let service = facts.one("online-service").unwrap_or("");
     let online_steps = if status.is_empty() {
         Outcome::Failed(format!(
@@ -955,7 +948,11 @@ pub fn probe_vendor_data(spec: &Spec, m: &MachineSpec, seed: &Seed) -> String {
         .by_role(Role::Worker)
         .map(|x| x.name.as_str())
         .collect();
-    let files: Vec<String> = written_files(&seed.user_data).into_keys().collect();
+    // The staking payload is checked on its own (and mostly moved or large).
+    let files: Vec<String> = written_files(&seed.user_data)
+        .into_keys()
+        .filter(|p| !p.starts_with("/var/lib/nodeimg/"))
+        .collect();
     let env = [
         ("PROBE_HOST", m.name.clone()),
         ("PROBE_ROLE", m.role.as_str().to_string()),
@@ -993,6 +990,72 @@ pub fn probe_vendor_data(spec: &Spec, m: &MachineSpec, seed: &Seed) -> String {
          systemctl daemon-reload\n\
          systemctl start --no-block nodeimg-probe.service\n"
     )
+}
+
+/// Where the seed's keys are until first boot moves them.
+const KEYS_STAGING: &str = crate::staking::KEYS_STAGING;
+
+/// A staking profile's keys: on the NFS server every keystore and password
+/// the seed carried, in the group's folder, owned by uid:gid, mode 0600,
+/// and the staging copy gone; on the other machines no keys at all.
+fn validator_keys_check(spec: &Spec, seed: &Seed, m: &MachineSpec, facts: &Facts) -> Outcome {
+    let has_groups = spec.staking.as_ref().is_some_and(|s| !s.groups.is_empty());
+    if !has_groups {
+        return Outcome::NotApplicable;
+    }
+    let staging = facts.one("key-staging").unwrap_or("unreported");
+    if staging != "absent" {
+        return Outcome::Failed(format!("{KEYS_STAGING} holds {staging:?}"));
+    }
+    if m.role != Role::Nfs {
+        return Outcome::Ok("no keys on this machine".into());
+    }
+    // (group, file) the seed carried: .../validator-keys/<group>/<file>.
+    let carried: Vec<(String, String)> = written_files(&seed.user_data)
+        .into_keys()
+        .filter_map(|p| {
+            let rest = p.strip_prefix(&format!("{KEYS_STAGING}/"))?;
+            let (group, file) = rest.split_once('/')?;
+            Some((format!("validator-{group}"), file.to_string()))
+        })
+        .collect();
+    let want = format!("{}:{} 600", spec.nfs.uid, spec.nfs.gid);
+    let placed: BTreeMap<(String, String), String> = facts
+        .all("key")
+        .iter()
+        .filter_map(|l| {
+            let mut w = l.splitn(3, ' ');
+            Some((
+                (w.next()?.to_string(), w.next()?.to_string()),
+                w.next()?.to_string(),
+            ))
+        })
+        .collect();
+    for (folder, file) in &carried {
+        match placed.get(&(folder.clone(), file.clone())) {
+            None => return Outcome::Failed(format!("{folder}/{file} is missing")),
+            Some(owner) if *owner != want => {
+                return Outcome::Failed(format!("{folder}/{file} is {owner}, expected {want}"))
+            }
+            Some(_) => {}
+        }
+    }
+    Outcome::Ok(format!("{} file(s) in place, {want}", carried.len()))
+}
+
+/// The internet-bound steps a machine runs (nodeimg-setup's ONLINE_STEPS,
+/// less the local ones it retries): the master of a staking profile also
+/// installs the release.
+pub fn online_steps_of(spec: &Spec, m: &MachineSpec) -> Vec<&'static str> {
+    let mut steps = vec!["apt-update", "apt-upgrade", "packages"];
+    if m.role != Role::Nfs {
+        steps.extend(["microk8s", "microk8s-launch"]);
+    }
+    let installs_release = spec.staking.as_ref().is_some_and(|s| s.legacy.is_none());
+    if m.role == Role::Master && installs_release {
+        steps.push("release");
+    }
+    steps
 }
 
 /// Options of `nodeimg boot-test`.
@@ -1228,6 +1291,85 @@ mod tests {
 #[cfg(test)]
 mod evaluate_tests {
     use super::*;
+
+    #[test]
+    fn validator_keys_must_be_placed_privately_on_the_nfs_server_only() {
+        let v = crate::load_profile_str("h.yaml", include_str!("../profiles/hoodi.yaml")).unwrap();
+        let spec = v.spec;
+        let s = spec.staking.clone().unwrap();
+        let keys = vec![crate::staking::GroupKeys {
+            group: "group-1".into(),
+            keystores: vec![("keystore-a.json".into(), b"{}".to_vec(), "ab".repeat(48))],
+            password: b"pw".to_vec(),
+        }];
+        let secrets = Secrets::generate(&spec).unwrap();
+        let payload = crate::staking::payload(
+            &spec,
+            &s,
+            &keys,
+            &[],
+            secrets.jwt_secret.as_deref().unwrap(),
+        );
+        let engine = crate::render::Engine::new(None).unwrap();
+        let seeds: BTreeMap<String, Seed> =
+            crate::render_seeds(&spec, &secrets, &engine, &[], &payload)
+                .unwrap()
+                .into_iter()
+                .collect();
+        let nfs = spec.machine("nfs").unwrap();
+        let check = |facts: &str| {
+            let serial: String = facts.lines().map(|l| format!("@@P@@ {l}\n")).collect();
+            validator_keys_check(&spec, &seeds["nfs"], nfs, &Facts::parse(&serial))
+        };
+        let good = "key validator-group-1 keystores/keystore-a.json 1001:2000 600\n\
+                    key validator-group-1 password.txt 1001:2000 600\nkey-staging absent";
+        assert!(matches!(check(good), Outcome::Ok(_)), "{:?}", check(good));
+        let readable = good.replace("password.txt 1001:2000 600", "password.txt 1001:2000 644");
+        assert!(
+            matches!(check(&readable), Outcome::Failed(d) if d.contains("password.txt is 1001:2000 644"))
+        );
+        let missing = good.replace(
+            "key validator-group-1 keystores/keystore-a.json 1001:2000 600\n",
+            "",
+        );
+        assert!(
+            matches!(check(&missing), Outcome::Failed(d) if d.contains("keystore-a.json is missing"))
+        );
+        let staged = good.replace(
+            "key-staging absent",
+            "key-staging /var/lib/nodeimg/validator-keys/group-1",
+        );
+        assert!(matches!(check(&staged), Outcome::Failed(_)));
+        // The master must hold no staging copy either; the tutorial has no keys.
+        let master = spec.machine("master").unwrap();
+        let none = Facts::parse("@@P@@ key-staging absent\n");
+        assert!(matches!(
+            validator_keys_check(&spec, &seeds["master"], master, &none),
+            Outcome::Ok(_)
+        ));
+        let w = world();
+        let t_nfs = w.spec.machine("nfs").unwrap();
+        assert!(matches!(
+            validator_keys_check(&w.spec, &w.seeds["nfs"], t_nfs, &none),
+            Outcome::NotApplicable
+        ));
+    }
+
+    #[test]
+    fn the_staking_master_also_waits_for_its_release() {
+        let tutorial = crate::load_profile_str("t.yaml", PROFILE).unwrap().spec;
+        let hoodi = crate::load_profile_str("h.yaml", include_str!("../profiles/hoodi.yaml"))
+            .unwrap()
+            .spec;
+        let steps = |spec: &Spec, name: &str| online_steps_of(spec, spec.machine(name).unwrap());
+        assert!(!steps(&tutorial, "master").contains(&"release"));
+        assert!(steps(&hoodi, "master").contains(&"release"));
+        assert!(!steps(&hoodi, "worker-1").contains(&"release"));
+        assert_eq!(
+            steps(&hoodi, "nfs"),
+            ["apt-update", "apt-upgrade", "packages"]
+        );
+    }
 
     const PROFILE: &str = include_str!("../profiles/tutorial.yaml");
 

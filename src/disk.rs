@@ -294,8 +294,8 @@ pub fn write_disk_image(
     }
     .map_err(|e| anyhow::anyhow!("cannot write the protective MBR: {e}"))?;
     dst.sync_all()?;
-    dst.seek(SeekFrom::Start(0))?;
-    let sha256 = crate::fetch::sha256_reader(&mut dst)?;
+    drop(dst);
+    let sha256 = crate::fetch::sha256_file(out)?;
     Ok(DiskImage {
         size,
         sha256,

@@ -101,6 +101,9 @@ enum Command {
         /// `build --images` makes it) instead of the base image + seed ISO.
         #[arg(long)]
         images: bool,
+        /// A staking profile's chart archives from this folder (as `build --charts`).
+        #[arg(long, value_name = "DIR")]
+        charts: Option<PathBuf>,
         #[command(flatten)]
         fetch: FetchArgs,
         /// Output directory [default: out/<cluster name>]; logs in DIR.boot-test/.
@@ -330,6 +333,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             secrets,
             templates,
             images,
+            charts,
             fetch,
         } => {
             let accel = accel.map(|a| {
@@ -355,7 +359,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 templates,
                 images,
                 base_image: if images { image.clone() } else { None },
-                charts_dir: None,
+                charts_dir: charts,
                 fetch: fetch.options(),
             };
             let report = nodeimg::boot_test(&profile, &build, &opts)?;

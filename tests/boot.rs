@@ -167,7 +167,18 @@ fn the_tutorial_cluster_boots_passes_every_check_and_a_worker_comes_back() {
 #[test]
 #[ignore = "boots 3 VMs for minutes: run by scripts/test with NODEIMG_GUEST_IMAGE"]
 fn a_broken_seed_fails_the_boot_test_naming_the_machine_and_the_check() {
-    let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
+    // The staking profile: besides the broken worker, this run proves the
+    // NFS server places the validator keys (validator-keys check) and the
+    // master waits for its release, at no extra boot.
+    let s = Scratch::with_profile("");
+    let text = with_stand_in_charts(&s, &shipped_profile("hoodi.yaml"));
+    fs::write(s.profile(), text).unwrap();
+    write_keys(
+        &s.path("validator_keys"),
+        5,
+        2,
+        &s.path("validator_keys/password.txt"),
+    );
     // A template override that breaks worker-1's first boot on purpose.
     let builtin = nodeimg::render::TEMPLATES
         .iter()
@@ -181,7 +192,7 @@ fn a_broken_seed_fails_the_boot_test_naming_the_machine_and_the_check() {
     assert_ne!(broken, builtin);
     fs::create_dir_all(s.path("tpl")).unwrap();
     fs::write(s.path("tpl/user-data.yaml"), broken).unwrap();
-    let r = boot_test(&s, &["--templates", "tpl"]);
+    let r = boot_test(&s, &["--templates", "tpl", "--charts", "chart-mirror"]);
     let table = r.stdout();
     assert_eq!(r.code(), Some(1), "{table}{}", r.stderr());
     assert!(
@@ -190,6 +201,19 @@ fn a_broken_seed_fails_the_boot_test_naming_the_machine_and_the_check() {
         log_tails(&s.path("out.boot-test"))
     );
     assert!(table.contains("boot-test FAILED"), "{table}");
+    let nfs_row = table.lines().find(|l| l.starts_with("nfs ")).unwrap();
+    let keys_col = table
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .position(|c| c == "validator-keys")
+        .expect("a validator-keys column");
+    assert_eq!(
+        nfs_row.split_whitespace().nth(keys_col),
+        Some("ok"),
+        "{table}"
+    );
     for line in table.lines().filter(|l| l.contains(": FAILED")) {
         assert!(
             line.starts_with("worker-1 "),
