@@ -170,15 +170,7 @@ fn a_broken_seed_fails_the_boot_test_naming_the_machine_and_the_check() {
     // The staking profile: besides the broken worker, this run proves the
     // NFS server places the validator keys (validator-keys check) and the
     // master waits for its release, at no extra boot.
-    let s = Scratch::with_profile("");
-    let text = with_stand_in_charts(&s, &shipped_profile("hoodi.yaml"));
-    fs::write(s.profile(), text).unwrap();
-    write_keys(
-        &s.path("validator_keys"),
-        5,
-        2,
-        &s.path("validator_keys/password.txt"),
-    );
+    let s = staking_scratch(&shipped_profile("hoodi.yaml"), 5, 2);
     // A template override that breaks worker-1's first boot on purpose.
     let builtin = nodeimg::render::TEMPLATES
         .iter()

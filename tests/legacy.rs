@@ -75,16 +75,7 @@ fn legacy_scratch(extra: &[(&str, &str)]) -> Scratch {
 #[test]
 fn the_legacy_chart_renders_with_nfs_volumes_one_recreated_validator_and_the_delay() {
     let s = legacy_scratch(&[]);
-    let r = s.run(&[
-        "release",
-        "profile.yaml",
-        "--charts",
-        "chart-mirror",
-        "-o",
-        "rel",
-        "--cache",
-        "cache",
-    ]);
+    let r = run_with_charts(&s, "release", "rel");
     assert!(r.ok(), "{}", r.stderr());
     assert!(r.stderr().contains("predates the Merge"), "{}", r.stderr());
     // Only prysm/helm is extracted, as charts/<its chart name>.
@@ -173,16 +164,7 @@ fn an_archive_entry_that_climbs_out_of_the_chart_folder_is_refused() {
         "TOP/prysm/helm/templates/../../../../escaped.txt",
     ] {
         let s = legacy_scratch(&[(evil, "pwned")]);
-        let r = s.run(&[
-            "release",
-            "profile.yaml",
-            "--charts",
-            "chart-mirror",
-            "-o",
-            "rel",
-            "--cache",
-            "cache",
-        ]);
+        let r = run_with_charts(&s, "release", "rel");
         assert_eq!(r.code(), Some(1), "{evil}");
         assert!(
             r.stderr()
@@ -242,16 +224,7 @@ fn a_corrupted_legacy_archive_is_refused() {
     let mut bytes = fs::read(&zip).unwrap();
     bytes[10] ^= 1;
     fs::write(&zip, bytes).unwrap();
-    let r = s.run(&[
-        "release",
-        "profile.yaml",
-        "--charts",
-        "chart-mirror",
-        "-o",
-        "rel",
-        "--cache",
-        "cache",
-    ]);
+    let r = run_with_charts(&s, "release", "rel");
     assert_eq!(r.code(), Some(1));
     assert!(r.stderr().contains("sha256 mismatch"), "{}", r.stderr());
     assert!(!s.path("rel").exists());

@@ -328,16 +328,7 @@ fn charts_from_a_local_folder_are_verified_and_copied() {
     let profile = with_stand_in_charts(&s, &shipped_profile("hoodi.yaml"));
     let prysm = nodeimg::fetch::sha256_file(&s.path("chart-mirror/prysm-1.2.3.tgz")).unwrap();
     fs::write(s.profile(), &profile).unwrap();
-    let r = s.run(&[
-        "release",
-        "profile.yaml",
-        "--charts",
-        "chart-mirror",
-        "-o",
-        "rel",
-        "--cache",
-        "cache",
-    ]);
+    let r = run_with_charts(&s, "release", "rel");
     assert!(r.ok(), "{}", r.stderr());
     for f in ["geth-1.1.3.tgz", "prysm-1.2.3.tgz"] {
         assert_eq!(
@@ -348,16 +339,7 @@ fn charts_from_a_local_folder_are_verified_and_copied() {
     // A chart that is not the pinned one is refused, and nothing is written.
     let other = profile.replace(&prysm, &"f".repeat(64));
     fs::write(s.profile(), other).unwrap();
-    let r = s.run(&[
-        "release",
-        "profile.yaml",
-        "--charts",
-        "chart-mirror",
-        "-o",
-        "rel2",
-        "--cache",
-        "cache",
-    ]);
+    let r = run_with_charts(&s, "release", "rel2");
     assert_eq!(r.code(), Some(1));
     assert!(
         r.stderr().contains(&format!("expected {}", "f".repeat(64))),

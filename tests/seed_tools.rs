@@ -61,48 +61,25 @@ fn cloud_init_schema_accepts_every_user_data_of_every_shipped_profile() {
     assert!(profiles.len() >= 2, "{profiles:?}");
     for profile in profiles {
         let text = fs::read_to_string(&profile).unwrap();
-        let s = Scratch::with_profile(&text);
-        if text.contains("staking:") {
+        let s = if text.contains("staking:") {
             // A staking profile reads its (user-made) keystores and its
             // charts (stand-ins here: the real ones cannot be downloaded).
-            write_keys(
-                &s.path("validator_keys"),
-                1,
-                1,
-                &s.path("validator_keys/password.txt"),
-            );
-            fs::write(s.profile(), with_stand_in_charts(&s, &text)).unwrap();
-            let r = s.run(&[
-                "build",
-                "profile.yaml",
-                "-o",
-                "out",
-                "--charts",
-                "chart-mirror",
-            ]);
+            let s = staking_scratch(&text, 1, 1);
+            let r = run_with_charts(&s, "build", "out");
             assert!(r.ok(), "{}", r.stderr());
+            s
         } else {
+            let s = Scratch::with_profile(&text);
             s.build("out");
-        }
+            s
+        };
         let mut checked = 0;
         for entry in fs::read_dir(s.path("out")).unwrap() {
             let dir = entry.unwrap().path();
             if !dir.is_dir() {
                 continue;
             }
-            let ud = dir.join("user-data");
-            let out = tool(
-                "cloud-init",
-                &["schema", "--config-file", ud.to_str().unwrap()],
-            );
-            let text = String::from_utf8_lossy(&out.stdout).to_string()
-                + &String::from_utf8_lossy(&out.stderr);
-            assert!(
-                out.status.success() && text.contains("Valid cloud-config"),
-                "{}: {}:\n{text}",
-                profile.display(),
-                ud.display()
-            );
+            assert_valid_cloud_config(&dir.join("user-data"), &profile.display().to_string());
             checked += 1;
         }
         assert!(checked >= 3, "{}", profile.display());

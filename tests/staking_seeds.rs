@@ -11,25 +11,8 @@ use common::*;
 
 /// The hoodi profile with stand-in charts and two keystores, built.
 fn built() -> Scratch {
-    let s = Scratch::with_profile("");
-    let text = with_stand_in_charts(&s, &shipped_profile("hoodi.yaml"));
-    fs::write(s.profile(), text).unwrap();
-    write_keys(
-        &s.path("validator_keys"),
-        7,
-        2,
-        &s.path("validator_keys/password.txt"),
-    );
-    let r = s.run(&[
-        "build",
-        "profile.yaml",
-        "-o",
-        "out",
-        "--charts",
-        "chart-mirror",
-        "--cache",
-        "cache",
-    ]);
+    let s = staking_scratch(&shipped_profile("hoodi.yaml"), 7, 2);
+    let r = run_with_charts(&s, "build", "out");
     assert!(r.ok(), "{}", r.stderr());
     s
 }
@@ -227,16 +210,6 @@ fn building_needs_the_keystores_but_release_values_only_does_not() {
 fn the_staking_seeds_pass_the_cloud_init_schema() {
     let s = built();
     for m in ["nfs", "master", "worker-1"] {
-        let ud = s.path(&format!("out/{m}/user-data"));
-        let out = tool(
-            "cloud-init",
-            &["schema", "--config-file", ud.to_str().unwrap()],
-        );
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && text.contains("Valid cloud-config"),
-            "{m}: {text}"
-        );
+        assert_valid_cloud_config(&s.path(&format!("out/{m}/user-data")), m);
     }
 }

@@ -345,3 +345,47 @@ pub fn with_stand_in_charts(s: &Scratch, text: &str) -> String {
         &prysm,
     )
 }
+
+/// `cloud-init schema` accepts the user-data at `ud`; `what` names it.
+pub fn assert_valid_cloud_config(ud: &Path, what: &str) {
+    let out = tool(
+        "cloud-init",
+        &["schema", "--config-file", ud.to_str().unwrap()],
+    );
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("Valid cloud-config"),
+        "{what}: {}:\n{text}",
+        ud.display()
+    );
+}
+
+/// A scratch with `text` (a staking profile) made buildable here: its chart
+/// pins point at stand-in charts in chart-mirror/ (`--charts chart-mirror`)
+/// and validator_keys/ holds `keys` fake keystores (pubkeys from `seed`).
+pub fn staking_scratch(text: &str, seed: u8, keys: usize) -> Scratch {
+    let s = Scratch::with_profile("");
+    fs::write(s.profile(), with_stand_in_charts(&s, text)).unwrap();
+    write_keys(
+        &s.path("validator_keys"),
+        seed,
+        keys,
+        &s.path("validator_keys/password.txt"),
+    );
+    s
+}
+
+/// `nodeimg COMMAND profile.yaml -o OUT --charts chart-mirror --cache cache`.
+pub fn run_with_charts(s: &Scratch, command: &str, out: &str) -> Run {
+    s.run(&[
+        command,
+        "profile.yaml",
+        "-o",
+        out,
+        "--charts",
+        "chart-mirror",
+        "--cache",
+        "cache",
+    ])
+}
