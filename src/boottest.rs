@@ -117,6 +117,11 @@ pub fn create_overlay(base: &Path, overlay: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The machine's seed ISO with the probe added as vendor-data.
+fn test_seed(spec: &Spec, m: &MachineSpec, seed: &Seed) -> Result<Vec<u8>> {
+    crate::iso::seed_iso_with(seed, &[("vendor-data", &probe_vendor_data(spec, m, seed))])
+}
+
 /// A MAC for machines whose profile gives none: locally administered,
 /// derived from the address so logs stay readable.
 pub fn test_mac(m: &MachineSpec) -> String {
@@ -270,16 +275,11 @@ impl Lab {
         image: &Path,
     ) -> Result<()> {
         let name = &m.name;
-        let iso =
-            crate::iso::seed_iso_with(seed, &[("vendor-data", &probe_vendor_data(spec, m, seed))])?;
         // The test seed and, once booted, the overlay hold the machine's
         // secrets: private, like the build's seed.iso.
         let iso_path = self.dir.join(format!("{name}.test-seed.iso"));
-        crate::output::write_private_atomic(&iso_path, &iso)?;
-        let disk = self.dir.join(format!("{name}.qcow2"));
-        let _ = fs::remove_file(&disk);
-        create_overlay(image, &disk)?;
-        fs::set_permissions(&disk, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        crate::output::write_private_atomic(&iso_path, &test_seed(spec, m, seed)?)?;
+        let disk = self.private_overlay(name, image)?;
         self.start(name, &disk, Some(&iso_path), &test_mac(m))
     }
 
@@ -293,15 +293,19 @@ impl Lab {
         disk_image: &Path,
     ) -> Result<()> {
         let name = &m.name;
-        let iso =
-            crate::iso::seed_iso_with(seed, &[("vendor-data", &probe_vendor_data(spec, m, seed))])?;
         let copy = self.dir.join(format!("{name}.disk.img"));
-        crate::disk::copy_with_seed(disk_image, &copy, &iso)?;
+        crate::disk::copy_with_seed(disk_image, &copy, &test_seed(spec, m, seed)?)?;
+        let disk = self.private_overlay(name, &copy)?;
+        self.start(name, &disk, None, &test_mac(m))
+    }
+
+    /// A fresh copy-on-write overlay of `base` for machine `name`, mode 0600.
+    fn private_overlay(&self, name: &str, base: &Path) -> Result<PathBuf> {
         let disk = self.dir.join(format!("{name}.qcow2"));
         let _ = fs::remove_file(&disk);
-        create_overlay(&copy, &disk)?;
+        create_overlay(base, &disk)?;
         fs::set_permissions(&disk, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        self.start(name, &disk, None, &test_mac(m))
+        Ok(disk)
     }
 
     /// Boots a machine the way the options say: from its disk image, or

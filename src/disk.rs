@@ -208,6 +208,20 @@ fn copy_sparse(src: &File, dst: &File, from: u64, to: u64, len: u64) -> Result<(
     Ok(())
 }
 
+/// A new, empty (sparse) file of `len` bytes, mode 0600: disk images hold
+/// the machine's secrets.
+fn create_private(path: &Path, len: u64) -> Result<File> {
+    let f = OpenOptions::new()
+        .write(true)
+        .read(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.set_len(len)?;
+    Ok(f)
+}
+
 /// A partition GUID derived from the machine's name: the same machine gets
 /// the same GUID in every build.
 fn seed_partition_guid(machine: &str) -> [u8; 16] {
@@ -242,14 +256,7 @@ pub fn write_disk_image(
     };
     let src =
         File::open(&base.raw).with_context(|| format!("cannot open {}", base.raw.display()))?;
-    let mut dst = OpenOptions::new()
-        .write(true)
-        .read(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(out)
-        .with_context(|| format!("cannot create {}", out.display()))?;
-    dst.set_len(size)?;
+    let mut dst = create_private(out, size)?;
     let (root_start, root_end) = base.root_range();
     // Everything before root (MBR, GPT, boot and EFI partitions), then root.
     copy_sparse(&src, &dst, 0, 0, root_start * SECTOR)?;
@@ -310,14 +317,7 @@ pub fn copy_with_seed(src: &Path, dst: &Path, seed_iso: &[u8]) -> Result<()> {
     let from = File::open(src).with_context(|| format!("cannot open {}", src.display()))?;
     let len = from.metadata()?.len();
     let _ = std::fs::remove_file(dst);
-    let mut to = OpenOptions::new()
-        .write(true)
-        .read(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(dst)
-        .with_context(|| format!("cannot create {}", dst.display()))?;
-    to.set_len(len)?;
+    let mut to = create_private(dst, len)?;
     copy_sparse(&from, &to, 0, 0, len)?;
     let gpt = GPT::read_from(&mut to, SECTOR)
         .map_err(|e| anyhow::anyhow!("{}: no partition table ({e})", src.display()))?;

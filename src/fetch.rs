@@ -67,11 +67,8 @@ pub fn parse_sha256(text: &str) -> Option<String> {
     (t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())).then_some(t)
 }
 
-fn is_file_url(url: &str) -> bool {
-    url.starts_with("file://")
-}
-
-fn progress_bar(len: Option<u64>, what: &str) -> ProgressBar {
+/// The byte progress bar of downloads and of `flash`.
+pub(crate) fn progress_bar(len: Option<u64>, what: &str) -> ProgressBar {
     // Drawn on a terminal only: stderr that is a pipe or a file stays quiet.
     let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr());
     if let Ok(style) = ProgressStyle::with_template(
@@ -99,10 +96,6 @@ impl Fetcher {
             )
         };
         Ok(Fetcher { opts, client })
-    }
-
-    pub fn cache_dir(&self) -> &Path {
-        &self.opts.cache_dir
     }
 
     /// Where a file of this sha256 lives once verified.
@@ -198,7 +191,9 @@ impl Fetcher {
         if have > 0 {
             req = req.header(RANGE, format!("bytes={have}-"));
         }
-        let mut resp = req.send().map_err(|e| request_failure(url, e))?;
+        let mut resp = req
+            .send()
+            .map_err(|e| Failure::Cut(request_error(url, e)))?;
         let status = resp.status();
         let resumed = status == StatusCode::PARTIAL_CONTENT
             && content_range_start(&resp) == Some(have)
@@ -292,12 +287,7 @@ impl Fetcher {
                 )
             });
         };
-        let resp = client
-            .get(url)
-            .send()
-            .map_err(|e| match request_failure(url, e) {
-                Failure::Fatal(e) | Failure::Cut(e) => e,
-            })?;
+        let resp = client.get(url).send().map_err(|e| request_error(url, e))?;
         let status = resp.status();
         if !status.is_success() {
             bail!("{url}: the server answered {status}\n  hint: check the URL");
@@ -317,7 +307,8 @@ enum Failure {
     Fatal(anyhow::Error),
 }
 
-fn request_failure(url: &str, e: reqwest::Error) -> Failure {
+/// A request that got no answer: worth another attempt.
+fn request_error(url: &str, e: reqwest::Error) -> anyhow::Error {
     let what = if e.is_timeout() {
         "no answer in time (timed out)"
     } else if e.is_connect() {
@@ -325,12 +316,7 @@ fn request_failure(url: &str, e: reqwest::Error) -> Failure {
     } else {
         "the request failed"
     };
-    let err = anyhow::Error::new(e).context(format!("{url}: {what}"));
-    if is_file_url(url) {
-        Failure::Fatal(err)
-    } else {
-        Failure::Cut(err)
-    }
+    anyhow::Error::new(e).context(format!("{url}: {what}"))
 }
 
 fn content_range_start(resp: &reqwest::blocking::Response) -> Option<u64> {
@@ -408,21 +394,6 @@ fn sha256_sparse(f: &mut File) -> io::Result<String> {
             left -= n as u64;
         }
         pos = end;
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-pub fn sha256_reader(r: &mut impl Read) -> io::Result<String> {
-    let mut hasher = Sha256::new();
-    // Large reads: disk images are gigabytes (io::copy reads 8 KiB at a time).
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
     }
     Ok(hex::encode(hasher.finalize()))
 }

@@ -10,10 +10,10 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use crate::disk::human_size;
+use crate::fetch::progress_bar;
 
 const CHUNK: usize = 4 << 20;
 
@@ -239,17 +239,6 @@ pub struct Flashed {
     pub sha256: String,
 }
 
-fn bar(len: u64, msg: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
-    {
-        bar.set_style(style);
-    }
-    bar.set_message(msg.to_string());
-    bar
-}
-
 /// Checks that `image` fits and `target` is free, then writes, syncs and
 /// reads back. `confirm` sees the target's description and says whether
 /// to go on.
@@ -300,7 +289,7 @@ pub fn flash(
             target.path.display()
         )
     })?;
-    let progress = bar(len, "writing");
+    let progress = progress_bar(Some(len), "writing");
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut done = 0u64;
@@ -326,7 +315,7 @@ pub fn flash(
     // SAFETY: posix_fadvise on an open descriptor; advice only.
     unsafe { libc::posix_fadvise(dev.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     dev.seek(SeekFrom::Start(0))?;
-    let progress = bar(len, "verifying");
+    let progress = progress_bar(Some(len), "verifying");
     let mut check = Sha256::new();
     let mut left = len;
     while left > 0 {

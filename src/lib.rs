@@ -174,17 +174,10 @@ pub fn build(profile_path: &Path, opts: &BuildOptions) -> Result<BuildSummary> {
             ("seed.iso", iso.as_slice(), true),
         ];
         for (file, bytes, private) in files {
-            stage.write(
-                name,
-                &output::OutFile {
-                    name: file,
-                    bytes: bytes.to_vec(),
-                    private,
-                },
-            )?;
+            stage.write(name, file, bytes, private)?;
         }
     }
-    if changes.created || !changes.new_machines.is_empty() || changes.new_jwt {
+    if changes.any() {
         secrets.write(&secrets_file)?;
     }
     stage.commit()?;
@@ -283,7 +276,8 @@ pub fn read_validator_keys(v: &Validated, profile_path: &Path) -> Result<Vec<sta
 /// Everything `release` needs besides the profile.
 #[derive(Debug, Clone, Default)]
 pub struct ReleaseOptions {
-    pub out_dir: PathBuf,
+    /// Output directory [default: out/<cluster name>.release].
+    pub out_dir: Option<PathBuf>,
     /// Write only the values, storage manifest and commands; fetch nothing.
     pub values_only: bool,
     /// Take chart archives from this folder instead of downloading them.
@@ -297,7 +291,6 @@ pub struct ReleaseOptions {
 pub struct ReleaseSummary {
     pub out_dir: PathBuf,
     pub releases: Vec<staking::Release>,
-    pub charts: Vec<String>,
     pub secrets_file: PathBuf,
     pub secrets_changes: secrets::Changes,
     pub warnings: String,
@@ -306,6 +299,22 @@ pub struct ReleaseSummary {
 /// Where the ethpandaops project publishes a chart version.
 pub fn chart_url(chart: &str, version: &str) -> String {
     format!("https://github.com/ethpandaops/ethereum-helm-charts/releases/download/{chart}-{version}/{chart}-{version}.tgz")
+}
+
+/// Where a pinned archive comes from: `file` in `charts_dir` (a `file://`
+/// URL) when given, else `url`.
+fn archive_source(charts_dir: Option<&Path>, file: &str, url: String) -> Result<String> {
+    let Some(dir) = charts_dir else {
+        return Ok(url);
+    };
+    let path = dir.join(file);
+    if !path.is_file() {
+        bail!(
+            "--charts {}: no {file} there\n  hint: put the archive ({url}) in that folder",
+            dir.display()
+        );
+    }
+    Ok(format!("file://{}", path.canonicalize()?.display()))
 }
 
 /// The staking profile's chart archives, verified against their pins:
@@ -320,20 +329,7 @@ pub fn fetch_charts(
     let mut archives = Vec::new();
     for (chart, pin) in &s.charts {
         let file = format!("{chart}-{}.tgz", pin.version);
-        let url = match charts_dir {
-            Some(dir) => {
-                let path = dir.join(&file);
-                if !path.is_file() {
-                    bail!(
-                        "--charts {}: no {file} there\n  hint: put the chart archive ({}) in that folder",
-                        dir.display(),
-                        chart_url(chart, &pin.version)
-                    );
-                }
-                format!("file://{}", path.canonicalize()?.display())
-            }
-            None => chart_url(chart, &pin.version),
-        };
+        let url = archive_source(charts_dir, &file, chart_url(chart, &pin.version))?;
         let path = fetcher.fetch(&url, &pin.sha256).with_context(|| {
             format!(
                 "the {chart} chart {} (pinned in staking.charts or nodeimg's defaults)",
@@ -353,21 +349,11 @@ pub fn fetch_legacy_archive(
     fetch_opts: &fetch::FetchOptions,
 ) -> Result<PathBuf> {
     let fetcher = fetch::Fetcher::new(fetch_opts.clone())?;
-    let url = match charts_dir {
-        Some(dir) => {
-            let path = dir.join(format!("eth2xk8s-{}.zip", legacy.commit));
-            if !path.is_file() {
-                bail!(
-                    "--charts {}: no {} there\n  hint: put the archive ({}) in that folder",
-                    dir.display(),
-                    path.display(),
-                    staking::legacy_url(&legacy.commit)
-                );
-            }
-            format!("file://{}", path.canonicalize()?.display())
-        }
-        None => staking::legacy_url(&legacy.commit),
-    };
+    let url = archive_source(
+        charts_dir,
+        &format!("eth2xk8s-{}.zip", legacy.commit),
+        staking::legacy_url(&legacy.commit),
+    )?;
     fetcher
         .fetch(&url, &legacy.sha256)
         .context("the eth2xk8s archive (pinned in staking.eth2xk8s)")
@@ -398,15 +384,18 @@ fn staking_payload(
             .collect::<Result<Vec<_>>>()?,
         None => Vec::new(),
     };
-    let jwt = secrets
-        .jwt_secret
-        .as_deref()
-        .context("internal: a staking profile's secrets have a JWT secret")?;
-    Ok(staking::payload(&v.spec, s, keys, &archives, jwt))
+    Ok(staking::payload(
+        &v.spec,
+        s,
+        keys,
+        &archives,
+        secrets.jwt()?,
+    ))
 }
 
 /// `nodeimg release`: the charts (verified), values, storage manifest and
-/// install commands of the staking release, in `opts.out_dir`.
+/// install commands of the staking release, in `opts.out_dir`
+/// (default `out/<cluster name>.release`).
 pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSummary> {
     let v = load_profile(profile_path)?;
     let Some(s) = v.spec.staking.clone() else {
@@ -425,14 +414,13 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
     } else {
         fetch_charts(&s, opts.charts_dir.as_deref(), &opts.fetch)?
     };
-    let charts: Vec<String> = archives.iter().map(|(f, _)| f.clone()).collect();
     let secrets_file = secrets_path(profile_path, opts.secrets.as_deref());
     let (secrets, changes) = secrets::load_or_generate(&secrets_file, &v.spec)?;
-    let jwt = secrets
-        .jwt_secret
+    let out_dir = opts
+        .out_dir
         .clone()
-        .context("internal: a staking profile's secrets have a JWT secret")?;
-    let mut stage = output::Stage::new(&opts.out_dir, false)?;
+        .unwrap_or_else(|| PathBuf::from("out").join(format!("{}.release", v.spec.cluster_name)));
+    let mut stage = output::Stage::new(&out_dir, false)?;
     stage.machine_dir("values")?;
     for r in &releases {
         let path = stage.dir().join(&r.values_file);
@@ -473,15 +461,14 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
     let script = root.join("install.sh");
     std::fs::write(&script, staking::install_script(&s, &releases))?;
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-    output::write_private_atomic(&root.join(staking::JWT_FILE), jwt.as_bytes())?;
-    if changes.created || !changes.new_machines.is_empty() || changes.new_jwt {
+    output::write_private_atomic(&root.join(staking::JWT_FILE), secrets.jwt()?.as_bytes())?;
+    if changes.any() {
         secrets.write(&secrets_file)?;
     }
     stage.commit()?;
     Ok(ReleaseSummary {
-        out_dir: opts.out_dir.clone(),
+        out_dir,
         releases,
-        charts,
         secrets_file,
         secrets_changes: changes,
         warnings: v.report.render_filtered(|d| !d.is_error()),

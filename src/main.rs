@@ -265,13 +265,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             secrets,
             fetch,
         } => {
-            let out = match out {
-                Some(o) => o,
-                None => {
-                    let v = nodeimg::load_profile(&profile)?;
-                    PathBuf::from("out").join(format!("{}.release", v.spec.cluster_name))
-                }
-            };
             let s = nodeimg::release(
                 &profile,
                 &nodeimg::ReleaseOptions {

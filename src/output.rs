@@ -13,14 +13,6 @@ use sha2::{Digest, Sha256};
 
 pub const SUMS_FILE: &str = "SHA256SUMS";
 
-/// One file of one machine's output.
-pub struct OutFile {
-    pub name: &'static str,
-    pub bytes: Vec<u8>,
-    /// Holds a secret: mode 0600.
-    pub private: bool,
-}
-
 /// Writes `bytes` to `path` with mode 0600 through a temporary file and a
 /// rename, so readers see the old or the new content, never a part.
 pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -163,9 +155,10 @@ impl Stage {
         Ok(dir)
     }
 
-    pub fn write(&mut self, machine: &str, file: &OutFile) -> Result<()> {
+    /// Writes one file of a machine; `private` (it holds a secret): 0600.
+    pub fn write(&mut self, machine: &str, name: &str, bytes: &[u8], private: bool) -> Result<()> {
         let dir = self.machine_dir(machine)?;
-        write_file(&dir.join(file.name), &file.bytes, file.private)
+        write_file(&dir.join(name), bytes, private)
     }
 
     pub fn commit(self) -> Result<()> {

@@ -52,6 +52,13 @@ pub struct Changes {
     pub new_jwt: bool,
 }
 
+impl Changes {
+    /// Whether the secrets file must be (re)written.
+    pub fn any(&self) -> bool {
+        self.created || !self.new_machines.is_empty() || self.new_jwt
+    }
+}
+
 /// The default secrets path: `<profile dir>/<profile stem>.secrets.yaml`.
 pub fn default_path(profile: &Path) -> PathBuf {
     let stem = profile
@@ -114,6 +121,13 @@ impl Secrets {
             return true;
         }
         false
+    }
+
+    /// The JWT secret (a staking profile's secrets always have one).
+    pub fn jwt(&self) -> Result<&str> {
+        self.jwt_secret
+            .as_deref()
+            .context("internal: a staking profile's secrets have no JWT secret")
     }
 
     pub fn machine(&self, name: &str) -> Result<&MachineSecrets> {
