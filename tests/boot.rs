@@ -164,13 +164,41 @@ fn the_tutorial_cluster_boots_passes_every_check_and_a_worker_comes_back() {
     );
 }
 
+/// Serves the CI guest as a qcow2 (the way Ubuntu ships its cloud images) on
+/// loopback, and returns the profile's `image` section naming it.
+fn serve_guest_as_qcow2(s: &Scratch, server: &common::http::Server) -> String {
+    let qcow = s.path("guest.qcow2");
+    let out = tool(
+        "qemu-img",
+        &[
+            "convert",
+            "-O",
+            "qcow2",
+            guest_image().to_str().unwrap(),
+            qcow.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sha = nodeimg::fetch::sha256_file(&qcow).unwrap();
+    let url = server.add_file("/guest.qcow2", &qcow);
+    format!("image:\n  url: {url}\n  sha256: {sha}\n")
+}
+
+/// One 3-VM boot proves three things: flashable disk images (`--images`),
+/// downloaded once from a URL, boot and configure their machines; a seed
+/// broken on purpose fails the run naming the machine and the check; and the
+/// staking profile's NFS server places the validator keys.
 #[test]
 #[ignore = "boots 3 VMs for minutes: run by scripts/test with NODEIMG_GUEST_IMAGE"]
-fn a_broken_seed_fails_the_boot_test_naming_the_machine_and_the_check() {
-    // The staking profile: besides the broken worker, this run proves the
-    // NFS server places the validator keys (validator-keys check) and the
-    // master waits for its release, at no extra boot.
+fn disk_images_boot_and_a_broken_seed_fails_naming_the_machine_and_the_check() {
     let s = staking_scratch(&shipped_profile("hoodi.yaml"), 5, 2);
+    let server = common::http::Server::start(Default::default());
+    let profile = fs::read_to_string(s.profile()).unwrap() + &serve_guest_as_qcow2(&s, &server);
+    fs::write(s.profile(), profile).unwrap();
     // A template override that breaks worker-1's first boot on purpose.
     let builtin = nodeimg::render::TEMPLATES
         .iter()
@@ -184,34 +212,56 @@ fn a_broken_seed_fails_the_boot_test_naming_the_machine_and_the_check() {
     assert_ne!(broken, builtin);
     fs::create_dir_all(s.path("tpl")).unwrap();
     fs::write(s.path("tpl/user-data.yaml"), broken).unwrap();
-    let r = boot_test(&s, &["--templates", "tpl", "--charts", "chart-mirror"]);
-    let table = r.stdout();
-    assert_eq!(r.code(), Some(1), "{table}{}", r.stderr());
-    assert!(
-        table.contains("worker-1 cloud-init: FAILED"),
-        "{table}\n{}",
-        log_tails(&s.path("out.boot-test"))
-    );
+    let r = Run(Command::new(env!("CARGO_BIN_EXE_nodeimg"))
+        .args(["boot-test", "profile.yaml", "--images", "--cache", "cache"])
+        .args(["--templates", "tpl", "--charts", "chart-mirror"])
+        .args(["-o", "out", "--json"])
+        .current_dir(s.dir.path())
+        .output()
+        .expect("run nodeimg"));
+    let logs = s.path("out.boot-test");
+    let table = r.stderr();
+    assert_eq!(r.code(), Some(1), "{table}\n{}", log_tails(&logs));
+    assert!(table.contains("worker-1 cloud-init: FAILED"), "{table}");
     assert!(table.contains("boot-test FAILED"), "{table}");
-    let nfs_row = table.lines().find(|l| l.starts_with("nfs ")).unwrap();
-    let keys_col = table
-        .lines()
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .position(|c| c == "validator-keys")
-        .expect("a validator-keys column");
-    assert_eq!(
-        nfs_row.split_whitespace().nth(keys_col),
-        Some("ok"),
-        "{table}"
-    );
     for line in table.lines().filter(|l| l.contains(": FAILED")) {
         assert!(
             line.starts_with("worker-1 "),
             "only worker-1 is broken: {line}"
         );
     }
+    let report: serde_json::Value = serde_json::from_str(&r.stdout())
+        .unwrap_or_else(|e| panic!("no JSON report ({e}):\n{table}"));
+    let machines = report["machines"].as_array().unwrap();
+    let (broken, sound): (Vec<_>, Vec<_>) = machines
+        .iter()
+        .cloned()
+        .partition(|m| m["name"] == "worker-1");
+    // The machines booted from their images pass every check, and the NFS
+    // server placed the validator keys.
+    assert_eq!(sound.len(), 2, "{table}");
+    assert_every_check_passes(&sound, &table);
+    let nfs = sound.iter().find(|m| m["name"] == "nfs").unwrap();
+    assert_eq!(nfs["checks"]["validator-keys"]["status"], "ok", "{table}");
+    // The broken machine fails the one check its seed breaks, no other.
+    let failed: Vec<&str> = nodeimg::boottest::CHECKS
+        .iter()
+        .copied()
+        .filter(|c| broken[0]["checks"][*c]["status"] == "failed")
+        .collect();
+    assert_eq!(failed, ["cloud-init"], "{table}");
+    for m in ["nfs", "master", "worker-1"] {
+        assert!(s.path(&format!("out/{m}/disk.img")).is_file(), "{m}");
+        assert!(
+            !logs.join(format!("{m}.disk.img")).exists(),
+            "test copies are removed"
+        );
+    }
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "the base image is downloaded once"
+    );
     let marker = s.dir.path().to_string_lossy().into_owned();
     assert!(
         leftovers(&marker).is_empty(),
@@ -254,74 +304,6 @@ fn ctrl_c_stops_the_boot_test_and_leaves_nothing_running() {
         stdout.contains("boot-test FAILED (interrupted)"),
         "{stdout}"
     );
-    assert!(
-        leftovers(&marker).is_empty(),
-        "left behind: {:?}",
-        leftovers(&marker)
-    );
-}
-
-#[test]
-#[ignore = "boots 3 VMs for minutes: run by scripts/test with NODEIMG_GUEST_IMAGE"]
-fn disk_images_from_a_loopback_url_boot_and_pass_every_check() {
-    let s = Scratch::with_profile("");
-    // The CI guest as a qcow2, the way Ubuntu ships its cloud images,
-    // served on loopback as the profile's base image.
-    let qcow = s.path("guest.qcow2");
-    let out = tool(
-        "qemu-img",
-        &[
-            "convert",
-            "-O",
-            "qcow2",
-            guest_image().to_str().unwrap(),
-            qcow.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sha = nodeimg::fetch::sha256_file(&qcow).unwrap();
-    let server = common::http::Server::start(Default::default());
-    let url = server.add_file("/guest.qcow2", &qcow);
-    let profile = format!(
-        "{}image:\n  url: {url}\n  sha256: {sha}\n",
-        shipped_profile("tutorial.yaml")
-    );
-    fs::write(s.profile(), profile).unwrap();
-    let r = Run(Command::new(env!("CARGO_BIN_EXE_nodeimg"))
-        .args(["boot-test", "profile.yaml", "--images", "--cache", "cache"])
-        .args(["-o", "out", "--json"])
-        .current_dir(s.dir.path())
-        .output()
-        .expect("run nodeimg"));
-    let logs = s.path("out.boot-test");
-    let table = r.stderr();
-    assert!(
-        r.ok(),
-        "boot-test --images failed:\n{table}\n{}",
-        log_tails(&logs)
-    );
-    let report: serde_json::Value = serde_json::from_str(&r.stdout()).unwrap();
-    let machines = report["machines"].as_array().unwrap();
-    assert_eq!(machines.len(), 3);
-    assert_every_check_passes(machines, &table);
-    assert!(table.contains("boot-test PASSED"), "{table}");
-    for m in ["nfs", "master", "worker-1"] {
-        assert!(s.path(&format!("out/{m}/disk.img")).is_file(), "{m}");
-        assert!(
-            !logs.join(format!("{m}.disk.img")).exists(),
-            "test copies are removed"
-        );
-    }
-    assert_eq!(
-        server.requests().len(),
-        1,
-        "the base image is downloaded once"
-    );
-    let marker = s.dir.path().to_string_lossy().into_owned();
     assert!(
         leftovers(&marker).is_empty(),
         "left behind: {:?}",

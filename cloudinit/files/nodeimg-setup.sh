@@ -104,28 +104,89 @@ step_ssh() {
   say "listening on port $SSH_PORT, keys only"
 }
 
-step_firewall() {
-  if ! command -v ufw >/dev/null 2>&1; then say "package ufw not installed yet"; return 2; fi
-  # From a known state, so that a re-run gives exactly the profile's rules.
-  ufw --force reset >/dev/null || return 1
-  ufw default deny incoming || return 1
-  ufw default allow outgoing || return 1
+# The firewall commands for this machine, one a line, arguments separated by
+# tabs (a rule's comment may hold spaces).
+firewall_commands() {
+  t=$(printf '\t')
+  printf 'default%sdeny%sincoming\n' "$t" "$t"
+  printf 'default%sallow%soutgoing\n' "$t" "$t"
   # The SSH port first, so an enabled firewall never locks the operator out.
-  ufw allow "$SSH_PORT/tcp" comment ssh || return 1
+  printf 'allow%s%s/tcp%scomment%sssh\n' "$t" "$SSH_PORT" "$t" "$t"
   printf '%s\n' "$FIREWALL_RULES" | while read -r ports proto from why; do
     [ -n "$ports" ] || continue
-    ufw allow proto "$proto" from "$from" to any port "$ports" comment "$why" || exit 1
-  done || return 1
+    printf 'allow%sproto%s%s%sfrom%s%s%sto%sany%sport%s%s' \
+      "$t" "$t" "$proto" "$t" "$t" "$from" "$t" "$t" "$t" "$t" "$ports"
+    if [ -n "$why" ]; then printf '%scomment%s%s' "$t" "$t" "$why"; fi
+    printf '\n'
+  done
   if is_k8s; then
     # Pod traffic between nodes (Calico), as the MicroK8s docs ask under ufw.
-    ufw default allow routed || return 1
+    printf 'default%sallow%srouted\n' "$t" "$t"
     for iface in vxlan.calico 'cali+'; do
-      ufw allow in on "$iface" || return 1
-      ufw allow out on "$iface" || return 1
+      printf 'allow%sin%son%s%s\n' "$t" "$t" "$t" "$iface"
+      printf 'allow%sout%son%s%s\n' "$t" "$t" "$t" "$iface"
     done
   fi
+}
+
+# Runs the commands of FILE through ufw's own parser and frontend in one
+# Python process. Each `ufw` call starts Python and probes iptables: about 3 s
+# on a slow CPU, 14 calls for a Kubernetes node. The program is a root-owned
+# file because ufw refuses to run from a path it cannot check (stdin: "-").
+ufw_batch() {
+  prog=/var/lib/nodeimg/ufw-batch.py
+  cat > "$prog" <<'PY' || return 1
+import gettext
+import sys
+
+import ufw.common
+import ufw.frontend
+import ufw.util
+
+gettext.install(ufw.common.programName)
+ui = ufw.frontend.UFWFrontend(False)
+lock = ufw.util.create_lock(lockfile="/run/ufw.lock")
+try:
+    with open(sys.argv[1]) as commands:
+        for line in commands:
+            parsed = ufw.frontend.parse_command(["ufw"] + line.rstrip("\n").split("\t"))
+            data = parsed.data
+            print(ui.do_action(parsed.action, data.get("rule", ""), data.get("iptype", ""), parsed.force))
+finally:
+    ufw.util.release_lock(lock)
+PY
+  python3 "$prog" "$1"
+}
+
+# The same commands, one `ufw` call each.
+ufw_one_by_one() {
+  t=$(printf '\t')
+  while read -r line; do
+    # Split at tabs only; no globbing.
+    set -f; old_ifs=$IFS; IFS=$t
+    # shellcheck disable=SC2086
+    set -- $line
+    IFS=$old_ifs; set +f
+    ufw "$@" || return 1
+  done < "$1"
+}
+
+step_firewall() {
+  if ! command -v ufw >/dev/null 2>&1; then say "package ufw not installed yet"; return 2; fi
+  commands=/var/lib/nodeimg/firewall.commands
+  firewall_commands > "$commands" || return 1
+  # From a known state, so that a re-run gives exactly the profile's rules.
+  ufw --force reset >/dev/null || return 1
+  how="one batch"
+  if ! ufw_batch "$commands"; then
+    # ufw's Python interface changed: the commands one by one instead.
+    log "firewall: the ufw batch failed; one ufw call per rule"
+    ufw --force reset >/dev/null || return 1
+    ufw_one_by_one "$commands" || return 1
+    how="one ufw call per rule"
+  fi
   ufw --force enable || return 1
-  say "active"
+  say "active ($how)"
 }
 
 step_chrony() {
