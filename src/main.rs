@@ -30,12 +30,8 @@ enum Command {
         /// Rebuild only this machine (repeatable); the others' files are left as they are.
         #[arg(long = "only", value_name = "NAME")]
         only: Vec<String>,
-        /// Secrets file [default: <profile dir>/<profile stem>.secrets.yaml].
-        #[arg(long)]
-        secrets: Option<PathBuf>,
-        /// Directory of templates that replace the built-in ones, file by file.
-        #[arg(long)]
-        templates: Option<PathBuf>,
+        #[command(flatten)]
+        seed: SeedArgs,
         /// Also write each machine's flashable disk image (disk.img): the
         /// profile's base image with the seed embedded.
         #[arg(long)]
@@ -54,7 +50,9 @@ enum Command {
     /// Write a disk image or seed ISO to a block device (or a file), then
     /// read it back to verify it. Refuses devices in use.
     Flash {
+        /// The disk.img or seed.iso to write.
         image: PathBuf,
+        /// The whole disk (e.g. /dev/sdc) or a regular file; everything on it is lost.
         device: PathBuf,
         /// Do not ask before overwriting.
         #[arg(long)]
@@ -63,6 +61,7 @@ enum Command {
     /// Write the staking release: chart archives (verified), Helm values,
     /// the storage manifest and install.sh with the exact helm commands.
     Release {
+        /// The cluster profile (YAML).
         profile: PathBuf,
         /// Output directory [default: out/<cluster name>.release].
         #[arg(short = 'o', long = "out")]
@@ -74,6 +73,7 @@ enum Command {
         /// instead of downloading them; still checked against their sha256.
         #[arg(long, value_name = "DIR", conflicts_with = "values_only")]
         charts: Option<PathBuf>,
+        /// Secrets file [default: <profile dir>/<profile stem>.secrets.yaml].
         #[arg(long)]
         secrets: Option<PathBuf>,
         #[command(flatten)]
@@ -81,15 +81,15 @@ enum Command {
     },
     /// Check the profile and render every seed in memory; write nothing.
     Validate {
+        /// The cluster profile (YAML).
         profile: PathBuf,
-        #[arg(long)]
-        secrets: Option<PathBuf>,
-        #[arg(long)]
-        templates: Option<PathBuf>,
+        #[command(flatten)]
+        seed: SeedArgs,
     },
     /// Build the seeds, boot every machine in QEMU on a private network, and
     /// check from inside each one that its seed did its job.
     BootTest {
+        /// The cluster profile (YAML).
         profile: PathBuf,
         /// Bootable base disk image (qcow2 or raw): an Ubuntu cloud image, or
         /// the CI guest from qemu/build-guest. It is never written. With
@@ -128,14 +128,14 @@ enum Command {
         /// Print the result as JSON instead of a table.
         #[arg(long)]
         json: bool,
-        #[arg(long)]
-        secrets: Option<PathBuf>,
-        #[arg(long)]
-        templates: Option<PathBuf>,
+        #[command(flatten)]
+        seed: SeedArgs,
     },
     /// Print one rendered file of one machine, secrets masked.
     Show {
+        /// The cluster profile (YAML).
         profile: PathBuf,
+        /// The machine's name in the profile.
         machine: String,
         /// user-data, meta-data or network-config.
         #[arg(default_value = "user-data")]
@@ -143,11 +143,20 @@ enum Command {
         /// Print the secrets instead of masking them.
         #[arg(long)]
         reveal: bool,
-        #[arg(long)]
-        secrets: Option<PathBuf>,
-        #[arg(long)]
-        templates: Option<PathBuf>,
+        #[command(flatten)]
+        seed: SeedArgs,
     },
+}
+
+/// How the seeds are rendered: the secrets they carry and the templates.
+#[derive(clap::Args)]
+struct SeedArgs {
+    /// Secrets file [default: <profile dir>/<profile stem>.secrets.yaml].
+    #[arg(long)]
+    secrets: Option<PathBuf>,
+    /// Directory of templates that replace the built-in ones, file by file.
+    #[arg(long)]
+    templates: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -227,8 +236,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             profile,
             out,
             only,
-            secrets,
-            templates,
+            seed,
             images,
             base_image,
             charts,
@@ -239,8 +247,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &nodeimg::BuildOptions {
                     out_dir: out,
                     only,
-                    secrets,
-                    templates,
+                    secrets: seed.secrets,
+                    templates: seed.templates,
                     images,
                     base_image,
                     charts_dir: charts,
@@ -303,13 +311,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 done.sha256
             );
         }
-        Command::Validate {
-            profile,
-            secrets,
-            templates,
-        } => {
-            let warnings =
-                nodeimg::validate_only(&profile, secrets.as_deref(), templates.as_deref())?;
+        Command::Validate { profile, seed } => {
+            let warnings = nodeimg::validate_only(
+                &profile,
+                seed.secrets.as_deref(),
+                seed.templates.as_deref(),
+            )?;
             eprint!("{warnings}");
             println!("{}: ok", profile.display());
         }
@@ -323,8 +330,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             keep,
             reprovision,
             json,
-            secrets,
-            templates,
+            seed,
             images,
             charts,
             fetch,
@@ -348,8 +354,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let build = nodeimg::BuildOptions {
                 out_dir: out,
                 only: Vec::new(),
-                secrets,
-                templates,
+                secrets: seed.secrets,
+                templates: seed.templates,
                 images,
                 base_image: if images { image.clone() } else { None },
                 charts_dir: charts,
@@ -375,16 +381,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             machine,
             file,
             reveal,
-            secrets,
-            templates,
+            seed,
         } => {
             let text = nodeimg::show(
                 &profile,
                 &machine,
                 &file,
                 reveal,
-                secrets.as_deref(),
-                templates.as_deref(),
+                seed.secrets.as_deref(),
+                seed.templates.as_deref(),
             )?;
             print!("{text}");
         }

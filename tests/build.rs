@@ -386,3 +386,32 @@ fn a_200_worker_cluster_builds() {
     let sums = fs::read_to_string(s.path("out/SHA256SUMS")).unwrap();
     assert_eq!(sums.lines().count(), 202 * 4);
 }
+
+/// `nodeimg COMMAND --help` explains every argument and option: the help is
+/// the reference a user reads first.
+#[test]
+fn every_argument_of_every_command_has_help_text() {
+    let s = Scratch::with_profile("");
+    for command in ["build", "release", "flash", "validate", "boot-test", "show"] {
+        let r = s.run(&[command, "--help"]);
+        assert!(r.ok(), "{command} --help: {}", r.stderr());
+        let help = r.stdout();
+        let mut entries = 0;
+        for line in help.lines() {
+            let t = line.trim_start();
+            // Argument and option lines: `  <NAME>  text`, `  -o, --out <OUT>  text`.
+            if !(line.starts_with("  ")
+                && (t.starts_with('<') || t.starts_with('[') || t.starts_with('-')))
+            {
+                continue;
+            }
+            entries += 1;
+            let text = t
+                .split_once("  ")
+                .map(|(_, rest)| rest.trim())
+                .unwrap_or("");
+            assert!(!text.is_empty(), "{command}: no help for `{t}`:\n{help}");
+        }
+        assert!(entries >= 2, "{command}: no arguments found in:\n{help}");
+    }
+}
