@@ -298,7 +298,10 @@ pub struct ReleaseSummary {
 
 /// Where the ethpandaops project publishes a chart version.
 pub fn chart_url(chart: &str, version: &str) -> String {
-    format!("https://github.com/ethpandaops/ethereum-helm-charts/releases/download/{chart}-{version}/{chart}-{version}.tgz")
+    format!(
+        "https://github.com/ethpandaops/ethereum-helm-charts/releases/download/{chart}-{version}/{}",
+        staking::chart_archive(chart, version)
+    )
 }
 
 /// Where a pinned archive comes from: `file` in `charts_dir` (a `file://`
@@ -328,7 +331,7 @@ pub fn fetch_charts(
     let fetcher = fetch::Fetcher::new(fetch_opts.clone())?;
     let mut archives = Vec::new();
     for (chart, pin) in &s.charts {
-        let file = format!("{chart}-{}.tgz", pin.version);
+        let file = staking::chart_archive(chart, &pin.version);
         let url = archive_source(charts_dir, &file, chart_url(chart, &pin.version))?;
         let path = fetcher.fetch(&url, &pin.sha256).with_context(|| {
             format!(
@@ -459,7 +462,10 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
         staking::storage_manifest(&v.spec, &s),
     )?;
     let script = root.join("install.sh");
-    std::fs::write(&script, staking::install_script(&s, &releases))?;
+    std::fs::write(
+        &script,
+        staking::install_script(&s, &releases, !archives.is_empty()),
+    )?;
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     output::write_private_atomic(&root.join(staking::JWT_FILE), secrets.jwt()?.as_bytes())?;
     if changes.any() {

@@ -336,6 +336,35 @@ fn charts_from_a_local_folder_are_verified_and_copied() {
             fs::read(s.path(&format!("chart-mirror/{f}"))).unwrap()
         );
     }
+    // install.sh installs exactly those verified archives, not whatever the
+    // repository serves: every helm line works as written, offline.
+    let script = fs::read_to_string(s.path("rel/install.sh")).unwrap();
+    assert!(!script.contains("ethpandaops/"), "{script}");
+    assert!(!script.contains("helm repo add"), "{script}");
+    let lines: Vec<&str> = script
+        .lines()
+        .filter(|l| l.starts_with("helm upgrade --install "))
+        .collect();
+    assert_eq!(lines.len(), 3, "{script}");
+    for line in lines {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        assert!(
+            ["charts/geth-1.1.3.tgz", "charts/prysm-1.2.3.tgz"].contains(&w[4]),
+            "{line}"
+        );
+        // `helm template` takes the same arguments as `helm upgrade --install`.
+        let out = Command::new(helm())
+            .arg("template")
+            .args(&w[3..])
+            .current_dir(s.path("rel"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{line}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     // A chart that is not the pinned one is refused, and nothing is written.
     let other = profile.replace(&prysm, &"f".repeat(64));
     fs::write(s.profile(), other).unwrap();
