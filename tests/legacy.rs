@@ -7,7 +7,6 @@ mod common;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 
@@ -93,17 +92,7 @@ fn the_legacy_chart_renders_with_nfs_volumes_one_recreated_validator_and_the_del
         "helm upgrade --install prysm charts/eth2-prysm --version 0.1.4 -n staking -f values/prysm.yaml --set-file validatorClients.group-1.walletPassword=passwords/group-1.txt"
     );
     let args: Vec<&str> = line.split_whitespace().skip(3).collect();
-    let out = Command::new(helm())
-        .arg("template")
-        .args(&args)
-        .current_dir(s.path("rel"))
-        .output()
-        .expect("helm");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = helm_ok(&s.path("rel"), &[&["template"], &args[..]].concat());
     let docs: Vec<serde_json::Value> =
         serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout)).unwrap();
     let deployments: Vec<&serde_json::Value> =

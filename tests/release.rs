@@ -5,7 +5,6 @@
 mod common;
 
 use std::fs;
-use std::process::Command;
 
 use common::*;
 
@@ -80,21 +79,7 @@ fn render(s: &Scratch, line: &str) -> Vec<serde_json::Value> {
         extra = vec!["--set-file", "jwt=jwt.hex"];
     }
     // helm in the release directory, as install.sh runs it; must succeed.
-    let run_helm = |args: &[&str]| {
-        let out = Command::new(helm())
-            .args(args)
-            .args(&extra)
-            .current_dir(&rel)
-            .output()
-            .expect("helm (scripts/test-deps installs it)");
-        assert!(
-            out.status.success(),
-            "helm {args:?} for {line}:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    };
+    let run_helm = |args: &[&str]| helm_ok(&rel, &[args, &extra[..]].concat());
     let dir = dir.to_str().unwrap();
     run_helm(&["lint", dir, "-f", file]);
     let out = run_helm(&["template", release, dir, "-n", ns, "-f", file]);
@@ -353,17 +338,7 @@ fn charts_from_a_local_folder_are_verified_and_copied() {
             "{line}"
         );
         // `helm template` takes the same arguments as `helm upgrade --install`.
-        let out = Command::new(helm())
-            .arg("template")
-            .args(&w[3..])
-            .current_dir(s.path("rel"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{line}:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        helm_ok(&s.path("rel"), &[&["template"], &w[3..]].concat());
     }
     // A chart that is not the pinned one is refused, and nothing is written.
     let other = profile.replace(&prysm, &"f".repeat(64));

@@ -225,6 +225,23 @@ pub fn helm() -> PathBuf {
     PathBuf::from("helm")
 }
 
+/// Runs the real helm with `args` in `dir`; it must succeed. Its output.
+pub fn helm_ok(dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new(helm())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("helm (scripts/test-deps installs it)");
+    assert!(
+        out.status.success(),
+        "helm {args:?} in {}:\n{}{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A fake EIP-2335 keystore for `pubkey` (96 hex digits): the shape
 /// nodeimg checks, not a usable key.
 pub fn fake_keystore(pubkey: &str) -> String {
@@ -314,17 +331,14 @@ pub fn package_chart(s: &Scratch, name: &str, version: &str, into: &Path) -> Str
         .replace("version: 0.0.1", &format!("version: {version}"));
     fs::write(dir.join("Chart.yaml"), meta).unwrap();
     fs::create_dir_all(into).unwrap();
-    let out = Command::new(helm())
-        .arg("package")
-        .arg(&dir)
-        .arg("-d")
-        .arg(into)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    helm_ok(
+        s.dir.path(),
+        &[
+            "package",
+            dir.to_str().unwrap(),
+            "-d",
+            into.to_str().unwrap(),
+        ],
     );
     nodeimg::output::sha256_hex(&fs::read(into.join(format!("{name}-{version}.tgz"))).unwrap())
 }
