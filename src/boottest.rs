@@ -1171,6 +1171,8 @@ pub fn run(
         None => detect_accel(),
     };
     let stop = Arc::new(AtomicBool::new(false));
+    // The build's own interrupt watcher leaves these signals to us.
+    let _graceful = crate::io::interrupt::Graceful::enter();
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))
         .context("cannot handle Ctrl-C")?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))

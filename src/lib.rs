@@ -12,9 +12,11 @@ pub mod diag;
 pub mod disk;
 pub mod fetch;
 pub mod flash;
+pub mod io;
 pub mod iso;
 pub mod output;
 pub mod profile;
+pub mod redact;
 pub mod render;
 pub mod resolve;
 pub mod secrets;
@@ -141,9 +143,22 @@ pub fn build(profile_path: &Path, opts: &BuildOptions) -> Result<BuildSummary> {
     let keys = read_validator_keys(&v, profile_path)?;
     let engine = render::Engine::new(opts.templates.as_deref())?;
     let secrets_file = secrets_path(profile_path, opts.secrets.as_deref());
+    let out_dir = opts
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out").join(&v.spec.cluster_name));
+    let inputs = Inputs {
+        profile: profile_path,
+        spec: &v.spec,
+        secrets: &secrets_file,
+        templates: opts.templates.as_deref(),
+        charts: opts.charts_dir.as_deref(),
+        base_image: opts.base_image.as_deref(),
+    };
+    let writing = Writing::begin(&out_dir, &inputs)?;
     // Render and check with the secrets before persisting anything new, so
     // a template error leaves no new file behind.
-    let (secrets, changes) = secrets::load_or_generate(&secrets_file, &v.spec)?;
+    let (secrets, changes) = secrets::load_or_generate(&writing.secrets, &v.spec)?;
     let payload = staking_payload(
         &v,
         &keys,
@@ -151,11 +166,7 @@ pub fn build(profile_path: &Path, opts: &BuildOptions) -> Result<BuildSummary> {
         Some((opts.charts_dir.as_deref(), &opts.fetch)),
     )?;
     let seeds = render_seeds(&v.spec, &secrets, &engine, &opts.only, &payload)?;
-    let out_dir = opts
-        .out_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("out").join(&v.spec.cluster_name));
-    let mut stage = output::Stage::new(&out_dir, !opts.only.is_empty())?;
+    let mut stage = output::Stage::new(&out_dir, !opts.only.is_empty(), &inputs.protected())?;
     let base = if opts.images {
         Some(open_base_image(&v, opts, &stage.scratch())?)
     } else {
@@ -178,7 +189,7 @@ pub fn build(profile_path: &Path, opts: &BuildOptions) -> Result<BuildSummary> {
         }
     }
     if changes.any() {
-        secrets.write(&secrets_file)?;
+        secrets.write(&writing.secrets)?;
     }
     stage.commit()?;
     Ok(BuildSummary {
@@ -190,6 +201,68 @@ pub fn build(profile_path: &Path, opts: &BuildOptions) -> Result<BuildSummary> {
         spec: v.spec,
         secrets,
     })
+}
+
+/// What the user gave a writing command: none of it may end up inside the
+/// output folder, which nodeimg replaces whole.
+struct Inputs<'a> {
+    profile: &'a Path,
+    spec: &'a Spec,
+    secrets: &'a Path,
+    templates: Option<&'a Path>,
+    charts: Option<&'a Path>,
+    base_image: Option<&'a Path>,
+}
+
+impl Inputs<'_> {
+    fn protected(&self) -> Vec<output::Protected> {
+        let base = self.profile.parent().unwrap_or(Path::new("."));
+        let mut v = vec![("profile", Some(self.profile.to_path_buf()))];
+        v.push(("secrets file", Some(self.secrets.to_path_buf())));
+        v.push(("templates folder", self.templates.map(Path::to_path_buf)));
+        v.push(("charts folder", self.charts.map(Path::to_path_buf)));
+        v.push(("base image", self.base_image.map(Path::to_path_buf)));
+        for g in self.spec.staking.iter().flat_map(|s| &s.groups) {
+            v.push(("keystore folder", Some(base.join(&g.keystores))));
+            v.push(("password file", Some(base.join(&g.password_file))));
+        }
+        v.into_iter()
+            .filter_map(|(what, p)| p.map(|path| output::Protected { what, path }))
+            .collect()
+    }
+}
+
+/// A writing command's hold on its secrets file and output folder: their
+/// folders are locked (a second run waits), and the secrets file is
+/// resolved through a symbolic link.
+struct Writing {
+    /// The secrets file itself (a link followed).
+    secrets: PathBuf,
+    _locks: io::lock::DirLocks,
+}
+
+impl Writing {
+    fn begin(out_dir: &Path, inputs: &Inputs) -> Result<Writing> {
+        let out = output::check_target(out_dir, &inputs.protected())?;
+        let secrets = secrets::resolve_path(inputs.secrets)?;
+        let secrets_dir = secrets
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !secrets_dir.is_dir() {
+            bail!(
+                "{}: error: the folder of the secrets file does not exist\n  hint: create it, or give another path with --secrets",
+                secrets.display()
+            );
+        }
+        let out_parent = out.parent().unwrap_or(Path::new("/"));
+        let locks = io::lock::lock_dirs(&[secrets_dir, out_parent])?;
+        secrets::sweep_stale_temporaries(&secrets);
+        Ok(Writing {
+            secrets,
+            _locks: locks,
+        })
+    }
 }
 
 /// The file name of a machine's disk image in the build directory.
@@ -418,17 +491,29 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
         fetch_charts(&s, opts.charts_dir.as_deref(), &opts.fetch)?
     };
     let secrets_file = secrets_path(profile_path, opts.secrets.as_deref());
-    let (secrets, changes) = secrets::load_or_generate(&secrets_file, &v.spec)?;
     let out_dir = opts
         .out_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("out").join(format!("{}.release", v.spec.cluster_name)));
-    let mut stage = output::Stage::new(&out_dir, false)?;
-    stage.machine_dir("values")?;
+    let inputs = Inputs {
+        profile: profile_path,
+        spec: &v.spec,
+        secrets: &secrets_file,
+        templates: None,
+        charts: opts.charts_dir.as_deref(),
+        base_image: None,
+    };
+    let writing = Writing::begin(&out_dir, &inputs)?;
+    let (secrets, changes) = secrets::load_or_generate(&writing.secrets, &v.spec)?;
+    let mut stage = output::Stage::new(&out_dir, false, &inputs.protected())?;
     for r in &releases {
-        let path = stage.dir().join(&r.values_file);
-        std::fs::write(&path, staking::to_yaml(&r.values))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let file = r.values_file.trim_start_matches("values/");
+        stage.write(
+            "values",
+            file,
+            staking::to_yaml(&r.values).as_bytes(),
+            false,
+        )?;
     }
     if !archives.is_empty() {
         let dir = stage.machine_dir("charts")?;
@@ -437,7 +522,6 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
                 .with_context(|| format!("cannot copy {}", path.display()))?;
         }
     }
-    let root = stage.dir();
     if let Some(legacy) = &s.legacy {
         if !opts.values_only {
             let zip = fetch_legacy_archive(legacy, opts.charts_dir.as_deref(), &opts.fetch)?;
@@ -450,26 +534,22 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
                 let from = base.join(&g.password_file);
                 let bytes = std::fs::read(&from)
                     .with_context(|| format!("cannot read the password file {}", from.display()))?;
-                output::write_private_atomic(
-                    &root.join(format!("passwords/{}.txt", g.name)),
+                stage.write(
+                    "passwords",
+                    &format!("{}.txt", g.name),
                     String::from_utf8_lossy(&bytes).trim_end().as_bytes(),
+                    true,
                 )?;
             }
         }
     }
-    std::fs::write(
-        root.join("storage.yaml"),
-        staking::storage_manifest(&v.spec, &s),
-    )?;
-    let script = root.join("install.sh");
-    std::fs::write(
-        &script,
-        staking::install_script(&s, &releases, !archives.is_empty()),
-    )?;
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-    output::write_private_atomic(&root.join(staking::JWT_FILE), secrets.jwt()?.as_bytes())?;
+    let manifest = staking::storage_manifest(&v.spec, &s);
+    stage.write_top("storage.yaml", manifest.as_bytes(), 0o644)?;
+    let script = staking::install_script(&s, &releases, !archives.is_empty());
+    stage.write_top("install.sh", script.as_bytes(), 0o755)?;
+    stage.write_top(staking::JWT_FILE, secrets.jwt()?.as_bytes(), 0o600)?;
     if changes.any() {
-        secrets.write(&secrets_file)?;
+        secrets.write(&writing.secrets)?;
     }
     stage.commit()?;
     Ok(ReleaseSummary {

@@ -211,21 +211,25 @@ fn print_secrets_changes(changes: &nodeimg::secrets::Changes, file: &std::path::
     }
 }
 
+/// Every message to stderr goes through here: secrets are hidden.
+fn say(text: &str) {
+    eprint!("{}", nodeimg::redact::redact(text));
+}
+
 fn print_error(e: &anyhow::Error) {
     if let Some(report) = e.downcast_ref::<nodeimg::Report>() {
-        eprint!("{report}");
         let n = report.error_count();
-        eprintln!(
-            "{n} error{} in {}: nothing was written",
+        say(&format!(
+            "{report}{n} error{} in {}: nothing was written\n",
             if n == 1 { "" } else { "s" },
             report.file
-        );
+        ));
     } else {
         let text = format!("{e:#}");
         if text.contains(": error: ") {
-            eprintln!("{text}");
+            say(&format!("{text}\n"));
         } else {
-            eprintln!("error: {text}");
+            say(&format!("error: {text}\n"));
         }
     }
 }
@@ -255,7 +259,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     fetch: fetch.options(),
                 },
             )?;
-            eprint!("{}", s.warnings);
+            say(&s.warnings);
             print_secrets_changes(&s.secrets_changes, &s.secrets_file);
             println!(
                 "built {} seed(s){} in {}: {}",
@@ -283,7 +287,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     fetch: fetch.options(),
                 },
             )?;
-            eprint!("{}", s.warnings);
+            say(&s.warnings);
             print_secrets_changes(&s.secrets_changes, &s.secrets_file);
             let names: Vec<&str> = s.releases.iter().map(|r| r.name.as_str()).collect();
             println!(
@@ -317,7 +321,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 seed.secrets.as_deref(),
                 seed.templates.as_deref(),
             )?;
-            eprint!("{warnings}");
+            say(&warnings);
             println!("{}: ok", profile.display());
         }
         Command::BootTest {
@@ -364,10 +368,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let report = nodeimg::boot_test(&profile, &build, &opts)?;
             if json {
                 // The table still goes to the terminal, on stderr.
-                eprint!("{}", report.table());
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                say(&report.table());
+                let json = serde_json::to_string_pretty(&report)?;
+                println!("{}", nodeimg::redact::redact(&json));
             } else {
-                print!("{}", report.table());
+                print!("{}", nodeimg::redact::redact(&report.table()));
             }
             if !report.passed() {
                 anyhow::bail!(

@@ -1,36 +1,68 @@
-//! Write stage: everything is assembled in a temporary directory beside the
-//! output and renamed into place, so a failed build leaves the previous
-//! output as it was and never a half-written one.
+//! Write stage: everything is assembled in a staging directory beside the
+//! output and swapped into place in one step (renameat2 RENAME_EXCHANGE),
+//! so an interrupted or failed build leaves the previous output as it was,
+//! never a half-written one and never none.
+//!
+//! An output folder is nodeimg's only if nodeimg wrote it: every build
+//! records its files in [`MANIFEST_FILE`], and a folder holding anything
+//! not recorded there (the profile, the secrets file, keystores, a
+//! downloaded SHA256SUMS, ...) is never replaced.
 
-use std::collections::BTreeMap;
-use std::fs;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::CString;
+use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
+use crate::io::{interrupt, lock};
+
 pub const SUMS_FILE: &str = "SHA256SUMS";
+/// The list of files a build wrote (one relative path a line).
+pub const MANIFEST_FILE: &str = ".nodeimg-manifest";
+const MANIFEST_HEADER: &str =
+    "# nodeimg wrote these files; it replaces this folder only while it holds nothing else\n";
+const STAGING_PREFIX: &str = ".nodeimg-staging-";
+/// Inside a staging directory: locked by the run that owns it.
+const OWNER_LOCK: &str = ".owner.lock";
+/// What nodeimg before the manifest wrote at the top of a release folder
+/// (its SHA256SUMS listed only the files in subfolders).
+const LEGACY_TOP_FILES: &[&str] = &["install.sh", "storage.yaml", "jwt.hex"];
+/// Prefix of the temporary file a secrets file is written through; one
+/// left by a killed run is removed by the next run that holds the lock.
+pub const SECRETS_TMP_PREFIX: &str = ".nodeimg-secrets-";
 
 /// Writes `bytes` to `path` with mode 0600 through a temporary file and a
 /// rename, so readers see the old or the new content, never a part.
 pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    write_private_atomic_as(path, bytes, ".nodeimg-")
+}
+
+pub fn write_private_atomic_as(path: &Path, bytes: &[u8], prefix: &str) -> Result<()> {
+    let dir = parent_of(path);
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut tmp = tempfile::Builder::new()
-        .prefix(".nodeimg-")
+        .prefix(prefix)
         .permissions(fs::Permissions::from_mode(0o600))
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
+    let _swap = interrupt::critical();
     tmp.persist(path)
         .with_context(|| format!("cannot rename into {}", path.display()))?;
     Ok(())
+}
+
+fn parent_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
@@ -41,9 +73,11 @@ fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
         .mode(mode)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(bytes)?;
+    f.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     // The umask may have narrowed the mode; secrets must not be wider.
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
     Ok(())
 }
 
@@ -57,13 +91,14 @@ pub const SIDECAR_SUFFIX: &str = ".sha256";
 
 /// `SHA256SUMS` over every file of every machine directory in `dir`.
 fn sums(dir: &Path) -> Result<String> {
+    let list = |d: &Path| fs::read_dir(d).with_context(|| format!("cannot list {}", d.display()));
     let mut lines = BTreeMap::new();
-    for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+    for entry in list(dir)? {
         let entry = entry?;
         if !entry.file_type()?.is_dir() || entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
-        for file in fs::read_dir(entry.path())? {
+        for file in list(&entry.path())? {
             let file = file?;
             if file.file_type()?.is_file() {
                 let name = file.file_name().to_string_lossy().into_owned();
@@ -83,71 +118,423 @@ fn sums(dir: &Path) -> Result<String> {
     Ok(lines.iter().map(|(p, h)| format!("{h}  {p}\n")).collect())
 }
 
-fn looks_like_ours(dir: &Path) -> bool {
-    dir.join(SUMS_FILE).is_file()
+/// Every entry below `dir`: (relative path, is a directory), without
+/// following links (a link is an entry, never a directory).
+fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, bool)>) -> Result<()> {
+    for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let kind = entry
+            .file_type()
+            .with_context(|| format!("cannot read {}", entry.path().display()))?;
+        if kind.is_dir() {
+            out.push((path.clone(), true));
+            walk(&entry.path(), &path, out)?;
+        } else {
+            out.push((path, false));
+        }
+    }
+    Ok(())
 }
 
-fn staging_dir(out: &Path) -> Result<tempfile::TempDir> {
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    tempfile::Builder::new()
-        .prefix(".nodeimg-staging-")
-        .tempdir_in(parent)
-        .with_context(|| format!("cannot create a staging directory in {}", parent.display()))
+fn manifest_text(tree: &Path) -> Result<String> {
+    let mut entries = Vec::new();
+    walk(tree, "", &mut entries)?;
+    let mut text = String::from(MANIFEST_HEADER);
+    let files: BTreeSet<String> = entries
+        .into_iter()
+        .filter(|(_, dir)| !dir)
+        .map(|(p, _)| p)
+        .collect();
+    for f in files {
+        text.push_str(&f);
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// The files nodeimg recorded in `out`, or None if it recorded none.
+fn recorded_files(out: &Path) -> Result<Option<BTreeSet<String>>> {
+    let manifest = out.join(MANIFEST_FILE);
+    if let Ok(text) = fs::read_to_string(&manifest) {
+        if !text.starts_with(MANIFEST_HEADER) {
+            return Ok(None);
+        }
+        let mut set: BTreeSet<String> = text.lines().skip(1).map(str::to_string).collect();
+        set.insert(MANIFEST_FILE.into());
+        return Ok(Some(set));
+    }
+    // An output of a nodeimg from before the manifest: its SHA256SUMS lists
+    // <machine>/<file> lines only (a downloaded one lists other shapes).
+    let Ok(text) = fs::read_to_string(out.join(SUMS_FILE)) else {
+        return Ok(None);
+    };
+    let mut set = BTreeSet::from([SUMS_FILE.to_string()]);
+    for line in text.lines() {
+        let Some((hash, path)) = line.split_once("  ") else {
+            return Ok(None);
+        };
+        let parts: Vec<&str> = path.split('/').collect();
+        let plain = |p: &str| !p.is_empty() && !p.starts_with('.') && p != "..";
+        if hash.len() != 64
+            || !hash.bytes().all(|b| b.is_ascii_hexdigit())
+            || parts.len() != 2
+            || !parts.iter().all(|p| plain(p))
+        {
+            return Ok(None);
+        }
+        set.insert(path.to_string());
+    }
+    if set.iter().any(|p| p.starts_with("values/")) {
+        set.extend(LEGACY_TOP_FILES.iter().map(|f| f.to_string()));
+    }
+    Ok(Some(set))
+}
+
+/// What in `out` nodeimg did not write (empty: the folder is nodeimg's to
+/// replace). A few names, for the message.
+fn foreign_entries(out: &Path) -> Result<Vec<String>> {
+    let mut entries = Vec::new();
+    walk(out, "", &mut entries)?;
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let recorded = recorded_files(out)?.unwrap_or_default();
+    let foreign: Vec<String> = entries
+        .into_iter()
+        .filter(|(path, dir)| {
+            if *dir {
+                let prefix = format!("{path}/");
+                !recorded.iter().any(|r| r.starts_with(&prefix))
+            } else {
+                !recorded.contains(path)
+            }
+        })
+        .map(|(p, dir)| if dir { format!("{p}/") } else { p })
+        .collect();
+    // A foreign folder's contents add nothing to the message.
+    Ok(foreign
+        .iter()
+        .filter(|p| {
+            !foreign
+                .iter()
+                .any(|d| d.ends_with('/') && *p != d && p.starts_with(d.as_str()))
+        })
+        .cloned()
+        .collect())
+}
+
+/// A path that must never end up inside an output folder, which nodeimg
+/// replaces whole: the profile, the secrets file, the keystores.
+pub struct Protected {
+    pub what: &'static str,
+    pub path: PathBuf,
+}
+
+/// `path` made absolute with every symbolic link resolved, also when its
+/// last parts do not exist yet.
+fn resolved(path: &Path) -> PathBuf {
+    if let Ok(p) = fs::canonicalize(path) {
+        return p;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => {
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            resolved(parent).join(name)
+        }
+        _ => std::env::current_dir().unwrap_or_default().join(path),
+    }
+}
+
+/// The real output directory behind `out` (a symbolic link is followed),
+/// its parent created. Refuses what cannot be swapped by a rename.
+pub fn resolve_output(out: &Path) -> Result<PathBuf> {
+    let shown = out.display();
+    match fs::symlink_metadata(out) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let target = fs::read_link(out).unwrap_or_default();
+            let real = fs::canonicalize(out).map_err(|_| {
+                anyhow::anyhow!(
+                    "-o {shown} is a symbolic link to {}, which does not exist\n  hint: create that folder, or remove the link",
+                    target.display()
+                )
+            })?;
+            if !real.is_dir() {
+                bail!("-o {shown} is a symbolic link to {}, which is not a folder\n  hint: choose another output with -o", real.display());
+            }
+            check_not_mount(&real, out)?;
+            Ok(real)
+        }
+        Ok(meta) if meta.is_dir() => {
+            let real = fs::canonicalize(out).with_context(|| format!("cannot resolve {shown}"))?;
+            check_not_mount(&real, out)?;
+            Ok(real)
+        }
+        Ok(_) => bail!("{shown} exists and is not a directory: choose another output with -o"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = parent_of(out);
+            fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+            let name = out.file_name().with_context(|| {
+                format!(
+                    "-o {shown}: not a folder name\n  hint: give a folder path such as out/staking"
+                )
+            })?;
+            let parent = fs::canonicalize(parent)
+                .with_context(|| format!("cannot resolve {}", parent.display()))?;
+            Ok(parent.join(name))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {shown}")),
+    }
+}
+
+/// A mount point (or /) cannot be renamed: the swap would fail with EBUSY.
+fn check_not_mount(real: &Path, shown: &Path) -> Result<()> {
+    let Some(parent) = real.parent() else {
+        bail!("-o {}: nodeimg replaces its output folder whole, and / cannot be replaced\n  hint: give a folder of its own, e.g. out/staking", shown.display());
+    };
+    let dev = |p: &Path| {
+        fs::metadata(p)
+            .map(|m| m.dev())
+            .with_context(|| format!("cannot read {}", p.display()))
+    };
+    if dev(real)? != dev(parent)? {
+        bail!(
+            "-o {}: {} is a mount point, and nodeimg replaces its output folder whole by renaming it, which a mount point refuses\n  hint: use a folder inside it, e.g. -o {}",
+            shown.display(),
+            real.display(),
+            shown.join("staking").display()
+        );
+    }
+    Ok(())
+}
+
+/// Refuses an output that would hold one of `protected`, or that holds
+/// files nodeimg did not write.
+fn check_output(out: &Path, shown: &Path, protected: &[Protected]) -> Result<()> {
+    for p in protected {
+        if resolved(&p.path).starts_with(out) {
+            bail!(
+                "-o {}: the output folder would hold the {} {}, and nodeimg replaces its output folder whole\n  hint: write the output elsewhere (the default is out/<cluster name>), or keep the {} outside it",
+                shown.display(),
+                p.what,
+                p.path.display(),
+                p.what
+            );
+        }
+    }
+    if !out.is_dir() {
+        return Ok(());
+    }
+    let foreign = foreign_entries(out)?;
+    if !foreign.is_empty() {
+        let mut names: Vec<&str> = foreign.iter().take(3).map(String::as_str).collect();
+        if foreign.len() > 3 {
+            names.push("...");
+        }
+        bail!(
+            "-o {}: the folder holds files nodeimg did not write ({}), so nodeimg will not replace it\n  hint: choose another output with -o (a new or empty folder), or move those files out",
+            shown.display(),
+            names.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The real output directory behind `out`, once it is known that nodeimg
+/// may replace it (see [`Stage::new`]); for refusing before any work.
+pub fn check_target(out: &Path, protected: &[Protected]) -> Result<PathBuf> {
+    let real = resolve_output(out)?;
+    check_output(&real, out, protected)?;
+    Ok(real)
+}
+
+/// Removes the staging directories in `parent` whose run is gone (killed:
+/// nothing holds their owner lock). Only nodeimg's own: a directory of ours,
+/// with the lock file nodeimg makes.
+fn sweep_stale(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(STAGING_PREFIX)
+        {
+            continue;
+        }
+        let dir = entry.path();
+        let ours = fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if !ours {
+            continue;
+        }
+        let Ok(owner) = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(dir.join(OWNER_LOCK))
+        else {
+            continue;
+        };
+        if lock::try_lock(&owner) {
+            let _ = fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+/// Creates a new staging directory in `parent`, registered for removal on
+/// interrupt before it exists (so no signal can leave it behind).
+fn make_staging_dir(parent: &Path) -> Result<PathBuf> {
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..100 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
+        let name = format!("{STAGING_PREFIX}{}-{:016x}", std::process::id(), h.finish());
+        let dir = parent.join(name);
+        interrupt::remove_on_interrupt(dir.clone());
+        match fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => interrupt::forget(&dir),
+            Err(e) => {
+                interrupt::forget(&dir);
+                return Err(e).with_context(|| {
+                    format!("cannot create a staging directory in {}", parent.display())
+                });
+            }
+        }
+    }
+    bail!(
+        "cannot create a staging directory in {}: every name was taken",
+        parent.display()
+    )
+}
+
+fn c_path(p: &Path) -> Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .with_context(|| format!("{} has a NUL byte", p.display()))
+}
+
+/// renameat2(2): `RENAME_EXCHANGE` swaps two paths in one step,
+/// `RENAME_NOREPLACE` moves without clobbering.
+fn rename2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<()> {
+    let (a, b) = (
+        c_path(from).map_err(std::io::Error::other)?,
+        c_path(to).map_err(std::io::Error::other)?,
+    );
+    // SAFETY: both are NUL-terminated paths that live across the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Hard-links (or copies, where links fail) every entry of `from` into
+/// `to`, except the listed top-level names.
+fn link_tree(from: &Path, to: &Path, skip: &[&str]) -> Result<()> {
+    for entry in fs::read_dir(from).with_context(|| format!("cannot list {}", from.display()))? {
+        let entry = entry.with_context(|| format!("cannot list {}", from.display()))?;
+        let name = entry.file_name();
+        if skip.iter().any(|s| name == *s) {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        if entry.file_type()?.is_dir() {
+            fs::create_dir(&dst).with_context(|| format!("cannot create {}", dst.display()))?;
+            fs::set_permissions(&dst, fs::metadata(&src)?.permissions())?;
+            link_tree(&src, &dst, &[])?;
+        } else if fs::hard_link(&src, &dst).is_err() {
+            fs::copy(&src, &dst)
+                .with_context(|| format!("cannot copy {} to {}", src.display(), dst.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// A build being assembled beside its output directory. Files go into
-/// [`Stage::machine_dir`]; [`Stage::commit`] moves them into place at once.
-/// Dropped without a commit, it leaves the output as it was.
+/// [`Stage::machine_dir`]; [`Stage::commit`] swaps them into place at once.
+/// Dropped without a commit (or interrupted), it leaves the output as it was.
 pub struct Stage {
+    /// The real output directory (symbolic links resolved).
     out: PathBuf,
-    tmp: tempfile::TempDir,
+    /// The staging directory, beside `out`.
+    root: PathBuf,
+    _owner: File,
     partial: bool,
     machines: Vec<String>,
 }
 
 impl Stage {
-    /// With `partial`, only the staged machines are replaced on commit and
-    /// the others' files are left as they are.
-    pub fn new(out: &Path, partial: bool) -> Result<Stage> {
-        if out.exists() && !out.is_dir() {
-            bail!(
-                "{} exists and is not a directory: choose another output with -o",
-                out.display()
-            );
-        }
-        if out.is_dir() && !looks_like_ours(out) && fs::read_dir(out)?.next().is_some() {
-            bail!(
-                "{} is not empty and holds no {SUMS_FILE}, so it was not written by nodeimg: choose another output with -o, or empty it",
-                out.display()
-            );
-        }
-        let tmp = staging_dir(out)?;
-        fs::create_dir(tmp.path().join("out"))?;
-        Ok(Stage {
-            out: out.to_path_buf(),
-            tmp,
-            partial: partial && out.is_dir(),
+    /// Stages a new output for `out`, which must be nodeimg's (or new or
+    /// empty) and hold none of `protected`. With `partial`, the machines
+    /// not staged keep their files. The caller holds the lock of `out`'s
+    /// parent ([`crate::io::lock::lock_dirs`]).
+    pub fn new(out: &Path, partial: bool, protected: &[Protected]) -> Result<Stage> {
+        let real = check_target(out, protected)?;
+        let parent = parent_of(&real).to_path_buf();
+        sweep_stale(&parent);
+        let root = make_staging_dir(&parent)?;
+        let owner = File::create(root.join(OWNER_LOCK))
+            .and_then(|f| lock::lock(&f).map(|()| f))
+            .with_context(|| format!("cannot lock the staging directory {}", root.display()));
+        let owner = match owner {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&root);
+                interrupt::forget(&root);
+                return Err(e);
+            }
+        };
+        let stage = Stage {
+            out: real.clone(),
+            root,
+            _owner: owner,
+            partial: partial && real.is_dir(),
             machines: Vec::new(),
-        })
+        };
+        let tree = stage.dir();
+        fs::create_dir(&tree).with_context(|| format!("cannot create {}", tree.display()))?;
+        Ok(stage)
     }
 
     /// The output tree being assembled (what becomes DIR).
     pub fn dir(&self) -> PathBuf {
-        self.tmp.path().join("out")
+        self.root.join("out")
     }
 
     /// Scratch space on the output's file system, removed with the stage.
     pub fn scratch(&self) -> PathBuf {
-        self.tmp.path().to_path_buf()
+        self.root.clone()
     }
 
     /// The directory a machine's files are written to (created on first use).
     pub fn machine_dir(&mut self, machine: &str) -> Result<PathBuf> {
-        let dir = self.tmp.path().join("out").join(machine);
+        let dir = self.dir().join(machine);
         if !self.machines.iter().any(|m| m == machine) {
             fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
             self.machines.push(machine.to_string());
@@ -161,45 +548,58 @@ impl Stage {
         write_file(&dir.join(name), bytes, private)
     }
 
+    /// Writes a file at the top of the output tree.
+    pub fn write_top(&mut self, name: &str, bytes: &[u8], mode: u32) -> Result<()> {
+        let path = self.dir().join(name);
+        write_file(&path, bytes, mode & 0o077 == 0)?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set the mode of {}", path.display()))
+    }
+
     pub fn commit(self) -> Result<()> {
-        let tree = self.tmp.path().join("out");
-        let out = &self.out;
+        let tree = self.dir();
         if self.partial {
-            for name in &self.machines {
-                let target = out.join(name);
-                let old = self.tmp.path().join(format!(".old-{name}"));
-                if target.exists() {
-                    fs::rename(&target, &old)
-                        .with_context(|| format!("cannot move {} aside", target.display()))?;
-                }
-                fs::rename(tree.join(name), &target).with_context(|| {
-                    format!("cannot move the new {} into place", target.display())
-                })?;
-            }
-            let text = sums(out)?;
-            write_private_atomic(&out.join(SUMS_FILE), text.as_bytes())?;
-            fs::set_permissions(out.join(SUMS_FILE), fs::Permissions::from_mode(0o644))?;
-            return Ok(());
+            // The other machines' files come along as hard links: the swap
+            // below still replaces the whole folder in one step.
+            let mut skip: Vec<&str> = vec![SUMS_FILE, MANIFEST_FILE];
+            skip.extend(self.machines.iter().map(String::as_str));
+            link_tree(&self.out, &tree, &skip)?;
         }
         let text = sums(&tree)?;
         write_file(&tree.join(SUMS_FILE), text.as_bytes(), false)?;
-        fs::set_permissions(&tree, fs::Permissions::from_mode(0o755))?;
-        let old: Option<PathBuf> = if out.exists() {
-            let old = self.tmp.path().join("old");
-            fs::rename(out, &old)
-                .with_context(|| format!("cannot move the previous {} aside", out.display()))?;
-            Some(old)
-        } else {
-            None
-        };
-        if let Err(e) = fs::rename(&tree, out) {
-            if let Some(old) = old {
-                // Put the previous output back: nothing is lost.
-                let _ = fs::rename(old, out);
+        let manifest = manifest_text(&tree)?;
+        write_file(&tree.join(MANIFEST_FILE), manifest.as_bytes(), false)?;
+        fs::set_permissions(&tree, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot set the mode of {}", tree.display()))?;
+        let _swap = interrupt::critical();
+        let moved = if self.out.exists() {
+            match rename2(&tree, &self.out, libc::RENAME_EXCHANGE) {
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+                    self.swap_by_two_renames(&tree)
+                }
+                other => other,
             }
-            return Err(e)
-                .with_context(|| format!("cannot move the new output into {}", out.display()));
-        }
-        Ok(())
+        } else {
+            rename2(&tree, &self.out, libc::RENAME_NOREPLACE)
+        };
+        moved.with_context(|| format!("cannot move the new output into {}", self.out.display()))
+    }
+
+    /// For file systems without RENAME_EXCHANGE: the old output is moved
+    /// aside and put back if the new one cannot take its place.
+    fn swap_by_two_renames(&self, tree: &Path) -> std::io::Result<()> {
+        let old = self.root.join("old");
+        fs::rename(&self.out, &old)?;
+        fs::rename(tree, &self.out).inspect_err(|_| {
+            let _ = fs::rename(&old, &self.out);
+        })
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        // After a commit this holds the previous output; before, the new one.
+        let _ = fs::remove_dir_all(&self.root);
+        interrupt::forget(&self.root);
     }
 }

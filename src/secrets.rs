@@ -227,10 +227,87 @@ impl Secrets {
         out
     }
 
-    /// Writes the file with mode 0600, atomically.
+    /// Writes the file with mode 0600, atomically; `path` is the file
+    /// itself (see [`resolve_path`]), so a link to it stays a link.
     pub fn write(&self, path: &Path) -> Result<()> {
-        crate::output::write_private_atomic(path, self.to_yaml().as_bytes())
-            .with_context(|| format!("cannot write the secrets file {}", path.display()))
+        crate::output::write_private_atomic_as(
+            path,
+            self.to_yaml().as_bytes(),
+            crate::output::SECRETS_TMP_PREFIX,
+        )
+        .with_context(|| format!("cannot write the secrets file {}", path.display()))
+    }
+}
+
+/// The file behind `path`: a symbolic link is followed (nodeimg reads and
+/// writes its target); a link to nothing is an error, not new secrets.
+pub fn resolve_path(path: &Path) -> Result<PathBuf> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path).map_err(|_| {
+            let target = std::fs::read_link(path).unwrap_or_default();
+            anyhow::anyhow!(
+                "{}: error: the secrets file is a symbolic link to {}, which does not exist\n  hint: fix the link (is the drive with your secrets mounted?); nodeimg makes new secrets only where there is no file and no link",
+                path.display(),
+                target.display()
+            )
+        }),
+        _ => Ok(path.to_path_buf()),
+    }
+}
+
+/// Refuses a secrets file that others could read or that is not the
+/// user's: its keys would already be exposed, or not be the user's to use.
+fn check_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the secrets file {}", path.display()))?;
+    if !meta.is_file() {
+        bail!(
+            "{}: error: the secrets file is not a regular file\n  hint: point --secrets at the file nodeimg wrote",
+            path.display()
+        );
+    }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        bail!(
+            "{}: error: the secrets file belongs to uid {}, not to you (uid {me}), so someone else controls the cluster's keys\n  hint: if it is yours, `chown {me} {}`; else restore your own copy",
+            path.display(),
+            meta.uid(),
+            path.display()
+        );
+    }
+    if meta.mode() & 0o077 != 0 {
+        bail!(
+            "{}: error: the secrets file can be read by other users (mode {:04o})\n  hint: `chmod 600 {}`, and treat the join token and host keys as exposed if others had access",
+            path.display(),
+            meta.mode() & 0o7777,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Removes temporary secrets files that a killed run left in the secrets
+/// file's folder. Call only while holding that folder's lock, when no other
+/// nodeimg can be writing there.
+pub fn sweep_stale_temporaries(path: &Path) {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let regular = std::fs::symlink_metadata(e.path()).is_ok_and(|m| m.is_file());
+        if regular
+            && e.file_name()
+                .to_string_lossy()
+                .starts_with(crate::output::SECRETS_TMP_PREFIX)
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 
@@ -239,7 +316,9 @@ impl Secrets {
 /// the result (see [`Changes`]) once the build has succeeded.
 pub fn load_or_generate(path: &Path, spec: &Spec) -> Result<(Secrets, Changes)> {
     let mut changes = Changes::default();
+    let path = &resolve_path(path)?;
     let secrets = if path.exists() {
+        check_private(path)?;
         let mut s = Secrets::read(path)?;
         changes.new_machines = s.add_missing(spec)?;
         changes.new_jwt = s.add_jwt(spec);
@@ -248,5 +327,6 @@ pub fn load_or_generate(path: &Path, spec: &Spec) -> Result<(Secrets, Changes)> 
         changes.created = true;
         Secrets::generate(spec)?
     };
+    crate::redact::register(&secrets.values());
     Ok((secrets, changes))
 }

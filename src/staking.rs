@@ -805,7 +805,10 @@ pub fn read_keys(spec: &StakingSpec, base_dir: &FsPath) -> (Vec<GroupKeys>, Vec<
         }
         let pw_path = base_dir.join(&g.password_file);
         let password = match std::fs::read(&pw_path) {
-            Ok(b) if !b.trim_ascii().is_empty() => b,
+            Ok(b) if !b.trim_ascii().is_empty() => {
+                crate::redact::register(&[String::from_utf8_lossy(&b).into_owned()]);
+                b
+            }
             Ok(_) => {
                 diags.push(Diagnostic::error(
                     p.key("password_file"),

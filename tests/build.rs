@@ -4,6 +4,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 
 use common::*;
 
@@ -245,6 +246,7 @@ fn a_damaged_secrets_file_is_refused_and_kept() {
         "version: 1\nmicrok8s_join_token: [not, a, token]\n",
     )
     .unwrap();
+    fs::set_permissions(s.secrets(), fs::Permissions::from_mode(0o600)).unwrap();
     let r = s.run(&["build", "profile.yaml", "-o", "out"]);
     assert_eq!(r.code(), Some(1));
     assert!(
@@ -272,7 +274,8 @@ fn a_directory_nodeimg_did_not_write_is_never_replaced() {
     let r = s.run(&["build", "profile.yaml", "-o", "mine"]);
     assert_eq!(r.code(), Some(1));
     assert!(
-        r.stderr().contains("not written by nodeimg"),
+        r.stderr()
+            .contains("holds files nodeimg did not write (notes.txt)"),
         "{}",
         r.stderr()
     );
@@ -295,7 +298,7 @@ fn a_rebuild_replaces_the_previous_output_whole() {
     let leftovers: Vec<String> = s
         .listing()
         .into_iter()
-        .filter(|p| p.contains(".nodeimg-"))
+        .filter(|p| p.contains(".nodeimg-staging-") || p.contains(".nodeimg-secrets-"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }

@@ -1,0 +1,499 @@
+//! What nodeimg must never do, whatever the user (or an attacker) hands
+//! it: delete or replace files it did not write, lose or fork the secrets,
+//! leave staging directories behind, or print a secret.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A staker's folder: the profile, its secrets, the validator keys and
+/// Ubuntu's SHA256SUMS, downloaded beside them.
+fn stakers_folder() -> Scratch {
+    let s = staking_scratch(&shipped_profile("hoodi.yaml"), 3, 1);
+    let r = run_with_charts(&s, "build", "out");
+    assert!(r.ok(), "{}", r.stderr());
+    fs::write(
+        s.path("SHA256SUMS"),
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef *noble-server-cloudimg-amd64.img\n",
+    )
+    .unwrap();
+    s
+}
+
+fn snapshot(s: &Scratch) -> Vec<(String, Vec<u8>)> {
+    s.listing()
+        .into_iter()
+        .filter(|p| !p.starts_with("out"))
+        .map(|p| {
+            let bytes = fs::read(s.path(&p)).unwrap_or_default();
+            (p, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn an_output_folder_holding_the_users_files_is_never_replaced() {
+    let s = stakers_folder();
+    let before = snapshot(&s);
+    for args in [
+        vec!["build", "profile.yaml", "-o", "."],
+        vec!["build", "profile.yaml", "-o", "validator_keys"],
+        vec!["release", "profile.yaml", "--values-only", "-o", "."],
+    ] {
+        let r = s.run(&args);
+        assert_eq!(r.code(), Some(1), "{args:?}: {}", r.stderr());
+        assert!(
+            r.stderr().contains("would hold the"),
+            "{args:?}: {}",
+            r.stderr()
+        );
+        assert!(r.stderr().contains("hint:"), "{}", r.stderr());
+        assert_eq!(snapshot(&s), before, "{args:?} changed the folder");
+    }
+    // A folder with a SHA256SUMS of someone else's is not nodeimg's.
+    fs::create_dir(s.path("downloads")).unwrap();
+    fs::copy(s.path("SHA256SUMS"), s.path("downloads/SHA256SUMS")).unwrap();
+    fs::write(s.path("downloads/noble-server-cloudimg-amd64.img"), "image").unwrap();
+    let r = s.run(&["build", "profile.yaml", "-o", "downloads"]);
+    assert_eq!(r.code(), Some(1));
+    assert!(
+        r.stderr().contains("holds files nodeimg did not write"),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(
+        fs::read(s.path("downloads/noble-server-cloudimg-amd64.img")).unwrap(),
+        b"image"
+    );
+    // A file the user put into a build output is kept too.
+    fs::write(s.path("out/notes.txt"), "mine").unwrap();
+    let r = s.run(&["build", "profile.yaml", "-o", "out"]);
+    assert_eq!(r.code(), Some(1));
+    assert!(r.stderr().contains("(notes.txt)"), "{}", r.stderr());
+    assert_eq!(fs::read_to_string(s.path("out/notes.txt")).unwrap(), "mine");
+}
+
+#[test]
+fn a_secrets_file_inside_the_output_is_refused() {
+    let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
+    let r = s.run(&[
+        "build",
+        "profile.yaml",
+        "-o",
+        "out",
+        "--secrets",
+        "out/s.yaml",
+    ]);
+    assert_eq!(r.code(), Some(1));
+    assert!(
+        r.stderr()
+            .contains("would hold the secrets file out/s.yaml"),
+        "{}",
+        r.stderr()
+    );
+    // Once it exists it is never deleted by a build either.
+    fs::create_dir(s.path("out")).unwrap();
+    fs::write(s.path("out/s.yaml"), "x").unwrap();
+    let r = s.run(&[
+        "build",
+        "profile.yaml",
+        "-o",
+        "out",
+        "--secrets",
+        "out/s.yaml",
+    ]);
+    assert_eq!(r.code(), Some(1));
+    assert_eq!(fs::read_to_string(s.path("out/s.yaml")).unwrap(), "x");
+}
+
+#[test]
+fn a_symlinked_output_is_followed_and_stays_a_link() {
+    let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
+    fs::create_dir(s.path("real")).unwrap();
+    symlink("real", s.path("link")).unwrap();
+    s.build("link");
+    s.build("link");
+    let meta = fs::symlink_metadata(s.path("link")).unwrap();
+    assert!(meta.file_type().is_symlink());
+    assert!(s.path("real/master/seed.iso").is_file());
+    let sums = sha256sum_check(&s.path("real"));
+    assert!(sums.0, "{}", sums.1);
+    symlink("missing", s.path("dangling")).unwrap();
+    let r = s.run(&["build", "profile.yaml", "-o", "dangling"]);
+    assert_eq!(r.code(), Some(1));
+    assert!(
+        r.stderr().contains("which does not exist"),
+        "{}",
+        r.stderr()
+    );
+}
+
+#[test]
+fn a_mount_point_as_output_gets_a_clear_message() {
+    if !is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
+    fs::create_dir(s.path("mnt")).unwrap();
+    let mnt = s.path("mnt");
+    let m = tool("mount", &["-t", "tmpfs", "tmpfs", mnt.to_str().unwrap()]);
+    assert!(m.status.success());
+    let r = s.run(&["build", "profile.yaml", "-o", "mnt"]);
+    let _ = tool("umount", &[mnt.to_str().unwrap()]);
+    assert_eq!(r.code(), Some(1));
+    assert!(
+        r.stderr().contains("is a mount point") && r.stderr().contains("-o mnt/staking"),
+        "{}",
+        r.stderr()
+    );
+}
+
+/// `sha256sum -c SHA256SUMS` in `dir`: (passed, output).
+fn sha256sum_check(dir: &Path) -> (bool, String) {
+    let out = Command::new("sha256sum")
+        .args(["-c", "--quiet", "SHA256SUMS"])
+        .current_dir(dir)
+        .output()
+        .expect("sha256sum");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// Workers in the kill and interrupt tests: enough for a build of a few
+/// seconds here (2000 once validation is linear; see the README).
+const BIG: usize = 300;
+
+fn big_profile(workers: usize) -> String {
+    let worker_1 = "  - {name: worker-1, role: worker, ip: 172.20.10.12}\n";
+    let mut text = worker_1.to_string();
+    for i in 2..=workers {
+        text.push_str(&format!(
+            "  - {{name: worker-{i}, role: worker, ip: 172.20.{}.{}}}\n",
+            1 + i / 250,
+            i % 250 + 1
+        ));
+    }
+    shipped_profile("tutorial.yaml").replace(worker_1, &text)
+}
+
+fn staging_dirs(s: &Scratch) -> Vec<String> {
+    s.listing()
+        .into_iter()
+        .filter(|p| p.contains(".nodeimg-staging-") && !p.contains('/'))
+        .collect()
+}
+
+fn start_build(s: &Scratch) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_nodeimg"))
+        .args(["build", "profile.yaml", "-o", "out"])
+        .current_dir(s.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_killed_build_keeps_the_previous_output_and_the_next_run_cleans_up() {
+    let s = Scratch::with_profile(&big_profile(BIG));
+    s.build("out");
+    let mut killed_while_staging = 0;
+    // Kill -9 at spread-out moments of the next builds (load, render,
+    // pack, write, swap): the old output must verify every time.
+    for delay_ms in [20u64, 150, 400, 700, 1000, 1300, 1600, 1900, 2200] {
+        fs::write(
+            s.profile(),
+            big_profile(BIG).replace("worker-7,", "worker-x,"),
+        )
+        .unwrap();
+        let mut child = start_build(&s);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        killed_while_staging += usize::from(!staging_dirs(&s).is_empty());
+        let (ok, text) = sha256sum_check(&s.path("out"));
+        assert!(ok, "after a kill at {delay_ms} ms: {text}");
+        fs::write(s.profile(), big_profile(BIG)).unwrap();
+    }
+    assert!(killed_while_staging > 0, "no kill landed while staging");
+    let r = s.run(&["validate", "profile.yaml"]);
+    assert!(r.ok());
+    s.build("out");
+    assert_eq!(staging_dirs(&s), Vec::<String>::new());
+    let (ok, text) = sha256sum_check(&s.path("out"));
+    assert!(ok, "{text}");
+}
+
+#[test]
+fn ctrl_c_during_a_build_removes_its_staging_directory() {
+    let s = Scratch::with_profile(&big_profile(BIG));
+    s.build("out");
+    let before = fs::read(s.path("out/SHA256SUMS")).unwrap();
+    fs::write(
+        s.profile(),
+        big_profile(BIG).replace("worker-7,", "worker-x,"),
+    )
+    .unwrap();
+    let mut caught = 0;
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let mut child = start_build(&s);
+        // Wait until it stages, then interrupt.
+        let t = std::time::Instant::now();
+        while staging_dirs(&s).is_empty() && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let status = child.wait().unwrap();
+        if status.code() == Some(128 + sig) {
+            caught += 1;
+            assert_eq!(fs::read(s.path("out/SHA256SUMS")).unwrap(), before);
+        }
+        assert_eq!(staging_dirs(&s), Vec::<String>::new(), "signal {sig}");
+        let (ok, text) = sha256sum_check(&s.path("out"));
+        assert!(ok, "{text}");
+    }
+    assert!(caught > 0, "no signal arrived while the build staged");
+}
+
+#[test]
+fn two_first_builds_at_once_share_one_secrets_file() {
+    for round in 0..4 {
+        let s = Scratch::with_profile(&big_profile(50));
+        let run = |out: &str| {
+            Command::new(env!("CARGO_BIN_EXE_nodeimg"))
+                .args(["build", "profile.yaml", "-o", out])
+                .current_dir(s.dir.path())
+                .output()
+                .unwrap()
+        };
+        let (a, b) = std::thread::scope(|scope| {
+            let a = scope.spawn(|| run("a"));
+            let b = scope.spawn(|| run("b"));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert!(a.status.success() && b.status.success(), "round {round}");
+        let created = [&a, &b]
+            .iter()
+            .filter(|o| String::from_utf8_lossy(&o.stderr).contains("created the secrets file"))
+            .count();
+        assert_eq!(
+            created, 1,
+            "round {round}: exactly one run creates the secrets"
+        );
+        let token = secrets_token(&s.secrets());
+        for out in ["a", "b"] {
+            let launch = seed_file(&s.path(out).join("master/user-data"), "microk8s.yaml");
+            assert!(
+                launch.contains(&token),
+                "round {round}: {out} has another token"
+            );
+        }
+    }
+}
+
+/// The content of a write_files entry whose path ends in `name`.
+fn seed_file(user_data: &Path, name: &str) -> String {
+    let text = fs::read_to_string(user_data).unwrap();
+    let doc: serde_json::Value = serde_saphyr_value(&text);
+    for f in doc["write_files"].as_array().unwrap() {
+        if f["path"].as_str().unwrap_or("").ends_with(name) {
+            let content = f["content"].as_str().unwrap_or("");
+            return if f["encoding"].as_str() == Some("b64") {
+                use base64::Engine as _;
+                String::from_utf8(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(content)
+                        .unwrap(),
+                )
+                .unwrap()
+            } else {
+                content.to_string()
+            };
+        }
+    }
+    panic!("no {name} in {}", user_data.display());
+}
+
+fn serde_saphyr_value(text: &str) -> serde_json::Value {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys,yaml,json; print(json.dumps(yaml.safe_load(sys.stdin)))",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(text.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_secrets_file_others_can_read_or_do_not_own_is_refused() {
+    let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
+    s.build("out");
+    for mode in [0o644, 0o640, 0o604] {
+        fs::set_permissions(s.secrets(), fs::Permissions::from_mode(mode)).unwrap();
+        for cmd in ["build", "validate"] {
+            let r =
+                s.run(&[cmd, "profile.yaml", "-o", "out"][..if cmd == "build" { 4 } else { 2 }]);
+            assert_eq!(r.code(), Some(1), "{cmd} with mode {mode:o}");
+            assert!(
+                r.stderr().contains("can be read by other users")
+                    && r.stderr().contains("chmod 600 profile.secrets.yaml"),
+                "{}",
+                r.stderr()
+            );
+        }
+    }
+    fs::set_permissions(s.secrets(), fs::Permissions::from_mode(0o600)).unwrap();
+    if is_root() {
+        let out = tool("chown", &["65534", s.secrets().to_str().unwrap()]);
+        assert!(out.status.success());
+        let r = s.run(&["build", "profile.yaml", "-o", "out"]);
+        assert_eq!(r.code(), Some(1));
+        assert!(
+            r.stderr().contains("belongs to uid 65534"),
+            "{}",
+            r.stderr()
+        );
+    }
+}
+
+#[test]
+fn a_symlinked_secrets_file_is_written_through_and_a_dangling_one_refused() {
+    let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
+    fs::create_dir(s.path("vault")).unwrap();
+    s.run(&[
+        "build",
+        "profile.yaml",
+        "-o",
+        "out",
+        "--secrets",
+        "vault/s.yaml",
+    ]);
+    let token = secrets_token(&s.path("vault/s.yaml"));
+    symlink("vault/s.yaml", s.secrets()).unwrap();
+    // Adding a machine extends the file behind the link.
+    let text = shipped_profile("tutorial.yaml").replace(
+        "  - {name: worker-1, role: worker, ip: 172.20.10.12}\n",
+        "  - {name: worker-1, role: worker, ip: 172.20.10.12}\n  - {name: worker-2, role: worker, ip: 172.20.10.13}\n",
+    );
+    fs::write(s.profile(), text).unwrap();
+    let r = s.build("out");
+    assert!(r.stderr().contains("worker-2"), "{}", r.stderr());
+    assert!(fs::symlink_metadata(s.secrets())
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let behind = fs::read_to_string(s.path("vault/s.yaml")).unwrap();
+    assert!(behind.contains("worker-2:"));
+    assert_eq!(secrets_token(&s.path("vault/s.yaml")), token);
+    // The drive with the secrets is not mounted: no new secrets.
+    fs::rename(s.path("vault"), s.path("elsewhere")).unwrap();
+    let r = s.run(&["build", "profile.yaml", "-o", "out"]);
+    assert_eq!(r.code(), Some(1));
+    assert!(
+        r.stderr().contains("which does not exist"),
+        "{}",
+        r.stderr()
+    );
+    assert!(!s.path("vault").exists());
+}
+
+/// Every secret of a secrets file, as the tests grep for them: the token,
+/// the JWT and each line of each private key.
+pub fn every_secret(path: &Path) -> Vec<String> {
+    let text = fs::read_to_string(path).unwrap();
+    let mut v = vec![secrets_token(path)];
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(jwt) = line.strip_prefix("jwt_secret: ") {
+            v.push(jwt.trim_matches('"').to_string());
+        } else if line.len() >= 16 && !line.contains(':') && !line.starts_with("-----") {
+            v.push(line.to_string());
+        }
+    }
+    v
+}
+
+#[test]
+fn hostile_templates_never_print_a_secret() {
+    let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
+    s.build("out");
+    let secrets = every_secret(&s.secrets());
+    assert!(secrets.len() > 4);
+    let builtin = |name: &str| {
+        nodeimg::render::TEMPLATES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap()
+            .1
+    };
+    let hostile = [
+        // The checker quotes an unknown key.
+        (
+            "user-data.yaml",
+            builtin("user-data.yaml").replace("runcmd:", "k{{ microk8s.token }}: 1\nruncmd:"),
+        ),
+        // tera quotes the value a filter refuses.
+        (
+            "user-data.yaml",
+            builtin("user-data.yaml").replace("runcmd:", "x: {{ microk8s.token | int }}\nruncmd:"),
+        ),
+        (
+            "user-data.yaml",
+            builtin("user-data.yaml")
+                .replace("runcmd:", "x: {{ ssh.host_key.private | int }}\nruncmd:"),
+        ),
+        // The YAML parser quotes the line it fails on.
+        (
+            "user-data.yaml",
+            builtin("user-data.yaml").replace("runcmd:", "x: [{{ microk8s.token }}\nruncmd:"),
+        ),
+        (
+            "user-data.yaml",
+            builtin("user-data.yaml").replace("runcmd:", "{{ ssh.host_key.private }}: [\nruncmd:"),
+        ),
+    ];
+    for (i, (name, text)) in hostile.iter().enumerate() {
+        let dir = format!("tpl{i}");
+        fs::create_dir(s.path(&dir)).unwrap();
+        fs::write(s.path(&dir).join(name), text).unwrap();
+        for cmd in ["build", "validate", "show"] {
+            let args: Vec<&str> = match cmd {
+                "build" => vec!["build", "profile.yaml", "-o", "out2", "--templates", &dir],
+                "validate" => vec!["validate", "profile.yaml", "--templates", &dir],
+                _ => vec!["show", "profile.yaml", "master", "--templates", &dir],
+            };
+            let r = s.run(&args);
+            assert_eq!(r.code(), Some(1), "template {i} with {cmd}: {}", r.stderr());
+            let all = r.stderr() + &r.stdout();
+            for secret in &secrets {
+                assert!(
+                    !all.contains(secret.as_str()),
+                    "template {i} with {cmd} printed a secret:\n{all}"
+                );
+            }
+        }
+    }
+}
