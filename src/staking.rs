@@ -396,6 +396,14 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
     }
 
     let checkpoint_sync_url = match &s.checkpoint_sync_url {
+        Some(u) if !is_http_url(u) => {
+            c.error(
+                base.key("checkpoint_sync_url"),
+                url_problem(u),
+                "give the beacon API URL of a checkpoint sync provider, e.g. https://checkpoint-sync.hoodi.ethpandaops.io",
+            );
+            String::new()
+        }
         Some(u) if u.starts_with("https://") || u.starts_with("http://") => u.clone(),
         Some(u) => {
             c.error(
@@ -462,7 +470,23 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
             "use printable text",
         );
     }
+    if s.graffiti.contains("{{") || s.graffiti.contains("}}") {
+        // The charts pass extraArgs through Helm's `tpl`, which would run it.
+        c.error(
+            base.key("graffiti"),
+            "the graffiti holds `{{` or `}}`, which the charts would evaluate as a Helm template",
+            "use other brackets",
+        );
+    }
     let mev_boost_url = match (&s.mev_boost.enabled, &s.mev_boost.url) {
+        (true, Some(u)) if !is_http_url(u) => {
+            c.error(
+                base.key("mev_boost").key("url"),
+                url_problem(u),
+                "give the mev-boost service's URL, e.g. http://mev-boost:18550",
+            );
+            None
+        }
         (true, Some(u)) if u.starts_with("http://") || u.starts_with("https://") => Some(u.clone()),
         (true, Some(u)) => {
             c.error(
@@ -885,6 +909,37 @@ fn common_values(spec: &crate::Spec, name: &str, folder: &str, image: &str) -> V
     })
 }
 
+/// The characters a URL may hold here: the charts paste URLs into a shell
+/// command (`sh -ac`), so anything the shell or Kubernetes would interpret
+/// (`&;$'"()<>|*! `, backquotes, spaces, `{{`) is refused rather than quoted.
+const URL_CHARS: &str = "-._~:/?=%@+,[]";
+
+fn is_http_url(u: &str) -> bool {
+    (u.starts_with("https://") || u.starts_with("http://"))
+        && u.len() > "https://".len()
+        && u.chars()
+            .all(|c| c.is_ascii_alphanumeric() || URL_CHARS.contains(c))
+}
+
+fn url_problem(u: &str) -> String {
+    match u.chars().find(|c| !(c.is_ascii_alphanumeric() || URL_CHARS.contains(*c))) {
+        Some(bad) if u.starts_with("http") => format!(
+            "the URL holds {bad:?}, which the charts' shell command would interpret (allowed: letters, digits and {URL_CHARS}; percent-encode the rest)"
+        ),
+        _ => "not an http(s) URL".to_string(),
+    }
+}
+
+/// One `extraArgs` entry that reaches the client as exactly one argument
+/// `FLAG=VALUE`, whatever VALUE holds: the ethpandaops charts paste
+/// extraArgs unquoted into `sh -ac` (so it is single-quoted for sh), and
+/// Kubernetes expands `$(VAR)` in a container's command first (so `$` is
+/// written `$$`).
+pub fn shell_arg(flag: &str, value: &str) -> String {
+    let word = format!("'{}'", format!("{flag}={value}").replace('\'', r"'\''"));
+    word.replace('$', "$$")
+}
+
 /// The charts render `"{repository}:{tag}"`: split at the last `:`, so
 /// that a digest reference (`repo@sha256:HEX`) comes out whole again.
 fn split_image(image: &str) -> (String, String) {
@@ -894,12 +949,18 @@ fn split_image(image: &str) -> (String, String) {
     }
 }
 
-fn network_flag_execution(client: &str, n: Network) -> Vec<String> {
+fn execution_args(client: &str, n: Network) -> Vec<String> {
     match client {
         "geth" => vec![format!("--{}", n.as_str())],
         "nethermind" => vec![format!("--config={}", n.as_str())],
         "besu" => vec![format!("--network={}", n.as_str())],
-        _ => vec![format!("--chain={}", n.as_str())],
+        // libmdbx refuses a database on NFS unless it is opened exclusively
+        // (reth `--db.exclusive`: "makes it possible to open a database on
+        // an NFS volume").
+        _ => vec![
+            format!("--chain={}", n.as_str()),
+            "--db.exclusive=true".into(),
+        ],
     }
 }
 
@@ -922,7 +983,8 @@ fn beacon_args(s: &StakingSpec) -> Vec<String> {
             format!("--execution-endpoint={engine}"),
         ],
         "teku" => vec![format!("--network={n}"), format!("--ee-endpoint={engine}")],
-        _ => vec![format!("--network={n}"), format!("--el={engine}")],
+        // The nimbus chart passes --network itself (from checkpointSync.network).
+        _ => vec![format!("--el={engine}")],
     };
     let fee = &s.fee_recipient;
     a.push(match s.consensus.as_str() {
@@ -963,6 +1025,10 @@ fn validator_args(s: &StakingSpec) -> Vec<String> {
         ],
         "lighthouse" => vec![
             format!("--network={n}"),
+            // The chart's validator command has no --datadir: without it the
+            // client reads $HOME/.lighthouse, not the keys and slashing
+            // database the import wrote to /data/validators.
+            "--datadir=/data".into(),
             format!("--beacon-nodes=http://beacon:{port}"),
             format!("--suggested-fee-recipient={fee}"),
         ],
@@ -971,12 +1037,17 @@ fn validator_args(s: &StakingSpec) -> Vec<String> {
             format!("--beacon-node-api-endpoint=http://beacon:{port}"),
             format!("--validator-keys=/data/{KEYSTORE_DIR}:/data/passwords"),
             format!("--validators-proposer-default-fee-recipient={fee}"),
+            // Teku's keystore .lock files hold the PID; after a hard kill the
+            // new container is PID 1 again and takes them as live ("already in
+            // use"). One pod per group (OnDelete, start delay, doppelganger)
+            // is the guard instead.
+            "--validators-keystore-locking-enabled=false".into(),
         ],
     };
     if !s.graffiti.is_empty() {
         a.push(match s.consensus.as_str() {
-            "teku" => format!("--validators-graffiti={}", s.graffiti),
-            _ => format!("--graffiti={}", s.graffiti),
+            "teku" => shell_arg("--validators-graffiti", &s.graffiti),
+            _ => shell_arg("--graffiti", &s.graffiti),
         });
     }
     if s.doppelganger {
@@ -1055,7 +1126,7 @@ pub fn releases(spec: &crate::Spec, s: &StakingSpec) -> Vec<Release> {
     };
     let mut out = Vec::new();
     let mut exec = common_values(spec, "execution", "execution", &s.execution_image);
-    exec["extraArgs"] = json!(network_flag_execution(&s.execution, s.network));
+    exec["extraArgs"] = json!(execution_args(&s.execution, s.network));
     out.push(Release {
         name: "execution".into(),
         chart: s.execution.clone(),
@@ -1097,6 +1168,14 @@ pub fn releases(spec: &crate::Spec, s: &StakingSpec) -> Vec<Release> {
         v["updateStrategy"] = json!({"type": "OnDelete"});
         v["extraArgs"] = json!(validator_args(s));
         v["initContainers"] = validator_init_containers(spec, s);
+        if s.consensus == "teku" {
+            // The chart probes the REST API (5051), which teku's validator
+            // client does not serve by default: probe its metrics instead, as
+            // the chart's own validator CI values do.
+            let probe = json!({"tcpSocket": null, "httpGet": {"path": "/metrics", "port": 8008}});
+            v["livenessProbe"] = probe.clone();
+            v["readinessProbe"] = probe;
+        }
         out.push(Release {
             name: name.clone(),
             chart: s.consensus.clone(),

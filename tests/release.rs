@@ -92,13 +92,9 @@ fn kind<'a>(docs: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value 
         .unwrap_or_else(|| panic!("no {kind} in {docs:?}"))
 }
 
+/// The client's arguments as its container starts it (see client_argv).
 fn args(sts: &serde_json::Value) -> Vec<String> {
-    sts["spec"]["template"]["spec"]["containers"][0]["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect()
+    client_argv(sts)
 }
 
 fn b64(text: &str) -> String {
@@ -176,6 +172,29 @@ fn check_pair(exec: (&str, &str), cons: (&str, &str, &str)) -> String {
         );
         let a = args(sts);
         let has = |flag: &str| a.iter().any(|x| x == flag);
+        // Contract facts (each from the client's source, see README
+        // "What each supported client needs"): the network flag once; the
+        // JWT the client reads is the file the Secret mounts.
+        let networks = a.iter().filter(|x| x.starts_with("--network=")).count();
+        assert!(
+            networks <= 1,
+            "{release}: --network {networks} times: {a:?}"
+        );
+        let container = &pod["containers"][0];
+        if !release.starts_with("validator") {
+            let jwt_arg = a
+                .iter()
+                .find(|x| x.contains("jwt") && x.contains("=/"))
+                .unwrap_or_else(|| panic!("{release}: no JWT flag in {a:?}"));
+            let mount = container["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["name"] == "jwt")
+                .unwrap()["mountPath"]
+                .clone();
+            assert_eq!(jwt_arg.split_once('=').unwrap().1, mount, "{release}");
+        }
         match release {
             "execution" => {
                 jwt_secrets.push(kind(&docs, "Secret")["data"]["jwt.hex"].clone());
@@ -186,6 +205,10 @@ fn check_pair(exec: (&str, &str), cons: (&str, &str, &str)) -> String {
                     _ => "--chain=hoodi",
                 };
                 assert!(has(net), "{a:?}");
+                if exec.0 == "reth" {
+                    // libmdbx refuses NFS unless the database is exclusive.
+                    assert!(has("--db.exclusive=true"), "{a:?}");
+                }
             }
             "beacon" => {
                 jwt_secrets.push(kind(&docs, "Secret")["data"]["jwt.hex"].clone());
@@ -226,6 +249,28 @@ fn check_pair(exec: (&str, &str), cons: (&str, &str, &str)) -> String {
                     _ => "--doppelganger-detection-enabled=true",
                 };
                 assert!(has(doppelganger), "{a:?}");
+                match cons.0 {
+                    "lighthouse" => {
+                        // The validator reads the folder the import wrote.
+                        let import = pod["initContainers"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .find(|c| c["name"] == "import-keys")
+                            .expect("an import container")
+                            .to_string();
+                        assert!(import.contains("--datadir=/data"), "{import}");
+                        assert!(has("--datadir=/data"), "{a:?}");
+                    }
+                    "teku" => {
+                        assert!(has("--validators-keystore-locking-enabled=false"), "{a:?}");
+                        for probe in ["livenessProbe", "readinessProbe"] {
+                            assert_eq!(container[probe]["httpGet"]["port"], 8008, "{probe}");
+                            assert!(container[probe]["tcpSocket"].is_null(), "{probe}");
+                        }
+                    }
+                    _ => {}
+                }
             }
         }
     }
@@ -368,4 +413,37 @@ fn a_release_needs_a_staking_section() {
         "{}",
         r.stderr()
     );
+}
+
+/// The ethpandaops charts paste extraArgs into `sh -ac`: a graffiti with
+/// spaces, quotes, `$` and a command substitution must reach the validator
+/// as exactly one argument, and run nothing.
+#[test]
+fn a_hostile_graffiti_reaches_the_validator_as_exactly_one_argument() {
+    let graffiti = r#"a b'c"$(id)$HOME;`x` $(POD_IP)"#;
+    for cons in CONSENSUS {
+        let text = hoodi_with(EXECUTION[0], cons).replace(
+            "graffiti: \"nodeimg\"",
+            &format!("graffiti: '{}'", graffiti.replace('\'', "''")),
+        );
+        let s = Scratch::with_profile(&text);
+        release_values_only(&s);
+        let script = fs::read_to_string(s.path("rel/install.sh")).unwrap();
+        let line = script
+            .lines()
+            .find(|l| l.starts_with("helm upgrade --install validator-"))
+            .unwrap();
+        let docs = render(&s, line);
+        let a = args(kind(&docs, "StatefulSet"));
+        let flag = if cons.0 == "teku" {
+            "--validators-graffiti"
+        } else {
+            "--graffiti"
+        };
+        assert!(
+            a.contains(&format!("{flag}={graffiti}")),
+            "{}: {a:?}",
+            cons.0
+        );
+    }
 }

@@ -17,6 +17,26 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
+    // Values the charts paste into a shell command: refused, not quoted.
+    Case {
+        name: "a checkpoint URL with shell characters",
+        edits: &[(
+            "  graffiti: \"nodeimg\"",
+            "  graffiti: \"nodeimg\"\n  checkpoint_sync_url: \"https://cp.example/x;reboot\"",
+        )],
+        culprit: "\"https://cp.example/x;reboot\"",
+        message: "the URL holds ';', which the charts' shell command would interpret",
+        hint: "checkpoint sync provider",
+        waiver: None,
+    },
+    Case {
+        name: "a graffiti with a Helm template",
+        edits: &[("  graffiti: \"nodeimg\"", "  graffiti: \"{{ .Values.jwt }}\"")],
+        culprit: "\"{{ .Values.jwt }}\"",
+        message: "which the charts would evaluate as a Helm template",
+        hint: "use other brackets",
+        waiver: None,
+    },
     Case {
         name: "doppelganger off",
         edits: &[("doppelganger: true", "doppelganger: false")],

@@ -403,3 +403,96 @@ pub fn run_with_charts(s: &Scratch, command: &str, out: &str) -> Run {
         "cache",
     ])
 }
+
+/// Kubernetes' expansion of a container command (`$(VAR)` from `env`,
+/// `$$` to `$`, anything else left as is), as the kubelet does it before
+/// the command runs (k8s.io/kubernetes third_party/forked/golang/expansion).
+pub fn k8s_expand(s: &str, env: &[(&str, &str)]) -> String {
+    let b: Vec<char> = s.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != '$' || i + 1 == b.len() {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        match b[i + 1] {
+            '$' => {
+                out.push('$');
+                i += 2;
+            }
+            '(' => match b[i + 2..].iter().position(|&c| c == ')') {
+                Some(end) => {
+                    let name: String = b[i + 2..i + 2 + end].iter().collect();
+                    match env.iter().find(|(k, _)| *k == name) {
+                        Some((_, v)) => out.push_str(v),
+                        None => out.push_str(&format!("$({name})")),
+                    }
+                    i += 3 + end;
+                }
+                None => {
+                    out.push_str(&b[i..].iter().collect::<String>());
+                    i = b.len();
+                }
+            },
+            c => {
+                out.push('$');
+                out.push(c);
+                i += 2;
+            }
+        }
+    }
+    out
+}
+
+/// The argument vector a chart's container really starts its client with:
+/// its command (`sh -ac LINE`, as the ethpandaops charts render it) after
+/// Kubernetes' expansion, run by the real `sh` with stand-in client binaries
+/// that print what they received. The first element is the binary's name.
+pub fn client_argv(sts: &serde_json::Value) -> Vec<String> {
+    let cmd: Vec<String> = sts["spec"]["template"]["spec"]["containers"][0]["command"]
+        .as_array()
+        .expect("a container command")
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(&cmd[..2], ["sh", "-ac"], "{cmd:?}");
+    assert_eq!(cmd.len(), 3, "{cmd:?}");
+    let bin = tempfile::tempdir().unwrap();
+    let printer = "#!/bin/sh\nprintf '%s\\0' \"${0##*/}\" \"$@\"\n";
+    for name in [
+        "geth",
+        "nethermind",
+        "besu",
+        "reth",
+        "beacon-chain",
+        "validator",
+        "lighthouse",
+        "teku",
+        "nimbus_beacon_node",
+    ] {
+        let p = bin.path().join(name);
+        fs::write(&p, printer).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let line = k8s_expand(&cmd[2], &[("POD_IP", "10.1.0.7")]);
+    let path = format!("{}:/usr/bin:/bin", bin.path().display());
+    let out = Command::new("sh")
+        .args(["-ac", &line])
+        .env("PATH", path)
+        .current_dir(bin.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{line}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split('\0')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
