@@ -60,11 +60,38 @@ fn is_qcow2(path: &Path) -> Result<bool> {
     Ok(f.read_exact(&mut magic).is_ok() && &magic == b"QFI\xfb")
 }
 
+/// Why a qcow2 image would make qemu-img read other files, if it would:
+/// a backing file (header offset 8, a u64 that is not 0) or, in version 3,
+/// an external data file (incompatible feature bit 2 at offset 72). Either
+/// would copy a host file's bytes into every disk.img.
+fn qcow2_external_reference(path: &Path) -> Result<Option<&'static str>> {
+    let mut header = [0u8; 80];
+    let mut f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    f.read_exact(&mut header[..72])
+        .with_context(|| format!("{}: a truncated qcow2 header", path.display()))?;
+    let be64 =
+        |h: &[u8; 80], at: usize| u64::from_be_bytes(h[at..at + 8].try_into().unwrap_or([0; 8]));
+    let version = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    if be64(&header, 8) != 0 {
+        return Ok(Some("a backing file"));
+    }
+    if version >= 3 && f.read_exact(&mut header[72..80]).is_ok() && be64(&header, 72) & 0b100 != 0 {
+        return Ok(Some("an external data file"));
+    }
+    Ok(None)
+}
+
 impl BaseImage {
     /// Opens `image` (raw or qcow2; qcow2 is converted to a sparse raw file
     /// in `scratch`) and finds its root partition.
     pub fn open(image: &Path, scratch: &Path) -> Result<BaseImage> {
         let (raw, converted) = if is_qcow2(image)? {
+            if let Some(what) = qcow2_external_reference(image)? {
+                bail!(
+                    "{}: the qcow2 image refers to {what}, whose bytes qemu-img would copy into every disk image\n  hint: use Ubuntu's cloud image as downloaded, or flatten it first (`qemu-img convert -O qcow2 IN OUT` on a machine you trust)",
+                    image.display()
+                );
+            }
             let raw = scratch.join("base.raw");
             let out = Command::new("qemu-img")
                 .args(["convert", "-f", "qcow2", "-O", "raw"])

@@ -300,3 +300,42 @@ fn a_larger_image_size_gives_a_larger_disk() {
     );
     assert!(String::from_utf8_lossy(&verify.stdout).contains("No problems found"));
 }
+
+/// A qcow2 that refers to another file (a backing file, here a host file
+/// standing in for /etc/shadow) would copy that file's bytes into every
+/// disk image: refused before converting, whichever way the image comes.
+#[test]
+fn a_qcow2_with_a_backing_file_is_refused() {
+    let server = Server::start(Behaviour::default());
+    let (s, _, _) = setup(&server, "");
+    let (raw, _, _) = small_cloud_image(s.dir.path());
+    let host_file = s.path("host-secret.raw");
+    fs::rename(&raw, &host_file).unwrap();
+    let overlay = s.path("overlay.qcow2");
+    let out = tool(
+        "qemu-img",
+        &[
+            "create",
+            "-f",
+            "qcow2",
+            "-F",
+            "raw",
+            "-b",
+            host_file.to_str().unwrap(),
+            overlay.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = build_images(&s, "out", &["--base-image", "overlay.qcow2"]);
+    assert_eq!(r.code(), Some(1), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("refers to a backing file"),
+        "{}",
+        r.stderr()
+    );
+    assert!(!s.path("out").exists());
+}

@@ -12,6 +12,12 @@ use std::time::Duration;
 
 use common::*;
 
+/// `r` failed (exit 1) saying `needle`.
+fn refused(r: &Run, needle: &str) {
+    assert_eq!(r.code(), Some(1), "{}", r.stderr());
+    assert!(r.stderr().contains(needle), "{}", r.stderr());
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -66,12 +72,7 @@ fn an_output_folder_holding_the_users_files_is_never_replaced() {
     fs::copy(s.path("SHA256SUMS"), s.path("downloads/SHA256SUMS")).unwrap();
     fs::write(s.path("downloads/noble-server-cloudimg-amd64.img"), "image").unwrap();
     let r = s.run(&["build", "profile.yaml", "-o", "downloads"]);
-    assert_eq!(r.code(), Some(1));
-    assert!(
-        r.stderr().contains("holds files nodeimg did not write"),
-        "{}",
-        r.stderr()
-    );
+    refused(&r, "holds files nodeimg did not write");
     assert_eq!(
         fs::read(s.path("downloads/noble-server-cloudimg-amd64.img")).unwrap(),
         b"image"
@@ -131,12 +132,7 @@ fn a_symlinked_output_is_followed_and_stays_a_link() {
     assert!(sums.0, "{}", sums.1);
     symlink("missing", s.path("dangling")).unwrap();
     let r = s.run(&["build", "profile.yaml", "-o", "dangling"]);
-    assert_eq!(r.code(), Some(1));
-    assert!(
-        r.stderr().contains("which does not exist"),
-        "{}",
-        r.stderr()
-    );
+    refused(&r, "which does not exist");
 }
 
 #[test]
@@ -152,12 +148,8 @@ fn a_mount_point_as_output_gets_a_clear_message() {
     assert!(m.status.success());
     let r = s.run(&["build", "profile.yaml", "-o", "mnt"]);
     let _ = tool("umount", &[mnt.to_str().unwrap()]);
-    assert_eq!(r.code(), Some(1));
-    assert!(
-        r.stderr().contains("is a mount point") && r.stderr().contains("-o mnt/staking"),
-        "{}",
-        r.stderr()
-    );
+    refused(&r, "is a mount point");
+    assert!(r.stderr().contains("-o mnt/staking"), "{}", r.stderr());
 }
 
 /// `sha256sum -c SHA256SUMS` in `dir`: (passed, output).
@@ -370,12 +362,7 @@ fn a_secrets_file_others_can_read_or_do_not_own_is_refused() {
         let out = tool("chown", &["65534", s.secrets().to_str().unwrap()]);
         assert!(out.status.success());
         let r = s.run(&["build", "profile.yaml", "-o", "out"]);
-        assert_eq!(r.code(), Some(1));
-        assert!(
-            r.stderr().contains("belongs to uid 65534"),
-            "{}",
-            r.stderr()
-        );
+        refused(&r, "belongs to uid 65534");
     }
 }
 
@@ -411,12 +398,7 @@ fn a_symlinked_secrets_file_is_written_through_and_a_dangling_one_refused() {
     // The drive with the secrets is not mounted: no new secrets.
     fs::rename(s.path("vault"), s.path("elsewhere")).unwrap();
     let r = s.run(&["build", "profile.yaml", "-o", "out"]);
-    assert_eq!(r.code(), Some(1));
-    assert!(
-        r.stderr().contains("which does not exist"),
-        "{}",
-        r.stderr()
-    );
+    refused(&r, "which does not exist");
     assert!(!s.path("vault").exists());
 }
 
