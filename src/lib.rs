@@ -166,7 +166,7 @@ pub fn build(profile_path: &Path, opts: &BuildOptions) -> Result<BuildSummary> {
         Some((opts.charts_dir.as_deref(), &opts.fetch)),
     )?;
     let seeds = render_seeds(&v.spec, &secrets, &engine, &opts.only, &payload)?;
-    let mut stage = output::Stage::new(&out_dir, !opts.only.is_empty(), &inputs.protected())?;
+    let mut stage = output::Stage::new(writing.out, !opts.only.is_empty())?;
     let base = if opts.images {
         Some(open_base_image(&v, opts, &stage.scratch())?)
     } else {
@@ -238,28 +238,31 @@ impl Inputs<'_> {
 struct Writing {
     /// The secrets file itself (a link followed).
     secrets: PathBuf,
+    /// The output directory, checked (for [`output::Stage::new`]).
+    out: output::Target,
     _locks: io::lock::DirLocks,
 }
 
 impl Writing {
     fn begin(out_dir: &Path, inputs: &Inputs) -> Result<Writing> {
-        let out = output::check_target(out_dir, &inputs.protected())?;
+        let real_out = output::resolve_output(out_dir)?;
         let secrets = secrets::resolve_path(inputs.secrets)?;
-        let secrets_dir = secrets
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let secrets_dir = output::parent_of(&secrets);
+        let mut dirs = vec![real_out.parent().unwrap_or(Path::new("/"))];
+        dirs.extend(Some(secrets_dir).filter(|d| d.is_dir()));
+        let locks = io::lock::lock_dirs(&dirs)?;
+        // Under the locks: no other nodeimg run changes the output meanwhile.
+        let out = output::check_target(real_out, out_dir, &inputs.protected())?;
         if !secrets_dir.is_dir() {
             bail!(
                 "{}: error: the folder of the secrets file does not exist\n  hint: create it, or give another path with --secrets",
                 secrets.display()
             );
         }
-        let out_parent = out.parent().unwrap_or(Path::new("/"));
-        let locks = io::lock::lock_dirs(&[secrets_dir, out_parent])?;
         secrets::sweep_stale_temporaries(&secrets);
         Ok(Writing {
             secrets,
+            out,
             _locks: locks,
         })
     }
@@ -505,7 +508,7 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
     };
     let writing = Writing::begin(&out_dir, &inputs)?;
     let (secrets, changes) = secrets::load_or_generate(&writing.secrets, &v.spec)?;
-    let mut stage = output::Stage::new(&out_dir, false, &inputs.protected())?;
+    let mut stage = output::Stage::new(writing.out, false)?;
     for r in &releases {
         let file = r.values_file.trim_start_matches("values/");
         stage.write(

@@ -59,7 +59,8 @@ pub fn write_private_atomic_as(path: &Path, bytes: &[u8], prefix: &str) -> Resul
     Ok(())
 }
 
-fn parent_of(path: &Path) -> &Path {
+/// The folder `path` is in (`.` for a bare file name).
+pub fn parent_of(path: &Path) -> &Path {
     path.parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
@@ -119,8 +120,14 @@ fn sums(dir: &Path) -> Result<String> {
 }
 
 /// Every entry below `dir`: (relative path, is a directory), without
-/// following links (a link is an entry, never a directory).
-fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, bool)>) -> Result<()> {
+/// following links (a link is an entry, never a directory); directories for
+/// which `descend` says no are listed but not entered.
+fn walk(
+    dir: &Path,
+    rel: &str,
+    descend: &dyn Fn(&str) -> bool,
+    out: &mut Vec<(String, bool)>,
+) -> Result<()> {
     for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -134,7 +141,9 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, bool)>) -> Result<()> {
             .with_context(|| format!("cannot read {}", entry.path().display()))?;
         if kind.is_dir() {
             out.push((path.clone(), true));
-            walk(&entry.path(), &path, out)?;
+            if descend(&path) {
+                walk(&entry.path(), &path, descend, out)?;
+            }
         } else {
             out.push((path, false));
         }
@@ -144,7 +153,7 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, bool)>) -> Result<()> {
 
 fn manifest_text(tree: &Path) -> Result<String> {
     let mut entries = Vec::new();
-    walk(tree, "", &mut entries)?;
+    walk(tree, "", &|_| true, &mut entries)?;
     let mut text = String::from(MANIFEST_HEADER);
     let files: BTreeSet<String> = entries
         .into_iter()
@@ -199,33 +208,22 @@ fn recorded_files(out: &Path) -> Result<Option<BTreeSet<String>>> {
 /// What in `out` nodeimg did not write (empty: the folder is nodeimg's to
 /// replace). A few names, for the message.
 fn foreign_entries(out: &Path) -> Result<Vec<String>> {
-    let mut entries = Vec::new();
-    walk(out, "", &mut entries)?;
-    if entries.is_empty() {
-        return Ok(Vec::new());
-    }
     let recorded = recorded_files(out)?.unwrap_or_default();
-    let foreign: Vec<String> = entries
-        .into_iter()
-        .filter(|(path, dir)| {
-            if *dir {
-                let prefix = format!("{path}/");
-                !recorded.iter().any(|r| r.starts_with(&prefix))
-            } else {
-                !recorded.contains(path)
-            }
-        })
-        .map(|(p, dir)| if dir { format!("{p}/") } else { p })
-        .collect();
-    // A foreign folder's contents add nothing to the message.
-    Ok(foreign
+    // Every folder that holds a recorded file; any other folder is foreign
+    // as a whole (its contents add nothing to the message).
+    let recorded_dirs: BTreeSet<&str> = recorded
         .iter()
-        .filter(|p| {
-            !foreign
-                .iter()
-                .any(|d| d.ends_with('/') && *p != d && p.starts_with(d.as_str()))
+        .flat_map(|f| f.match_indices('/').map(move |(i, _)| &f[..i]))
+        .collect();
+    let mut entries = Vec::new();
+    walk(out, "", &|d| recorded_dirs.contains(d), &mut entries)?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|(path, dir)| match dir {
+            true if !recorded_dirs.contains(path.as_str()) => Some(format!("{path}/")),
+            false if !recorded.contains(&path) => Some(path),
+            _ => None,
         })
-        .cloned()
         .collect())
 }
 
@@ -350,12 +348,27 @@ fn check_output(out: &Path, shown: &Path, protected: &[Protected]) -> Result<()>
     Ok(())
 }
 
-/// The real output directory behind `out`, once it is known that nodeimg
-/// may replace it (see [`Stage::new`]); for refusing before any work.
-pub fn check_target(out: &Path, protected: &[Protected]) -> Result<PathBuf> {
-    let real = resolve_output(out)?;
-    check_output(&real, out, protected)?;
-    Ok(real)
+/// An output directory nodeimg may replace: resolved, and checked to be
+/// new, empty or nodeimg's own, holding none of the protected inputs.
+/// Only [`check_target`] makes one, and a [`Stage`] takes it.
+pub struct Target {
+    real: PathBuf,
+}
+
+impl Target {
+    /// The real directory (symbolic links resolved).
+    pub fn path(&self) -> &Path {
+        &self.real
+    }
+}
+
+/// Checks the output directory `real` (from [`resolve_output`]; `shown` as
+/// the user wrote it) before any work (see [`Target`]). Call it holding the
+/// lock of its parent, and keep that lock until the stage commits, so that
+/// the check still holds then.
+pub fn check_target(real: PathBuf, shown: &Path, protected: &[Protected]) -> Result<Target> {
+    check_output(&real, shown, protected)?;
+    Ok(Target { real })
 }
 
 /// Removes the staging directories in `parent` whose run is gone (killed:
@@ -365,8 +378,7 @@ fn sweep_stale(parent: &Path) {
     let Ok(entries) = fs::read_dir(parent) else {
         return;
     };
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = crate::io::euid();
     for entry in entries.flatten() {
         if !entry
             .file_name()
@@ -490,12 +502,11 @@ pub struct Stage {
 }
 
 impl Stage {
-    /// Stages a new output for `out`, which must be nodeimg's (or new or
-    /// empty) and hold none of `protected`. With `partial`, the machines
-    /// not staged keep their files. The caller holds the lock of `out`'s
+    /// Stages a new output for `target`. With `partial`, the machines not
+    /// staged keep their files. The caller holds the lock of the target's
     /// parent ([`crate::io::lock::lock_dirs`]).
-    pub fn new(out: &Path, partial: bool, protected: &[Protected]) -> Result<Stage> {
-        let real = check_target(out, protected)?;
+    pub fn new(target: Target, partial: bool) -> Result<Stage> {
+        let real = target.real;
         let parent = parent_of(&real).to_path_buf();
         sweep_stale(&parent);
         let root = make_staging_dir(&parent)?;

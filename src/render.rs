@@ -80,7 +80,8 @@ fn escape_yaml(input: &str, out: &mut dyn std::io::Write) -> std::io::Result<()>
     out.write_all(quoted.as_bytes())
 }
 
-fn sh_quote(s: &str) -> String {
+/// `s` as one single-quoted POSIX shell word.
+pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 

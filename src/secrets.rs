@@ -267,8 +267,7 @@ fn check_private(path: &Path) -> Result<()> {
             path.display()
         );
     }
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = crate::io::euid();
     if meta.uid() != me {
         bail!(
             "{}: error: the secrets file belongs to uid {}, not to you (uid {me}), so someone else controls the cluster's keys\n  hint: if it is yours, `chown {me} {}`; else restore your own copy",
@@ -292,11 +291,7 @@ fn check_private(path: &Path) -> Result<()> {
 /// file's folder. Call only while holding that folder's lock, when no other
 /// nodeimg can be writing there.
 pub fn sweep_stale_temporaries(path: &Path) {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Ok(entries) = std::fs::read_dir(crate::output::parent_of(path)) else {
         return;
     };
     for e in entries.flatten() {

@@ -396,20 +396,12 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
     }
 
     let checkpoint_sync_url = match &s.checkpoint_sync_url {
-        Some(u) if !is_http_url(u) => {
+        Some(u) if is_http_url(u) => u.clone(),
+        Some(u) => {
             c.error(
                 base.key("checkpoint_sync_url"),
                 url_problem(u),
                 "give the beacon API URL of a checkpoint sync provider, e.g. https://checkpoint-sync.hoodi.ethpandaops.io",
-            );
-            String::new()
-        }
-        Some(u) if u.starts_with("https://") || u.starts_with("http://") => u.clone(),
-        Some(u) => {
-            c.error(
-                base.key("checkpoint_sync_url"),
-                format!("{u:?} is not an http(s) URL"),
-                "give the beacon API URL of a checkpoint sync provider",
             );
             String::new()
         }
@@ -479,19 +471,11 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
         );
     }
     let mev_boost_url = match (&s.mev_boost.enabled, &s.mev_boost.url) {
-        (true, Some(u)) if !is_http_url(u) => {
-            c.error(
-                base.key("mev_boost").key("url"),
-                url_problem(u),
-                "give the mev-boost service's URL, e.g. http://mev-boost:18550",
-            );
-            None
-        }
-        (true, Some(u)) if u.starts_with("http://") || u.starts_with("https://") => Some(u.clone()),
+        (true, Some(u)) if is_http_url(u) => Some(u.clone()),
         (true, Some(u)) => {
             c.error(
                 base.key("mev_boost").key("url"),
-                format!("{u:?} is not an http(s) URL"),
+                url_problem(u),
                 "give the mev-boost service's URL, e.g. http://mev-boost:18550",
             );
             None
@@ -914,19 +898,26 @@ fn common_values(spec: &crate::Spec, name: &str, folder: &str, image: &str) -> V
 /// (`&;$'"()<>|*! `, backquotes, spaces, `{{`) is refused rather than quoted.
 const URL_CHARS: &str = "-._~:/?=%@+,[]";
 
+/// The part after `http://` or `https://`, if `u` has one of them.
+fn after_http_scheme(u: &str) -> Option<&str> {
+    u.strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"))
+}
+
+fn is_url_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || URL_CHARS.contains(c)
+}
+
 fn is_http_url(u: &str) -> bool {
-    (u.starts_with("https://") || u.starts_with("http://"))
-        && u.len() > "https://".len()
-        && u.chars()
-            .all(|c| c.is_ascii_alphanumeric() || URL_CHARS.contains(c))
+    after_http_scheme(u).is_some_and(|rest| !rest.is_empty() && rest.chars().all(is_url_char))
 }
 
 fn url_problem(u: &str) -> String {
-    match u.chars().find(|c| !(c.is_ascii_alphanumeric() || URL_CHARS.contains(*c))) {
-        Some(bad) if u.starts_with("http") => format!(
+    match (after_http_scheme(u), u.chars().find(|c| !is_url_char(*c))) {
+        (Some(_), Some(bad)) => format!(
             "the URL holds {bad:?}, which the charts' shell command would interpret (allowed: letters, digits and {URL_CHARS}; percent-encode the rest)"
         ),
-        _ => "not an http(s) URL".to_string(),
+        _ => format!("{u:?} is not an http(s) URL"),
     }
 }
 
@@ -936,8 +927,7 @@ fn url_problem(u: &str) -> String {
 /// Kubernetes expands `$(VAR)` in a container's command first (so `$` is
 /// written `$$`).
 pub fn shell_arg(flag: &str, value: &str) -> String {
-    let word = format!("'{}'", format!("{flag}={value}").replace('\'', r"'\''"));
-    word.replace('$', "$$")
+    crate::render::sh_quote(&format!("{flag}={value}")).replace('$', "$$")
 }
 
 /// The charts render `"{repository}:{tag}"`: split at the last `:`, so

@@ -18,23 +18,8 @@ fn setup(server: &Server, extra: &str) -> (Scratch, u64, Vec<u8>) {
     let s = Scratch::with_profile("");
     let (raw, root_start, root) = small_cloud_image(s.dir.path());
     let qcow = s.path("base.qcow2");
-    let out = tool(
-        "qemu-img",
-        &[
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "qcow2",
-            raw.to_str().unwrap(),
-            qcow.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (raw_arg, qcow_arg) = (raw.to_str().unwrap(), qcow.to_str().unwrap());
+    qemu_img(&["convert", "-f", "raw", "-O", "qcow2", raw_arg, qcow_arg]);
     let bytes = fs::read(&qcow).unwrap();
     let sums = format!("{}  base.qcow2\n", nodeimg::output::sha256_hex(&bytes));
     let url = server.add("/images/base.qcow2", bytes);
@@ -45,6 +30,16 @@ fn setup(server: &Server, extra: &str) -> (Scratch, u64, Vec<u8>) {
     );
     fs::write(s.profile(), profile).unwrap();
     (s, root_start, root)
+}
+
+/// Runs qemu-img, which must succeed.
+fn qemu_img(args: &[&str]) {
+    let out = tool("qemu-img", args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn build_images(s: &Scratch, out: &str, more: &[&str]) -> Run {

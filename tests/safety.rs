@@ -88,33 +88,21 @@ fn an_output_folder_holding_the_users_files_is_never_replaced() {
 #[test]
 fn a_secrets_file_inside_the_output_is_refused() {
     let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
-    let r = s.run(&[
-        "build",
-        "profile.yaml",
-        "-o",
-        "out",
-        "--secrets",
-        "out/s.yaml",
-    ]);
-    assert_eq!(r.code(), Some(1));
-    assert!(
-        r.stderr()
-            .contains("would hold the secrets file out/s.yaml"),
-        "{}",
-        r.stderr()
-    );
+    let build = || {
+        s.run(&[
+            "build",
+            "profile.yaml",
+            "-o",
+            "out",
+            "--secrets",
+            "out/s.yaml",
+        ])
+    };
+    refused(&build(), "would hold the secrets file out/s.yaml");
     // Once it exists it is never deleted by a build either.
     fs::create_dir(s.path("out")).unwrap();
     fs::write(s.path("out/s.yaml"), "x").unwrap();
-    let r = s.run(&[
-        "build",
-        "profile.yaml",
-        "-o",
-        "out",
-        "--secrets",
-        "out/s.yaml",
-    ]);
-    assert_eq!(r.code(), Some(1));
+    refused(&build(), "would hold the secrets file out/s.yaml");
     assert_eq!(fs::read_to_string(s.path("out/s.yaml")).unwrap(), "x");
 }
 
