@@ -46,6 +46,44 @@ for peer in $PROBE_PEERS; do
   out peer "$peer $ok"
 done
 
+# sshd of the next machine, from here, through its firewall: on ssh.port with
+# the host key pinned, and nothing on 22 (unless that is ssh.port). With a
+# login key (boot-test --login-key), log in as the owner would.
+known=/usr/local/lib/nodeimg-probe/known_hosts
+login_key=/usr/local/lib/nodeimg-probe/login-key
+if [ -n "$PROBE_SSH_TARGET" ]; then
+  printf '[%s]:%s %s\n%s %s\n' "$PROBE_SSH_TARGET" "$PROBE_SSH_PORT" "$PROBE_SSH_TARGET_KEY" \
+    "$PROBE_SSH_TARGET" "$PROBE_SSH_TARGET_KEY" > "$known"
+  set -- -p "$PROBE_SSH_PORT" -o BatchMode=yes -o ConnectTimeout=10 -o StrictHostKeyChecking=yes \
+    -o UserKnownHostsFile="$known" -o GlobalKnownHostsFile=/dev/null -o LogLevel=ERROR
+  if [ -f "$login_key" ]; then
+    set -- "$@" -o IdentitiesOnly=yes -i "$login_key"
+  else
+    set -- "$@" -o PreferredAuthentications=publickey -o IdentityFile=/dev/null
+  fi
+  i=0
+  while :; do
+    said=$(timeout 60 ssh "$@" "$PROBE_SSH_USER@$PROBE_SSH_TARGET" id -un 2>&1 < /dev/null); rc=$?
+    said=$(printf '%s' "$said" | tr '\n\r' '  ')
+    [ $rc -eq 0 ] && { out ssh-login "$PROBE_SSH_TARGET ok $said"; break; }
+    # Reached sshd, which asked for a key this probe does not have.
+    if [ ! -f "$login_key" ] && printf '%s' "$said" | grep -q 'Permission denied (publickey)'; then
+      out ssh-login "$PROBE_SSH_TARGET denied-without-key $said"; break
+    fi
+    i=$((i + 1))
+    if [ $i -ge 30 ]; then out ssh-login "$PROBE_SSH_TARGET fail $said"; break; fi
+    sleep 5
+  done
+  if [ "$PROBE_SSH_PORT" != 22 ]; then
+    # shellcheck disable=SC2016  # $1 is the inner shell's argument
+    if timeout 10 bash -c 'exec 3<>"/dev/tcp/$1/22"' sh "$PROBE_SSH_TARGET" 2>/dev/null; then
+      out ssh-22 "$PROBE_SSH_TARGET open"
+    else
+      out ssh-22 "$PROBE_SSH_TARGET closed"
+    fi
+  fi
+fi
+
 mnt=/mnt/nodeimg-probe
 case "$PROBE_ROLE" in
   nfs)
@@ -72,6 +110,12 @@ case "$PROBE_ROLE" in
       fi
     else
       out nfs-mount ok
+      # The release step's own NFS condition, through the server's firewall.
+      if said=$(/usr/local/sbin/nodeimg-setup check-nfs 2>&1); then
+        out release-nfs "ok $said"
+      else
+        out release-nfs "fail $(printf '%s' "$said" | tr '\n' ' ')"
+      fi
       for w in $PROBE_WORKERS; do
         f="$mnt/$PROBE_FOLDER/probe-$w"
         i=0

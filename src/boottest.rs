@@ -118,8 +118,83 @@ pub fn create_overlay(base: &Path, overlay: &Path) -> Result<()> {
 }
 
 /// The machine's seed ISO with the probe added as vendor-data.
-fn test_seed(spec: &Spec, m: &MachineSpec, seed: &Seed) -> Result<Vec<u8>> {
-    crate::iso::seed_iso_with(seed, &[("vendor-data", &probe_vendor_data(spec, m, seed))])
+fn test_seed(spec: &Spec, m: &MachineSpec, seed: &Seed, probe: &ProbeSettings) -> Result<Vec<u8>> {
+    crate::iso::seed_iso_with(
+        seed,
+        &[("vendor-data", &probe_vendor_data(spec, m, seed, probe))],
+    )
+}
+
+/// What the probes need beyond the profile: every machine's public host key
+/// (to pin it when one logs in to the next) and the optional login key.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeSettings {
+    pub host_keys: BTreeMap<String, String>,
+    /// A throwaway private key (OpenSSH format) authorized in the profile.
+    pub login_key: Option<String>,
+}
+
+impl ProbeSettings {
+    pub fn new(spec: &Spec, secrets: &Secrets, login_key: Option<String>) -> ProbeSettings {
+        let host_keys = spec
+            .machines
+            .iter()
+            .filter_map(|m| {
+                let key = secrets.machine(&m.name).ok()?.public_key().ok()?;
+                Some((
+                    m.name.clone(),
+                    key.split_whitespace().take(2).collect::<Vec<_>>().join(" "),
+                ))
+            })
+            .collect();
+        ProbeSettings {
+            host_keys,
+            login_key,
+        }
+    }
+}
+
+/// Reads `--login-key`: an unencrypted OpenSSH private key whose public half
+/// is one of `ssh.authorized_keys` (else no probe could log in with it).
+pub fn read_login_key(path: &Path, spec: &Spec) -> Result<String> {
+    const MAX: u64 = 64 * 1024;
+    let shown = path.display();
+    let meta =
+        fs::metadata(path).with_context(|| format!("--login-key {shown}: cannot read it"))?;
+    if !meta.is_file() || meta.len() > MAX {
+        bail!("--login-key {shown}: not a private key file (a regular file of at most 64 KiB)");
+    }
+    let text =
+        fs::read_to_string(path).with_context(|| format!("--login-key {shown}: cannot read it"))?;
+    let key = ssh_key::PrivateKey::from_openssh(&text).map_err(|_| {
+        anyhow::anyhow!(
+            "--login-key {shown}: not an OpenSSH private key\n  hint: make a throwaway one with ssh-keygen -t ed25519 -N '' -f KEY"
+        )
+    })?;
+    if key.is_encrypted() {
+        bail!("--login-key {shown}: the key has a passphrase; the probe cannot use it\n  hint: a throwaway key without one: ssh-keygen -t ed25519 -N '' -f KEY");
+    }
+    let public = key
+        .public_key()
+        .to_openssh()
+        .context("--login-key: cannot encode its public key")?;
+    let authorized = spec.ssh.authorized_keys.iter().any(|k| {
+        k.split_whitespace()
+            .take(2)
+            .eq(public.split_whitespace().take(2))
+    });
+    if !authorized {
+        bail!("--login-key {shown}: its public key is not in the profile's ssh.authorized_keys\n  hint: add the content of {shown}.pub there (a throwaway key: it is copied into the test machines)");
+    }
+    Ok(text)
+}
+
+/// The machine whose sshd `m`'s probe tries: the next one in the profile, so
+/// every machine is tried once, from another machine, through its firewall.
+pub fn ssh_target<'a>(spec: &'a Spec, m: &MachineSpec) -> Option<&'a MachineSpec> {
+    let at = spec.machines.iter().position(|x| x.name == m.name)?;
+    let next = &spec.machines[(at + 1) % spec.machines.len()];
+    (next.name != m.name).then_some(next)
 }
 
 /// A MAC for machines whose profile gives none: locally administered,
@@ -142,6 +217,7 @@ pub struct Lab {
     pub accel: Accel,
     pub memory_mib: u32,
     firmware: PathBuf,
+    pub probe: ProbeSettings,
 }
 
 fn die_with_parent(cmd: &mut Command) {
@@ -190,6 +266,7 @@ impl Lab {
             accel,
             memory_mib,
             firmware,
+            probe: ProbeSettings::default(),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !sock.exists() {
@@ -280,7 +357,7 @@ impl Lab {
         // The test seed and, once booted, the overlay hold the machine's
         // secrets: private, like the build's seed.iso.
         let iso_path = self.dir.join(format!("{name}.test-seed.iso"));
-        crate::output::write_private_atomic(&iso_path, &test_seed(spec, m, seed)?)?;
+        crate::output::write_private_atomic(&iso_path, &test_seed(spec, m, seed, &self.probe)?)?;
         let disk = self.private_overlay(name, image)?;
         self.start(name, &disk, Some(&iso_path), &test_mac(m))
     }
@@ -296,7 +373,7 @@ impl Lab {
     ) -> Result<()> {
         let name = &m.name;
         let copy = self.dir.join(format!("{name}.disk.img"));
-        crate::disk::copy_with_seed(disk_image, &copy, &test_seed(spec, m, seed)?)?;
+        crate::disk::copy_with_seed(disk_image, &copy, &test_seed(spec, m, seed, &self.probe)?)?;
         let disk = self.private_overlay(name, &copy)?;
         self.start(name, &disk, None, &test_mac(m))
     }
@@ -470,10 +547,12 @@ pub const CHECKS: &[&str] = &[
     "peers",
     "chrony",
     "sshd",
+    "ssh-peer",
     "ufw",
     "nfs-export",
     "validator-keys",
     "nfs-client",
+    "release-nfs",
     "microk8s-config",
     "online-steps",
     "microk8s-ready",
@@ -719,10 +798,15 @@ pub fn evaluate(
     );
 
     // sshd: port and host key
-    let port_open = facts.all("listen").iter().any(|l| {
-        l.split_whitespace()
-            .any(|t| t.ends_with(&format!(":{}", spec.ssh.port)))
-    });
+    let listens_on = |port: u16| {
+        facts.all("listen").iter().any(|l| {
+            l.split_whitespace()
+                .nth(3)
+                .is_some_and(|local| local.ends_with(&format!(":{port}")))
+        })
+    };
+    let port_open = listens_on(spec.ssh.port);
+    let stray_22 = spec.ssh.port != 22 && listens_on(22);
     let want_key = secrets
         .machine(&m.name)
         .and_then(|s| s.public_key())
@@ -741,6 +825,10 @@ pub fn evaluate(
         "sshd",
         match (port_open, offered) {
             (false, _) => Outcome::Failed(format!("nothing listens on port {}", spec.ssh.port)),
+            _ if stray_22 => Outcome::Failed(format!(
+                "something still listens on port 22 (ssh.port is {})",
+                spec.ssh.port
+            )),
             (true, false) => {
                 Outcome::Failed("sshd does not offer the host key from the secrets file".into())
             }
@@ -750,6 +838,8 @@ pub fn evaluate(
             )),
         },
     );
+
+    put("ssh-peer", ssh_peer_check(spec, m, facts));
 
     // ufw: active, exactly the role's rules
     let (active, rules) = parse_ufw(facts.all("ufw"));
@@ -854,6 +944,19 @@ pub fn evaluate(
     );
 
     put(
+        "release-nfs",
+        match (m.role, facts.one("release-nfs")) {
+            (Role::Master, Some(l)) if l.starts_with("ok ") => Outcome::Ok(l[3..].to_string()),
+            (Role::Master, Some(l)) => Outcome::Failed(format!(
+                "`nodeimg-setup check-nfs`, the release step's wait, says: {}",
+                l.trim_start_matches("fail").trim()
+            )),
+            (Role::Master, None) => Outcome::Failed(format!("not reported{incomplete}")),
+            _ => Outcome::NotApplicable,
+        },
+    );
+
+    put(
         "microk8s-config",
         if m.role.is_kubernetes() {
             file_check(facts, &files, "/etc/microk8s.yaml")
@@ -941,8 +1044,49 @@ pub fn evaluate(
     }
 }
 
+/// The next machine's sshd as seen from `m` (probe facts `ssh-login`,
+/// `ssh-22`): reached on ssh.port through its firewall with the pinned host
+/// key, logged in with the login key if one was given, and closed on 22.
+fn ssh_peer_check(spec: &Spec, m: &MachineSpec, facts: &Facts) -> Outcome {
+    let Some(target) = ssh_target(spec, m) else {
+        return Outcome::NotApplicable;
+    };
+    let port = spec.ssh.port;
+    let to = format!("{}:{port}", target.name);
+    let login = facts.one("ssh-login").unwrap_or("");
+    let mut words = login.splitn(3, ' ');
+    let (_, verdict, said) = (
+        words.next(),
+        words.next().unwrap_or(""),
+        words.next().unwrap_or(""),
+    );
+    let closed_22 = port == 22 || facts.one("ssh-22").is_some_and(|l| l.ends_with(" closed"));
+    match verdict {
+        _ if !closed_22 => Outcome::Failed(format!(
+            "{}:22 accepts connections though ssh.port is {port}",
+            target.name
+        )),
+        "ok" if said.trim() == spec.ssh.user => Outcome::Ok(format!(
+            "logged in to {to} as {}, host key pinned{}",
+            spec.ssh.user,
+            if port == 22 { "" } else { ", 22 closed" }
+        )),
+        "denied-without-key" => Outcome::Ok(format!(
+            "reached sshd on {to}, host key pinned, keys only{} (no --login-key: no login tried)",
+            if port == 22 { "" } else { ", 22 closed" }
+        )),
+        "" => Outcome::Failed("not reported".into()),
+        _ => Outcome::Failed(format!("ssh {}@{to}: {}", spec.ssh.user, said.trim())),
+    }
+}
+
 /// The vendor-data that installs and starts the probe on a test machine.
-pub fn probe_vendor_data(spec: &Spec, m: &MachineSpec, seed: &Seed) -> String {
+pub fn probe_vendor_data(
+    spec: &Spec,
+    m: &MachineSpec,
+    seed: &Seed,
+    probe: &ProbeSettings,
+) -> String {
     let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
     let peers: Vec<&str> = spec
         .machines
@@ -954,6 +1098,16 @@ pub fn probe_vendor_data(spec: &Spec, m: &MachineSpec, seed: &Seed) -> String {
         .by_role(Role::Worker)
         .map(|x| x.name.as_str())
         .collect();
+    let target = ssh_target(spec, m);
+    // Written before the probe runs; the probe only reads it.
+    let login_key = match &probe.login_key {
+        Some(key) => format!(
+            "install -d -m 0700 /usr/local/lib/nodeimg-probe\n\
+             (umask 077; cat > /usr/local/lib/nodeimg-probe/login-key <<'NODEIMG_PROBE_EOF'\n{}\nNODEIMG_PROBE_EOF\n)\n",
+            key.trim_end()
+        ),
+        None => String::new(),
+    };
     // The staking payload is checked on its own (and mostly moved or large).
     let files: Vec<String> = written_files(&seed.user_data)
         .into_keys()
@@ -977,6 +1131,18 @@ pub fn probe_vendor_data(spec: &Spec, m: &MachineSpec, seed: &Seed) -> String {
         ("PROBE_UID", spec.nfs.uid.to_string()),
         ("PROBE_GID", spec.nfs.gid.to_string()),
         ("PROBE_SSH_PORT", spec.ssh.port.to_string()),
+        ("PROBE_SSH_USER", spec.ssh.user.clone()),
+        (
+            "PROBE_SSH_TARGET",
+            target.map(|t| t.ip.to_string()).unwrap_or_default(),
+        ),
+        (
+            "PROBE_SSH_TARGET_KEY",
+            target
+                .and_then(|t| probe.host_keys.get(&t.name))
+                .cloned()
+                .unwrap_or_default(),
+        ),
         ("PROBE_FILES", files.join(" ")),
         ("PROBE_ONLINE_WAIT", ONLINE_WAIT_SECS.to_string()),
     ]
@@ -985,7 +1151,7 @@ pub fn probe_vendor_data(spec: &Spec, m: &MachineSpec, seed: &Seed) -> String {
     .collect::<String>();
     format!(
         "#!/bin/sh\n# nodeimg boot-test probe (vendor-data; added by boot-test, not part of the seed)\n\
-         mkdir -p /usr/local/lib/nodeimg-probe\n\
+         mkdir -p /usr/local/lib/nodeimg-probe\n{login_key}\
          cat > /usr/local/lib/nodeimg-probe/env <<'NODEIMG_PROBE_EOF'\n{env}NODEIMG_PROBE_EOF\n\
          cat > /usr/local/lib/nodeimg-probe/probe <<'NODEIMG_PROBE_EOF'\n{PROBE}NODEIMG_PROBE_EOF\n\
          chmod 0755 /usr/local/lib/nodeimg-probe/probe\n\
@@ -1078,6 +1244,9 @@ pub struct BootOptions {
     /// Boot the disk images of this build directory (`build --images`)
     /// instead of `image` with seed ISOs.
     pub images_from: Option<PathBuf>,
+    /// A throwaway private key authorized in the profile: each probe logs in
+    /// with it to the next machine (it is copied into the test machines).
+    pub login_key: Option<PathBuf>,
 }
 
 /// The outcome of a boot test.
@@ -1185,6 +1354,11 @@ pub fn run(
     let started = Instant::now();
     let deadline = started + opts.timeout;
     let mut lab = Lab::new(dir, accel, opts.memory_mib)?;
+    let login_key = match &opts.login_key {
+        Some(path) => Some(read_login_key(path, spec)?),
+        None => None,
+    };
+    lab.probe = ProbeSettings::new(spec, secrets, login_key);
     let mut names = Vec::new();
     for (name, seed) in seeds {
         let m = spec
@@ -1388,7 +1562,11 @@ mod evaluate_tests {
     }
 
     fn world() -> World {
-        let v = crate::load_profile_str("tutorial.yaml", PROFILE).unwrap();
+        world_of(PROFILE)
+    }
+
+    fn world_of(profile: &str) -> World {
+        let v = crate::load_profile_str("tutorial.yaml", profile).unwrap();
         let secrets = Secrets::generate(&v.spec).unwrap();
         let engine = crate::render::Engine::new(None).unwrap();
         let seeds = crate::render_seeds(&v.spec, &secrets, &engine, &[], &Default::default())
@@ -1430,6 +1608,7 @@ mod evaluate_tests {
             format!("hostkey 127.0.0.1 {key}"),
             "peer nfs ok".into(),
             "peer master ok".into(),
+            "ssh-login 172.20.10.10 denied-without-key staker@172.20.10.10: Permission denied (publickey).".into(),
             "nfs-mount ok".into(),
             "nfs-write ok 1001:2000".into(),
             "status ssh done 1 1 listening".into(),
@@ -1469,6 +1648,34 @@ mod evaluate_tests {
         assert!(
             matches!(&r.checks["online-steps"], Outcome::Ok(d) if d.starts_with("retrying offline"))
         );
+    }
+
+    #[test]
+    fn on_another_ssh_port_nothing_may_answer_on_22() {
+        let w = world_of(&PROFILE.replace("  port: 22\n", "  port: 2222\n"));
+        let ok = healthy_worker(&w).replace("0.0.0.0:22 ", "0.0.0.0:2222 ").replace(
+            "@@P@@ ssh-login 172.20.10.10 denied-without-key staker@172.20.10.10: Permission denied (publickey).\n",
+            "@@P@@ ssh-login 172.20.10.10 ok staker\n@@P@@ ssh-22 172.20.10.10 closed\n",
+        );
+        let r = eval(&w, &ok);
+        assert!(matches!(&r.checks["sshd"], Outcome::Ok(d) if d.starts_with("port 2222")));
+        assert!(
+            matches!(&r.checks["ssh-peer"], Outcome::Ok(d) if d == "logged in to nfs:2222 as staker, host key pinned, 22 closed"),
+            "{:?}",
+            r.checks["ssh-peer"]
+        );
+        let stray = ok.replace(
+            "@@P@@ listen LISTEN 0 128 0.0.0.0:2222 0.0.0.0:*\n",
+            "@@P@@ listen LISTEN 0 128 0.0.0.0:2222 0.0.0.0:*\n@@P@@ listen LISTEN 0 128 [::]:22 [::]:*\n",
+        );
+        assert!(failed(&w, &stray, "sshd").contains("still listens on port 22"));
+        let open = ok.replace("ssh-22 172.20.10.10 closed", "ssh-22 172.20.10.10 open");
+        assert!(failed(&w, &open, "ssh-peer").contains("nfs:22 accepts connections"));
+        let other_user = ok.replace(
+            "ssh-login 172.20.10.10 ok staker",
+            "ssh-login 172.20.10.10 ok root",
+        );
+        assert!(failed(&w, &other_user, "ssh-peer").contains("root"));
     }
 
     fn failed(w: &World, serial: &str, check: &str) -> String {
@@ -1524,6 +1731,12 @@ mod evaluate_tests {
                 "hostkey 127.0.0.1 ssh-ed25519 BBBB",
                 "sshd",
                 "host key",
+            ),
+            (
+                "denied-without-key staker@172.20.10.10: Permission denied (publickey).",
+                "fail ssh: connect to host 172.20.10.10 port 22: Connection timed out",
+                "ssh-peer",
+                "Connection timed out",
             ),
             (
                 "ufw Status: active",

@@ -113,15 +113,18 @@ impl Fetcher {
     /// The verified file at `url` whose sha256 is `sha256`: from the cache,
     /// or downloaded (resuming an earlier partial download) and verified.
     /// A `file://` URL is verified in place and not copied.
-    pub fn fetch(&self, url: &str, sha256: &str) -> Result<PathBuf> {
+    /// At most `cap` bytes are accepted (announced or received).
+    pub fn fetch(&self, url: &str, sha256: &str, cap: u64) -> Result<PathBuf> {
+        let shown = shown_url(url);
         let sha256 = parse_sha256(sha256)
             .with_context(|| format!("{sha256:?} is not a sha256 (64 hex digits)"))?;
         if let Some(path) = url.strip_prefix("file://") {
             let path = PathBuf::from(path);
+            crate::io::input::open_regular(&path, cap).map_err(anyhow::Error::msg)?;
             let actual = sha256_file(&path)?;
             if actual != sha256 {
                 bail!(
-                    "{url}: sha256 mismatch: expected {sha256}, got {actual}\n  hint: the file is not the one the profile pins; fix the sha256 or the file"
+                    "{shown}: sha256 mismatch: expected {sha256}, got {actual}\n  hint: the file is not the one the profile pins; fix the sha256 or the file"
                 );
             }
             return Ok(path);
@@ -137,7 +140,7 @@ impl Fetcher {
         }
         let Some(client) = &self.client else {
             bail!(
-                "--offline: {url} (sha256 {sha256}) is not in the cache {}\n  hint: run once without --offline, or put the file there as sha256/{sha256}",
+                "--offline: {shown} (sha256 {sha256}) is not in the cache {}\n  hint: run once without --offline, or put the file there as sha256/{sha256}",
                 self.opts.cache_dir.display()
             );
         };
@@ -149,20 +152,20 @@ impl Fetcher {
         let mut pause = self.opts.retry_pause;
         let mut attempt = 1;
         loop {
-            match self.download(client, url, &part) {
+            match self.download(client, url, &part, cap) {
                 Ok(actual) if actual == sha256 => break,
                 Ok(actual) => {
                     // Nothing unverified is kept: the next run starts afresh.
                     let _ = fs::remove_file(&part);
                     bail!(
-                        "{url}: sha256 mismatch: expected {sha256}, got {actual}; nothing was cached\n  hint: the server sent other bytes than the profile pins; check the URL and the sha256"
+                        "{shown}: sha256 mismatch: expected {sha256}, got {actual}; nothing was cached\n  hint: the server sent other bytes than the profile pins; check the URL and the sha256"
                     );
                 }
                 Err(Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Cut(e)) if attempt >= ATTEMPTS => {
                     let have = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
                     return Err(e.context(format!(
-                        "{url}: gave up after {ATTEMPTS} attempts with {have} bytes; run again to resume from there"
+                        "{shown}: gave up after {ATTEMPTS} attempts with {have} bytes; run again to resume from there"
                     )));
                 }
                 Err(Failure::Cut(_)) => {
@@ -185,15 +188,23 @@ impl Fetcher {
         client: &reqwest::blocking::Client,
         url: &str,
         part: &Path,
+        cap: u64,
     ) -> std::result::Result<String, Failure> {
+        let shown = shown_url(url);
+        let url_shown = shown.as_str();
         let have = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
         let mut req = client.get(url);
         if have > 0 {
             req = req.header(RANGE, format!("bytes={have}-"));
         }
-        let mut resp = req
-            .send()
-            .map_err(|e| Failure::Cut(request_error(url, e)))?;
+        let mut resp = req.send().map_err(|e| {
+            if e.is_redirect() {
+                // Another attempt would follow the same loop.
+                Failure::Fatal(request_error(url, e))
+            } else {
+                Failure::Cut(request_error(url, e))
+            }
+        })?;
         let status = resp.status();
         let resumed = status == StatusCode::PARTIAL_CONTENT
             && content_range_start(&resp) == Some(have)
@@ -202,12 +213,12 @@ impl Fetcher {
             // The part file is as long as (or longer than) the body: start over.
             let _ = fs::remove_file(part);
             return Err(Failure::Cut(anyhow::anyhow!(
-                "{url}: the server refused to resume"
+                "{url_shown}: the server refused to resume"
             )));
         }
         if !status.is_success() {
             return Err(Failure::Fatal(anyhow::anyhow!(
-                "{url}: the server answered {status}\n  hint: check the URL{}",
+                "{url_shown}: the server answered {status}\n  hint: check the URL{}",
                 if status == StatusCode::NOT_FOUND {
                     " (the file is not there)"
                 } else {
@@ -236,6 +247,16 @@ impl Fetcher {
             done = have;
         }
         let total = resp.content_length().map(|n| n + done);
+        let too_big = |n: u64| {
+            let _ = fs::remove_file(part);
+            Failure::Fatal(anyhow::anyhow!(
+                "{url_shown}: the file is {n} bytes or more, more than the {} nodeimg accepts for it; nothing was kept\n  hint: check the URL: it names something much larger than expected",
+                crate::io::input::human(cap)
+            ))
+        };
+        if let Some(total) = total.filter(|&t| t > cap) {
+            return Err(too_big(total));
+        }
         let bar = progress_bar(total, url.rsplit('/').next().unwrap_or(url));
         bar.set_position(done);
         let mut buf = vec![0u8; 256 * 1024];
@@ -247,7 +268,7 @@ impl Fetcher {
                 Err(e) => {
                     bar.abandon();
                     return Err(Failure::Cut(anyhow::Error::new(e).context(format!(
-                        "{url}: the transfer stopped after {done} bytes"
+                        "{url_shown}: the transfer stopped after {done} bytes"
                     ))));
                 }
             };
@@ -259,12 +280,17 @@ impl Fetcher {
             hasher.update(&buf[..n]);
             done += n as u64;
             bar.set_position(done);
+            if done > cap {
+                bar.abandon();
+                drop(file);
+                return Err(too_big(done));
+            }
         }
         bar.finish_and_clear();
         if let Some(total) = total {
             if done < total {
                 return Err(Failure::Cut(anyhow::anyhow!(
-                    "{url}: the transfer stopped after {done} of {total} bytes"
+                    "{url_shown}: the transfer stopped after {done} of {total} bytes"
                 )));
             }
         }
@@ -274,15 +300,19 @@ impl Fetcher {
     /// A small unpinned text file (a SHA256SUMS list): downloaded afresh
     /// when online (and kept), read from the cache when offline.
     pub fn fetch_text(&self, url: &str) -> Result<String> {
+        let cap = crate::io::input::MAX_CHECKSUM_LIST;
+        let shown = shown_url(url);
         if let Some(path) = url.strip_prefix("file://") {
-            return fs::read_to_string(path).with_context(|| format!("cannot read {path}"));
+            let bytes =
+                crate::io::input::read_regular(Path::new(path), cap).map_err(anyhow::Error::msg)?;
+            return String::from_utf8(bytes).with_context(|| format!("{path} is not text"));
         }
         let key = crate::output::sha256_hex(url.as_bytes());
         let cached = self.opts.cache_dir.join("by-url").join(&key);
         let Some(client) = &self.client else {
             return fs::read_to_string(&cached).with_context(|| {
                 format!(
-                    "--offline: {url} is not in the cache {}\n  hint: run once without --offline",
+                    "--offline: {shown} is not in the cache {}\n  hint: run once without --offline",
                     self.opts.cache_dir.display()
                 )
             });
@@ -290,11 +320,19 @@ impl Fetcher {
         let resp = client.get(url).send().map_err(|e| request_error(url, e))?;
         let status = resp.status();
         if !status.is_success() {
-            bail!("{url}: the server answered {status}\n  hint: check the URL");
+            bail!("{shown}: the server answered {status}\n  hint: check the URL");
         }
-        let text = resp
-            .text()
-            .with_context(|| format!("{url}: the transfer failed"))?;
+        let mut bytes = Vec::new();
+        resp.take(cap + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("{shown}: the transfer failed"))?;
+        if bytes.len() as u64 > cap {
+            bail!(
+                "{shown}: more than the {} nodeimg reads for a checksum list\n  hint: check the URL: it should name a SHA256SUMS file",
+                crate::io::input::human(cap)
+            );
+        }
+        let text = String::from_utf8(bytes).with_context(|| format!("{shown}: not text"))?;
         crate::output::write_private_atomic(&cached, text.as_bytes())?;
         Ok(text)
     }
@@ -307,16 +345,40 @@ enum Failure {
     Fatal(anyhow::Error),
 }
 
-/// A request that got no answer: worth another attempt.
+/// A request that got no answer (or only redirects).
 fn request_error(url: &str, e: reqwest::Error) -> anyhow::Error {
-    let what = if e.is_timeout() {
+    let what = if e.is_redirect() {
+        "too many redirects (a redirect loop?); not retried"
+    } else if e.is_timeout() {
         "no answer in time (timed out)"
     } else if e.is_connect() {
         "cannot connect"
     } else {
         "the request failed"
     };
-    anyhow::Error::new(e).context(format!("{url}: {what}"))
+    // reqwest's own message repeats the URL, credentials and all.
+    anyhow::Error::new(e.without_url()).context(format!("{}: {what}", shown_url(url)))
+}
+
+/// `url` as messages show it: a password in it (`user:pass@`) becomes `***`.
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            let hidden = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_string()
+            };
+            format!("{scheme}://{hidden}@{host}{path}")
+        }
+        None => url.to_string(),
+    }
 }
 
 fn content_range_start(resp: &reqwest::blocking::Response) -> Option<u64> {

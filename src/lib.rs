@@ -293,11 +293,11 @@ fn open_base_image(v: &Validated, opts: &BuildOptions, scratch: &Path) -> Result
                 validate::Checksum::Sums { url, name } => {
                     let list = fetcher.fetch_text(url)?;
                     fetch::sums_entry(&list, name).with_context(|| {
-                        format!("{url} has no entry for {name}\n  hint: check image.url and image.sha256sums, or pin image.sha256")
+                        format!("{} has no entry for {name}\n  hint: check image.url and image.sha256sums, or pin image.sha256", fetch::shown_url(url))
                     })?
                 }
             };
-            fetcher.fetch(&image.url, &sha256)?
+            fetcher.fetch(&image.url, &sha256, io::input::MAX_BASE_IMAGE)?
         }
     };
     disk::BaseImage::open(&path, scratch)
@@ -341,7 +341,8 @@ pub fn read_validator_keys(v: &Validated, profile_path: &Path) -> Result<Vec<sta
         return Ok(Vec::new());
     };
     let base = profile_path.parent().unwrap_or(Path::new("."));
-    let (keys, diags) = staking::read_keys(s, base);
+    let allowed = io::input::Confinement::new(base, &v.spec.trusted_folders);
+    let (keys, diags) = staking::read_keys(s, base, &allowed);
     if diags.is_empty() {
         Ok(keys)
     } else {
@@ -409,12 +410,14 @@ pub fn fetch_charts(
     for (chart, pin) in &s.charts {
         let file = staking::chart_archive(chart, &pin.version);
         let url = archive_source(charts_dir, &file, chart_url(chart, &pin.version))?;
-        let path = fetcher.fetch(&url, &pin.sha256).with_context(|| {
-            format!(
-                "the {chart} chart {} (pinned in staking.charts or nodeimg's defaults)",
-                pin.version
-            )
-        })?;
+        let path = fetcher
+            .fetch(&url, &pin.sha256, io::input::MAX_CHART)
+            .with_context(|| {
+                format!(
+                    "the {chart} chart {} (pinned in staking.charts or nodeimg's defaults)",
+                    pin.version
+                )
+            })?;
         archives.push((file, path));
     }
     Ok(archives)
@@ -434,7 +437,7 @@ pub fn fetch_legacy_archive(
         staking::legacy_url(&legacy.commit),
     )?;
     fetcher
-        .fetch(&url, &legacy.sha256)
+        .fetch(&url, &legacy.sha256, io::input::MAX_CHART)
         .context("the eth2xk8s archive (pinned in staking.eth2xk8s)")
 }
 
@@ -532,15 +535,11 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
             staking::extract_legacy_chart(&zip, &dest)?;
             // The chart takes each wallet password from a file (--set-file).
             stage.machine_dir("passwords")?;
-            let base = profile_path.parent().unwrap_or(Path::new("."));
-            for g in &s.groups {
-                let from = base.join(&g.password_file);
-                let bytes = std::fs::read(&from)
-                    .with_context(|| format!("cannot read the password file {}", from.display()))?;
+            for g in read_validator_keys(&v, profile_path)? {
                 stage.write(
                     "passwords",
-                    &format!("{}.txt", g.name),
-                    String::from_utf8_lossy(&bytes).trim_end().as_bytes(),
+                    &format!("{}.txt", g.group),
+                    String::from_utf8_lossy(&g.password).trim_end().as_bytes(),
                     true,
                 )?;
             }

@@ -125,6 +125,11 @@ enum Command {
         /// seed (--only) and boot it again; it must come back the same.
         #[arg(long, value_name = "NAME")]
         reprovision: Option<String>,
+        /// A throwaway private key whose public half is in ssh.authorized_keys:
+        /// each machine then logs in with it to the next one on ssh.port. It is
+        /// copied into the test machines: never use your own key.
+        #[arg(long, value_name = "FILE")]
+        login_key: Option<PathBuf>,
         /// Print the result as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -333,6 +338,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             accel,
             keep,
             reprovision,
+            login_key,
             json,
             seed,
             images,
@@ -354,6 +360,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 keep,
                 reprovision,
                 images_from: None,
+                login_key,
             };
             let build = nodeimg::BuildOptions {
                 out_dir: out,

@@ -10,7 +10,11 @@ use crate::diag::{Diagnostic, Path, Report};
 use crate::yaml::{self, Node};
 
 pub const DEFAULT_MICROK8S_CHANNEL: &str = "1.34/stable";
-pub const DEFAULT_CHRONY_POOL_OPTIONS: &str = "iburst minpoll 1 maxpoll 2 maxsources 3";
+/// chrony's own polling (64 s to 17 min), which public pools ask for; the
+/// reference setup's `minpoll 1 maxpoll 2` is for pools of one's own.
+pub const DEFAULT_CHRONY_POOL_OPTIONS: &str = "iburst maxsources 3";
+/// The reference setup's pool options (polls every 2-4 s).
+pub const REFERENCE_CHRONY_POOL_OPTIONS: &str = "iburst minpoll 1 maxpoll 2 maxsources 3";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Profile {
@@ -30,6 +34,13 @@ pub struct Profile {
     pub microk8s: Microk8s,
     #[serde(default)]
     pub firewall: Firewall,
+    /// Folders outside the profile's own that its paths (validator keys,
+    /// passwords) may name; by default they must stay in the profile's folder.
+    #[serde(default)]
+    pub trusted_folders: Vec<String>,
+    /// The Ubuntu release the machines run (20.04, 22.04, 24.04 or their
+    /// code names) [default: `image.release`, else 20.04 as in the reference].
+    pub ubuntu: Option<String>,
     /// The base image for `build --images`.
     pub image: Option<Image>,
     /// The staking release the master installs.
@@ -59,6 +70,8 @@ pub struct Machine {
     pub mac: Option<String>,
     /// The NIC's name (e.g. enp1s0); without `mac` the NIC is matched by it.
     pub interface: Option<String>,
+    /// This machine's Ubuntu release, where it differs from `ubuntu`.
+    pub ubuntu: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -40,6 +40,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "files/sshd.conf",
         include_str!("../cloudinit/files/sshd.conf"),
     ),
+    (
+        "files/ssh-socket.conf",
+        include_str!("../cloudinit/files/ssh-socket.conf"),
+    ),
     ("files/exports", include_str!("../cloudinit/files/exports")),
     (
         "files/microk8s.yaml",

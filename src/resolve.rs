@@ -205,6 +205,8 @@ pub fn context(
             "mac": m.mac,
             "interface": m.interface,
             "nic_name": nic_name,
+            "ubuntu": m.ubuntu,
+            "kubelet_on_cgroup_v1": m.kubelet_on_cgroup_v1(&spec.microk8s.channel),
         },
         "machines": spec.machines.iter().map(|x| machine_summary(spec, x)).collect::<Vec<_>>(),
         "master": machine_summary(spec, master),

@@ -9,6 +9,7 @@ use std::path::Path as FsPath;
 use serde_json::{json, Value};
 
 use crate::diag::{Diagnostic, Path};
+use crate::io::input::{read_regular, Confinement, PathProblem};
 use crate::profile;
 use crate::validate::Checker;
 
@@ -735,21 +736,33 @@ pub struct GroupKeys {
 /// Reads every group's keystores and password (paths relative to
 /// `base_dir`), and checks that no pubkey is in two groups. Problems come
 /// back as diagnostics on the group's keys.
-pub fn read_keys(spec: &StakingSpec, base_dir: &FsPath) -> (Vec<GroupKeys>, Vec<Diagnostic>) {
+pub fn read_keys(
+    spec: &StakingSpec,
+    base_dir: &FsPath,
+    allowed: &Confinement,
+) -> (Vec<GroupKeys>, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let mut out = Vec::new();
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    const OUTSIDE_HINT: &str = "keep the validator keys beside the profile, or list their folder in `trusted_folders: [/path/to/folder]` to allow it explicitly";
     for (i, g) in spec.groups.iter().enumerate() {
         let p = Path::root().key("staking").key("validators").index(i);
-        let dir = base_dir.join(&g.keystores);
         let mut keystores = Vec::new();
-        match std::fs::read_dir(&dir) {
-            Err(e) => diags.push(Diagnostic::error(
+        let dir = allowed.resolve(base_dir, &g.keystores).and_then(|d| {
+            std::fs::read_dir(&d)
+                .map(|entries| (d.clone(), entries))
+                .map_err(|e| PathProblem::Unreadable(format!("{}: {e}", d.display())))
+        });
+        match dir {
+            Err(PathProblem::Outside(why)) => {
+                diags.push(Diagnostic::error(p.key("keystores"), why, OUTSIDE_HINT))
+            }
+            Err(PathProblem::Unreadable(why)) => diags.push(Diagnostic::error(
                 p.key("keystores"),
-                format!("cannot read the keystore folder {}: {e}", dir.display()),
+                format!("cannot read the keystore folder {why}"),
                 "give a folder of EIP-2335 keystores (keystore-*.json), relative to the profile; the staking-deposit-cli writes them to validator_keys/",
             )),
-            Ok(entries) => {
+            Ok((dir, entries)) => {
                 let mut files: Vec<_> = entries
                     .flatten()
                     .map(|e| e.path())
@@ -761,7 +774,21 @@ pub fn read_keys(spec: &StakingSpec, base_dir: &FsPath) -> (Vec<GroupKeys>, Vec<
                     })
                     .collect();
                 files.sort();
-                if files.is_empty() {
+                let too_many = files.len() > crate::io::input::MAX_KEYSTORES;
+                if too_many {
+                    diags.push(Diagnostic::error(
+                        p.key("keystores"),
+                        format!(
+                            "{} holds {} keystore files, more than the {} nodeimg reads for one group",
+                            dir.display(),
+                            files.len(),
+                            crate::io::input::MAX_KEYSTORES
+                        ),
+                        "split the keys into several groups",
+                    ));
+                    files.clear();
+                }
+                if files.is_empty() && !too_many {
                     diags.push(Diagnostic::error(
                         p.key("keystores"),
                         format!("{} holds no keystore-*.json file", dir.display()),
@@ -770,14 +797,19 @@ pub fn read_keys(spec: &StakingSpec, base_dir: &FsPath) -> (Vec<GroupKeys>, Vec<
                 }
                 for f in files {
                     let name = f.file_name().unwrap_or_default().to_string_lossy().into_owned();
-                    let bytes = match std::fs::read(&f) {
+                    // A keystore may be a symlink: where it points must be allowed too.
+                    let read = allowed.resolve(&dir, &name).and_then(|real| {
+                        read_regular(&real, crate::io::input::MAX_KEYSTORE)
+                            .map_err(PathProblem::Unreadable)
+                    });
+                    let bytes = match read {
                         Ok(b) => b,
-                        Err(e) => {
-                            diags.push(Diagnostic::error(
-                                p.key("keystores"),
-                                format!("cannot read {}: {e}", f.display()),
-                                "check the file's permissions",
-                            ));
+                        Err(why) => {
+                            let hint = match why {
+                                PathProblem::Outside(_) => OUTSIDE_HINT,
+                                PathProblem::Unreadable(_) => "use the keystore files your deposit tool wrote (regular files of a few KiB)",
+                            };
+                            diags.push(Diagnostic::error(p.key("keystores"), why.to_string(), hint));
                             continue;
                         }
                     };
@@ -812,7 +844,12 @@ pub fn read_keys(spec: &StakingSpec, base_dir: &FsPath) -> (Vec<GroupKeys>, Vec<
             }
         }
         let pw_path = base_dir.join(&g.password_file);
-        let password = match std::fs::read(&pw_path) {
+        let read = allowed
+            .resolve(base_dir, &g.password_file)
+            .and_then(|real| {
+                read_regular(&real, crate::io::input::MAX_PASSWORD).map_err(PathProblem::Unreadable)
+            });
+        let password = match read {
             Ok(b) if !b.trim_ascii().is_empty() => {
                 crate::redact::register(&[String::from_utf8_lossy(&b).into_owned()]);
                 b
@@ -825,11 +862,20 @@ pub fn read_keys(spec: &StakingSpec, base_dir: &FsPath) -> (Vec<GroupKeys>, Vec<
                 ));
                 Vec::new()
             }
-            Err(e) => {
+            Err(PathProblem::Outside(why)) => {
+                diags.push(Diagnostic::error(p.key("password_file"), why, OUTSIDE_HINT));
+                Vec::new()
+            }
+            Err(PathProblem::Unreadable(why)) => {
+                // read_regular says "cannot read PATH: ..." or "PATH is ...".
+                let message = match why.strip_prefix("cannot read ") {
+                    Some(rest) => format!("cannot read the password file {rest}"),
+                    None => format!("the password file {why}"),
+                };
                 diags.push(Diagnostic::error(
                     p.key("password_file"),
-                    format!("cannot read the password file {}: {e}", pw_path.display()),
-                    "give the file holding the keystores' password, relative to the profile",
+                    message,
+                    "give the file holding the keystores' password (a regular file of at most 4 KiB), relative to the profile",
                 ));
                 Vec::new()
             }

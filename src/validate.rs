@@ -109,7 +109,35 @@ pub struct MachineSpec {
     pub ip: Ipv4Addr,
     pub mac: Option<String>,
     pub interface: Option<String>,
+    /// The Ubuntu release it runs, as a version ("20.04").
+    pub ubuntu: &'static str,
 }
+
+impl MachineSpec {
+    /// Whether its kubelet must be told to run on cgroup v1: Ubuntu 20.04
+    /// boots the legacy hierarchy, and from Kubernetes 1.35 the kubelet
+    /// refuses it by default (KEP-5573, `failCgroupV1`).
+    pub fn kubelet_on_cgroup_v1(&self, channel: &str) -> bool {
+        self.role.is_kubernetes()
+            && self.ubuntu == UBUNTU_CGROUP_V1
+            && match channel_minor(channel) {
+                Ok(Some(minor)) => minor >= FAIL_CGROUP_V1_FROM,
+                Ok(None) => true,
+                Err(_) => false,
+            }
+    }
+}
+
+/// The one supported release that boots with cgroup v1 (hybrid); Ubuntu
+/// switched to the unified hierarchy in 21.10.
+pub const UBUNTU_CGROUP_V1: &str = "20.04";
+/// The first Kubernetes minor whose kubelet refuses cgroup v1 by default.
+pub const FAIL_CGROUP_V1_FROM: u32 = 35;
+/// The newest Kubernetes minor known to start on cgroup v1 with
+/// `--fail-cgroupv1=false` (v1 support is to be removed after it).
+pub const CGROUP_V1_LAST_KNOWN: u32 = 36;
+/// The release a machine runs when the profile names none: the reference's.
+pub const DEFAULT_UBUNTU: &str = "20.04";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ExtraRule {
@@ -135,6 +163,8 @@ pub struct Spec {
     pub extra_rules: Vec<ExtraRule>,
     pub image: Option<ImageSpec>,
     pub staking: Option<crate::staking::StakingSpec>,
+    /// Folders outside the profile's that its paths may name.
+    pub trusted_folders: Vec<String>,
 }
 
 /// The checked `image` section.
@@ -278,21 +308,37 @@ pub fn validate(p: &Profile) -> (Option<Spec>, Vec<Diagnostic>) {
     };
     let domain = p.cluster.as_ref().and_then(|cl| cl.domain.clone());
     if let Some(d) = &domain {
+        let longest = p
+            .machines
+            .iter()
+            .filter_map(|m| m.name.as_deref())
+            .max_by_key(|n| n.len());
         if !d.split('.').all(is_dns_label) {
             c.error(
                 Path::parse("cluster.domain"),
                 format!("domain {d:?} is not a valid DNS name"),
                 "use labels of lowercase letters, digits and hyphens separated by dots, e.g. `lan`",
             );
+        } else if let Some(name) = longest.filter(|n| n.len() + 1 + d.len() > 253) {
+            c.error(
+                Path::parse("cluster.domain"),
+                format!(
+                    "{name}.{d} would be {} characters: a DNS name has at most 253",
+                    name.len() + 1 + d.len()
+                ),
+                "use a shorter domain",
+            );
         }
     }
 
     let (subnet, gateway, dns) = check_network(&mut c, p);
-    let machines = check_machines(&mut c, p, subnet, gateway);
+    let ubuntu = check_ubuntu(&mut c, p);
+    let machines = check_machines(&mut c, p, subnet, gateway, ubuntu);
     let ssh = check_ssh(&mut c, p);
     check_time(&mut c, &p.time);
     check_nfs(&mut c, &p.nfs);
     check_microk8s(&mut c, &p.microk8s);
+    check_release_and_channel(&mut c, p, &machines);
     let extra_rules = check_firewall(&mut c, &p.firewall);
     let image = p.image.as_ref().and_then(|i| check_image(&mut c, i));
     let staking = p
@@ -326,6 +372,7 @@ pub fn validate(p: &Profile) -> (Option<Spec>, Vec<Diagnostic>) {
             extra_rules,
             image,
             staking,
+            trusted_folders: p.trusted_folders.clone(),
         }),
         _ => None,
     };
@@ -362,6 +409,14 @@ fn check_network(
                 );
                 None
             }
+            Ok(n) if unusable_subnet(n).is_some() => {
+                c.error(
+                    Path::parse("network.subnet"),
+                    format!("subnet {s} {}", unusable_subnet(n).unwrap_or_default()),
+                    "give the machines' own LAN, e.g. 192.168.1.0/24 or 172.20.0.0/20: the NFS export and the cluster ports are opened to this subnet",
+                );
+                None
+            }
             Ok(n) if n.prefix_len() > 30 => {
                 c.error(
                     Path::parse("network.subnet"),
@@ -370,7 +425,16 @@ fn check_network(
                 );
                 None
             }
-            Ok(n) => Some(n),
+            Ok(n) => {
+                if !is_private_v4(n.network()) {
+                    c.warning(
+                        Path::parse("network.subnet"),
+                        format!("subnet {s} is not a private range: the NFS export and the cluster ports are opened to all of it"),
+                        "a LAN is usually 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16; keep this only if these public addresses are yours",
+                    );
+                }
+                Some(n)
+            }
             Err(_) => {
                 c.error(
                     Path::parse("network.subnet"),
@@ -428,6 +492,11 @@ fn check_network(
         Some(list) => {
             for (i, s) in list.iter().enumerate() {
                 match parse_ipv4(s) {
+                    Some(ip) if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_broadcast() => c.error(
+                        Path::parse("network.dns").index(i),
+                        format!("DNS server {ip} is not a server the machines can ask"),
+                        "give the address of a resolver on the network (your router, e.g. the gateway) or a public one such as 9.9.9.9; 127.x would point at the machine itself, where no resolver listens on first boot",
+                    ),
                     Some(ip) => dns.push(ip),
                     None => c.error(
                         Path::parse("network.dns").index(i),
@@ -441,11 +510,95 @@ fn check_network(
     (subnet, gateway, dns)
 }
 
+/// A release as the profile writes it (version or code name) -> its version.
+fn ubuntu_version(c: &mut Checker, at: Path, release: &str) -> Option<&'static str> {
+    let found = UBUNTU_RELEASES
+        .iter()
+        .find(|(v, name)| *v == release || *name == release);
+    if found.is_none() {
+        c.error(
+            at,
+            format!("{release:?} is not an Ubuntu release nodeimg supports"),
+            "write 20.04, 22.04 or 24.04 (quoted, e.g. \"22.04\"), or focal, jammy or noble",
+        );
+    }
+    found.map(|(v, _)| *v)
+}
+
+/// The release the machines run unless they say otherwise: `ubuntu`, else
+/// `image.release`, else the reference's 20.04.
+fn check_ubuntu(c: &mut Checker, p: &Profile) -> &'static str {
+    let from_image = p.image.as_ref().and_then(|i| i.release.as_deref());
+    let image = from_image.and_then(|r| {
+        UBUNTU_RELEASES
+            .iter()
+            .find(|(v, name)| *v == r || *name == r)
+            .map(|(v, _)| *v)
+    });
+    match &p.ubuntu {
+        Some(r) => {
+            let v = ubuntu_version(c, Path::root().key("ubuntu"), r);
+            if let (Some(v), Some(i)) = (v, image) {
+                if v != i {
+                    c.error(
+                        Path::root().key("ubuntu"),
+                        format!("`ubuntu` is {v} but `image.release` is {i}"),
+                        "the disk images are made from image.release: give both the same release, or drop `ubuntu`",
+                    );
+                }
+            }
+            v.unwrap_or(DEFAULT_UBUNTU)
+        }
+        None => image.unwrap_or(DEFAULT_UBUNTU),
+    }
+}
+
+/// MicroK8s channels a machine's release cannot run: on 20.04 (cgroup v1)
+/// only up to the last Kubernetes known to start there.
+fn check_release_and_channel(c: &mut Checker, p: &Profile, machines: &[MachineSpec]) {
+    let channel = &p.microk8s.channel;
+    let on_v1: Vec<&MachineSpec> = machines
+        .iter()
+        .filter(|m| m.role.is_kubernetes() && m.ubuntu == UBUNTU_CGROUP_V1)
+        .collect();
+    let Some(first) = on_v1.first() else { return };
+    // Blame the machine's own `ubuntu` where it has one, else the cluster's.
+    let at = p
+        .machines
+        .iter()
+        .position(|x| x.name.as_deref() == Some(&first.name) && x.ubuntu.is_some())
+        .map(|i| Path::root().key("machines").index(i).key("ubuntu"))
+        .unwrap_or_else(|| Path::root().key("microk8s").key("channel"));
+    let names: Vec<&str> = on_v1.iter().map(|m| m.name.as_str()).collect();
+    match channel_minor(channel) {
+        Ok(Some(minor)) if minor > CGROUP_V1_LAST_KNOWN => c.error(
+            at,
+            format!(
+                "MicroK8s {channel} on Ubuntu 20.04 ({}): Kubernetes 1.{minor} is not known to run on 20.04's cgroup v1",
+                names.join(", ")
+            ),
+            format!(
+                "run those machines on 22.04 or 24.04 (`ubuntu: \"22.04\"`), or use a channel up to 1.{CGROUP_V1_LAST_KNOWN}"
+            ),
+        ),
+        Ok(None) => c.warning(
+            at,
+            format!(
+                "{channel} on Ubuntu 20.04 ({}): a future Kubernetes may drop cgroup v1, which 20.04 boots with",
+                names.join(", ")
+            ),
+            format!("pin a track up to 1.{CGROUP_V1_LAST_KNOWN}, or run 22.04 or 24.04"),
+        ),
+        _ => {}
+    }
+}
+
 fn check_machines(
     c: &mut Checker,
     p: &Profile,
     subnet: Option<Ipv4Net>,
     gateway: Option<Ipv4Addr>,
+    ubuntu: &'static str,
 ) -> Vec<MachineSpec> {
     let list = Path::root().key("machines");
     if p.machines.is_empty() {
@@ -473,6 +626,14 @@ fn check_machines(
                     here.clone(),
                     format!("machine {} has no `name`", i + 1),
                     "add `name:` with its hostname",
+                );
+                None
+            }
+            Some(n) if n == "localhost" => {
+                c.error(
+                    here.key("name"),
+                    "machine name \"localhost\" is the name every machine has for itself",
+                    "give the machine a name of its own, e.g. worker-1",
                 );
                 None
             }
@@ -573,6 +734,14 @@ fn check_machines(
             },
         };
         let mac = m.mac.as_ref().and_then(|s| match normalize_mac(s) {
+            Some(mac) if mac_problem(&mac).is_some() => {
+                c.error(
+                    here.key("mac"),
+                    format!("{mac} {}", mac_problem(&mac).unwrap_or_default()),
+                    "copy the NIC's own address from the machine's label or `ip link` (link/ether)",
+                );
+                None
+            }
             Some(mac) => {
                 if let Some(first) = macs.insert(mac.clone(), i) {
                     c.error(
@@ -597,17 +766,22 @@ fn check_machines(
                 c.error(
                     here.key("interface"),
                     format!("{iface:?} is not a network interface name"),
-                    "use 1 to 15 letters, digits, `-`, `_` or `.`, e.g. enp1s0",
+                    "use 1 to 15 letters, digits, `-`, `_` or `.` (not lo, all, default, . or ..), e.g. enp1s0",
                 );
             }
         }
-        if let (Some(name), Some(role), Some(ip)) = (name, role, ip) {
+        let machine_ubuntu = match &m.ubuntu {
+            Some(r) => ubuntu_version(c, here.key("ubuntu"), r),
+            None => Some(ubuntu),
+        };
+        if let (Some(name), Some(role), Some(ip), Some(ubuntu)) = (name, role, ip, machine_ubuntu) {
             out.push(MachineSpec {
                 name,
                 role,
                 ip,
                 mac,
                 interface: m.interface.clone(),
+                ubuntu,
             });
         }
     }
@@ -695,6 +869,12 @@ fn check_ssh(c: &mut Checker, p: &Profile) -> Option<profile::Ssh> {
             format!("{:?} is not a usable login name", ssh.user),
             "use a lowercase name of letters, digits, `-` and `_` (not root), e.g. staker",
         );
+    } else if SYSTEM_USERS.contains(&ssh.user.as_str()) || ssh.user.starts_with("systemd-") {
+        c.error(
+            base.key("user"),
+            format!("{:?} is a system account of Ubuntu's cloud image", ssh.user),
+            "use a login name of your own, e.g. staker: cloud-init would give the system account a shell, your keys and sudo",
+        );
     }
     if ssh.authorized_keys.is_empty() {
         c.error(
@@ -749,17 +929,42 @@ fn check_time(c: &mut Checker, t: &profile::Time) {
         }
     }
     let chrony = base.key("chrony");
-    if !t
-        .chrony
-        .pool_options
-        .chars()
-        .all(|ch| ch.is_ascii_alphanumeric() || ch == ' ' || ch == '.' || ch == '-')
-    {
-        c.error(
+    match chrony_pool_options(&t.chrony.pool_options) {
+        Err(why) => c.error(
             chrony.key("pool_options"),
-            "chrony pool options may only hold words and numbers",
-            format!("e.g. {:?}", profile::DEFAULT_CHRONY_POOL_OPTIONS),
-        );
+            format!(
+                "chrony cannot read the pool options {:?}: {why}",
+                t.chrony.pool_options
+            ),
+            format!(
+                "options are words from chrony's `pool` directive, some with a number, e.g. {:?}",
+                profile::DEFAULT_CHRONY_POOL_OPTIONS
+            ),
+        ),
+        Ok(minpoll) if minpoll < PUBLIC_POOL_MINPOLL => {
+            let public: Vec<&str> = t
+                .ntp_pools
+                .iter()
+                .filter(|p| is_public_time_source(p))
+                .map(String::as_str)
+                .collect();
+            if !public.is_empty() {
+                c.warning(
+                    chrony.key("pool_options"),
+                    format!(
+                        "polling every {} s asks more of the public pools ({}) than their usage rules allow, and invites rate limiting",
+                        poll_seconds(minpoll),
+                        public.join(", ")
+                    ),
+                    format!(
+                        "keep {:?} for time servers of your own; for public pools use e.g. {:?}",
+                        t.chrony.pool_options,
+                        profile::DEFAULT_CHRONY_POOL_OPTIONS
+                    ),
+                );
+            }
+        }
+        Ok(_) => {}
     }
     if !t.chrony.maxupdateskew.is_finite() || t.chrony.maxupdateskew <= 0.0 {
         c.error(
@@ -784,13 +989,193 @@ fn check_time(c: &mut Checker, t: &profile::Time) {
     }
 }
 
+/// The shortest poll public NTP pools accept: chrony's default minpoll, 2^6 s.
+const PUBLIC_POOL_MINPOLL: i32 = 6;
+
+fn poll_seconds(poll: i32) -> String {
+    if poll >= 0 {
+        (1u64 << poll.min(40)).to_string()
+    } else {
+        format!("1/{}", 1u64 << (-poll).min(40))
+    }
+}
+
+/// Reads chrony `pool` options as chrony 3.5 (Ubuntu 20.04) and later do;
+/// the effective minpoll (chrony's default 6 unless given).
+pub fn chrony_pool_options(options: &str) -> Result<i32, String> {
+    // Options without a value, and options with an integer or decimal value.
+    const FLAGS: &[&str] = &[
+        "iburst",
+        "burst",
+        "prefer",
+        "noselect",
+        "trust",
+        "require",
+        "xleave",
+        "offline",
+        "auto_offline",
+    ];
+    const INTEGER: &[&str] = &[
+        "minpoll",
+        "maxpoll",
+        "maxsources",
+        "polltarget",
+        "presend",
+        "minstratum",
+        "port",
+        "key",
+        "version",
+        "minsamples",
+        "maxsamples",
+    ];
+    const DECIMAL: &[&str] = &[
+        "maxdelay",
+        "maxdelayratio",
+        "maxdelaydevratio",
+        "mindelay",
+        "asymmetry",
+        "offset",
+    ];
+    let (mut minpoll, mut maxpoll) = (6, 10);
+    let mut words = options.split_whitespace();
+    while let Some(word) = words.next() {
+        if FLAGS.contains(&word) {
+            continue;
+        }
+        let integer = INTEGER.contains(&word);
+        if !integer && !DECIMAL.contains(&word) {
+            return Err(format!(
+                "`{word}` is not an option of chrony's pool directive"
+            ));
+        }
+        let value = words
+            .next()
+            .ok_or_else(|| format!("`{word}` needs a number after it"))?;
+        if integer {
+            let n: i32 = value
+                .parse()
+                .map_err(|_| format!("`{word} {value}`: {value} is not a whole number"))?;
+            let range = match word {
+                "minpoll" | "maxpoll" => -6..=24,
+                "maxsources" => 1..=16,
+                "version" => 1..=4,
+                "port" => 0..=65535,
+                "key" => 1..=i32::MAX,
+                _ => 0..=i32::MAX,
+            };
+            if !range.contains(&n) {
+                return Err(format!(
+                    "`{word} {n}` is outside {}..{}",
+                    range.start(),
+                    range.end()
+                ));
+            }
+            match word {
+                "minpoll" => minpoll = n,
+                "maxpoll" => maxpoll = n,
+                _ => {}
+            }
+        } else if !value.parse::<f64>().is_ok_and(f64::is_finite) {
+            return Err(format!("`{word} {value}`: {value} is not a number"));
+        }
+    }
+    if maxpoll < minpoll {
+        return Err(format!("maxpoll {maxpoll} is below minpoll {minpoll}"));
+    }
+    Ok(minpoll)
+}
+
+/// A time source anyone on the internet may use: not an address or name of
+/// a private network.
+fn is_public_time_source(source: &str) -> bool {
+    match parse_ipv4(source) {
+        Some(ip) => !(ip.is_private() || ip.is_loopback() || ip.is_link_local()),
+        None => {
+            let name = source.trim_end_matches('.').to_ascii_lowercase();
+            name.contains('.')
+                && ![".lan", ".local", ".home.arpa", ".internal", ".localdomain"]
+                    .iter()
+                    .any(|s| name.ends_with(s))
+        }
+    }
+}
+
+/// Folders of the system itself: exporting one (or anything in the virtual
+/// and boot ones) would hand the cluster the server's own files.
+const SYSTEM_DIRS: &[&str] = &[
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/media",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/snap",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+    "/var/lib",
+    "/var/log",
+    "/var/lib/nodeimg",
+    "/var/lib/snapd",
+    "/mnt",
+];
+const SYSTEM_TREES: &[&str] = &[
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
+    "/run",
+    "/sbin",
+    "/snap",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var/lib/nodeimg",
+    "/var/lib/snapd",
+    "/var/log",
+];
+
+/// Why an export root is unusable, if it is.
+fn export_root_problem(root: &str) -> Option<String> {
+    let trimmed = root.trim_end_matches('/');
+    if !root.starts_with('/') || !is_safe_path(root) || trimmed.is_empty() {
+        return Some("is not a usable export directory".into());
+    }
+    if trimmed.split('/').any(|part| part == "." || part == "..") {
+        return Some("holds `.` or `..`: write the folder itself".into());
+    }
+    if SYSTEM_DIRS.contains(&trimmed) {
+        return Some("is a folder of the system itself".into());
+    }
+    SYSTEM_TREES
+        .iter()
+        .find(|t| trimmed.starts_with(&format!("{t}/")))
+        .map(|t| format!("is inside {t}, which belongs to the system"))
+}
+
 fn check_nfs(c: &mut Checker, n: &profile::Nfs) {
     let base = Path::root().key("nfs");
-    if !n.export_root.starts_with('/') || !is_safe_path(&n.export_root) || n.export_root == "/" {
+    if let Some(why) = export_root_problem(&n.export_root) {
         c.error(
             base.key("export_root"),
-            format!("{:?} is not a usable export directory", n.export_root),
-            "use an absolute path of letters, digits, `/`, `-`, `_` and `.`, e.g. /data",
+            format!("{:?} {why}", n.export_root),
+            "use a folder of its own for the staking data: an absolute path of letters, digits, `/`, `-`, `_` and `.`, e.g. /data or /srv/staking",
         );
     }
     if n.folders.is_empty() {
@@ -814,6 +1199,21 @@ fn check_nfs(c: &mut Checker, n: &profile::Nfs) {
                 base.key("folders").index(i),
                 format!("folder {f:?} is listed twice (also entry {})", first + 1),
                 "list every folder once",
+            );
+        }
+    }
+    for (key, id) in [("uid", n.uid), ("gid", n.gid)] {
+        if id >= 1 << 31 {
+            c.error(
+                base.key(key),
+                format!("{key} {id} is above 2147483647"),
+                "Kubernetes' runAsUser/runAsGroup and many tools take ids below 2^31: use e.g. 1001:2000 as the reference chart",
+            );
+        } else if id == 65534 {
+            c.error(
+                base.key(key),
+                format!("{key} 65534 is nobody/nogroup, the id NFS maps squashed users to"),
+                "use an id of the workloads' own, e.g. 1001:2000 as the reference chart",
             );
         }
     }
@@ -876,6 +1276,10 @@ fn check_image(c: &mut Checker, i: &profile::Image) -> Option<ImageSpec> {
     };
     for (key, value) in [("url", &i.url), ("sha256sums", &i.sha256sums)] {
         if let Some(u) = value {
+            // A password in the URL is a secret like the others: never shown.
+            if let Some(password) = url_password(u) {
+                crate::redact::register(&[password]);
+            }
             if !valid_url(u) {
                 c.error(
                     base.key(key),
@@ -1149,6 +1553,38 @@ fn last_host(net: Ipv4Net) -> Ipv4Addr {
 }
 
 /// An RFC 1123 host name label, lowercase.
+/// The password of a `scheme://user:password@host/...` URL.
+fn url_password(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let userinfo = authority.rsplit_once('@')?.0;
+    let password = userinfo.split_once(':')?.1;
+    (!password.is_empty()).then(|| password.to_string())
+}
+
+/// Why a subnet cannot be a cluster's LAN, if it cannot.
+fn unusable_subnet(n: Ipv4Net) -> Option<&'static str> {
+    let a = n.network();
+    if n.prefix_len() < 8 {
+        Some("spans more than a /8: the NFS export and the cluster ports would be open to a large part of the internet")
+    } else if a.is_loopback() {
+        Some("is the loopback range (127.0.0.0/8), which never leaves a machine")
+    } else if a.is_multicast() {
+        Some("is a multicast range (224.0.0.0/4), not one for hosts")
+    } else if a.octets()[0] == 0 || a.octets()[0] >= 240 {
+        Some("is a reserved range, not one for hosts")
+    } else if a.is_link_local() {
+        Some("is the link-local range (169.254.0.0/16), which no router forwards and DHCP-less hosts pick at random")
+    } else {
+        None
+    }
+}
+
+/// RFC 1918 and shared address space (100.64.0.0/10, carrier-grade NAT).
+fn is_private_v4(a: Ipv4Addr) -> bool {
+    a.is_private() || (a.octets()[0] == 100 && (a.octets()[1] & 0xc0) == 64)
+}
+
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -1169,11 +1605,14 @@ fn is_dns_name(s: &str) -> bool {
         })
 }
 
+/// A name Linux takes for a NIC (dev_valid_name) that is not the loopback
+/// device or one of the names /proc/sys/net gives a meaning (`all`, `default`).
 fn is_interface_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 15
         && s.chars()
             .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+        && !matches!(s, "." | ".." | "lo" | "all" | "default")
 }
 
 fn is_unix_user(s: &str) -> bool {
@@ -1190,6 +1629,20 @@ fn is_safe_path(s: &str) -> bool {
         && !s.contains("//")
 }
 
+/// Why a MAC cannot be a NIC's own address, if it cannot.
+fn mac_problem(mac: &str) -> Option<&'static str> {
+    let first = u8::from_str_radix(&mac[..2], 16).unwrap_or(0);
+    if mac == "ff:ff:ff:ff:ff:ff" {
+        Some("is the broadcast address, no NIC's own")
+    } else if mac == "00:00:00:00:00:00" {
+        Some("is all zeros, no NIC's own")
+    } else if first & 1 == 1 {
+        Some("is a multicast address (the first byte is odd), no NIC's own")
+    } else {
+        None
+    }
+}
+
 /// `aa:bb:cc:dd:ee:ff`, lowercased; `-` separators accepted.
 pub fn normalize_mac(s: &str) -> Option<String> {
     let parts: Vec<&str> = s.split([':', '-']).collect();
@@ -1203,6 +1656,47 @@ pub fn normalize_mac(s: &str) -> Option<String> {
     Some(parts.join(":").to_ascii_lowercase())
 }
 
+/// Accounts an Ubuntu cloud image (or its packages nodeimg installs) has.
+const SYSTEM_USERS: &[&str] = &[
+    "daemon",
+    "bin",
+    "sys",
+    "sync",
+    "games",
+    "man",
+    "lp",
+    "mail",
+    "news",
+    "uucp",
+    "proxy",
+    "www-data",
+    "backup",
+    "list",
+    "irc",
+    "gnats",
+    "nobody",
+    "messagebus",
+    "syslog",
+    "_apt",
+    "tss",
+    "uuidd",
+    "tcpdump",
+    "sshd",
+    "pollinate",
+    "landscape",
+    "fwupd-refresh",
+    "usbmux",
+    "lxd",
+    "dnsmasq",
+    "_chrony",
+    "statd",
+    "_rpc",
+    "polkitd",
+    "snapd-range-524288-root",
+    "snap_daemon",
+    "microk8s",
+];
+
 const KEY_TYPES: &[&str] = &[
     "ssh-ed25519",
     "ssh-rsa",
@@ -1213,10 +1707,12 @@ const KEY_TYPES: &[&str] = &[
     "sk-ecdsa-sha2-nistp256@openssh.com",
 ];
 
-/// An OpenSSH public key line: known type, and a base64 blob that starts
-/// with the same type name.
+/// An OpenSSH public key line as sshd reads it: a known type, and a key
+/// blob that decodes whole as that type (ssh-key, the parser of the RustCrypto
+/// SSH stack: a truncated blob, a mixed-up type or bytes after the key are
+/// refused, as OpenSSH refuses them).
 fn check_public_key(line: &str) -> Result<(), String> {
-    if line.contains('\n') {
+    if line.contains(['\n', '\r']) {
         return Err("it spans several lines".into());
     }
     let mut parts = line.split_whitespace();
@@ -1228,34 +1724,12 @@ fn check_public_key(line: &str) -> Result<(), String> {
         return Err(format!("unknown key type {kind:?}"));
     }
     let blob = parts.next().ok_or("the base64 part is missing")?;
-    let bytes = decode_base64(blob).ok_or("the base64 part is damaged")?;
-    let name_len = bytes
-        .get(..4)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-        .ok_or("the key is too short")?;
-    match bytes.get(4..4 + name_len) {
-        Some(name) if name == kind.as_bytes() => Ok(()),
-        _ => Err("the base64 part does not match its key type (truncated or mixed up?)".into()),
+    let key = ssh_key::PublicKey::from_openssh(&format!("{kind} {blob}"))
+        .map_err(|e| format!("its base64 part is not a whole {kind} key ({e}): damaged, truncated, or two keys run together?"))?;
+    if key.algorithm().as_str() != kind {
+        return Err("the base64 part does not match its key type (mixed up?)".into());
     }
-}
-
-fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for ch in s.bytes() {
-        let v = ALPHABET.iter().position(|&a| a == ch)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    Ok(())
 }
 
 #[cfg(test)]

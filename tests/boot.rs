@@ -119,8 +119,37 @@ fn assert_every_check_passes(machines: &[serde_json::Value], table: &str) {
 #[test]
 #[ignore = "boots 3 VMs for minutes: run by scripts/test with NODEIMG_GUEST_IMAGE"]
 fn the_tutorial_cluster_boots_passes_every_check_and_a_worker_comes_back() {
-    let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
-    let r = boot_test(&s, &["--reprovision", "worker-1", "--json"]);
+    // On another SSH port, with a throwaway key the probes log in with: the
+    // owner reaches every machine on 2222 only (the guest's sshd is
+    // socket-activated, as on Ubuntu 24.04).
+    let key_dir = tempfile::tempdir().unwrap();
+    let key = key_dir.path().join("login");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "boot-test", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen (apt-get install openssh-client)");
+    assert!(made.success());
+    let public = fs::read_to_string(key.with_extension("pub")).unwrap();
+    let profile = shipped_profile("tutorial.yaml")
+        .replace("  port: 22\n", "  port: 2222\n")
+        .replace(
+            "\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIRsYFHDGBBPqqnaTXdq8W3PUxI3mXq1XELHc7Gz3wVX you@laptop\"",
+            &format!("{:?}", public.trim()),
+        );
+    assert!(profile.contains("port: 2222") && profile.contains("boot-test"));
+    let s = Scratch::with_profile(&profile);
+    let key_arg = key.to_string_lossy().into_owned();
+    let r = boot_test(
+        &s,
+        &[
+            "--reprovision",
+            "worker-1",
+            "--login-key",
+            &key_arg,
+            "--json",
+        ],
+    );
     let logs = s.path("out.boot-test");
     let report: serde_json::Value = serde_json::from_str(&r.stdout()).unwrap_or_else(|e| {
         panic!(
@@ -142,6 +171,25 @@ fn the_tutorial_cluster_boots_passes_every_check_and_a_worker_comes_back() {
         ["nfs", "master", "worker-1", "worker-1 (reprovisioned)"]
     );
     assert_every_check_passes(machines, &table);
+    for m in machines {
+        let sshd = m["checks"]["sshd"]["detail"].as_str().unwrap_or("");
+        assert!(sshd.starts_with("port 2222,"), "{}: {sshd}", m["name"]);
+        let peer = m["checks"]["ssh-peer"]["detail"].as_str().unwrap_or("");
+        assert!(
+            peer.starts_with("logged in to ")
+                && peer.contains(":2222 as staker")
+                && peer.ends_with(", 22 closed"),
+            "{}: {peer}",
+            m["name"]
+        );
+    }
+    // The master waits for the NFS export as the release step does, through
+    // the NFS server's real firewall.
+    let master = &machines[1];
+    let nfs = master["checks"]["release-nfs"]["detail"]
+        .as_str()
+        .unwrap_or("");
+    assert!(nfs.contains("answers"), "{nfs}");
     // Offline, the internet-bound steps retry: they neither hang nor fail cloud-init.
     for m in machines {
         let detail = m["checks"]["online-steps"]["detail"].as_str().unwrap_or("");

@@ -418,3 +418,38 @@ fn every_argument_of_every_command_has_help_text() {
         assert!(entries >= 2, "{command}: no arguments found in:\n{help}");
     }
 }
+
+/// Ubuntu 20.04 boots cgroup v1, which the kubelet refuses by default from
+/// Kubernetes 1.35: its Kubernetes machines' launch configuration allows it,
+/// and no other machine's does.
+#[test]
+fn the_kubelet_runs_on_ubuntu_20_04_from_kubernetes_1_35() {
+    let launch = |channel: &str, ubuntu: &str, machine: &str| {
+        let text = shipped_profile("tutorial.yaml").replace(
+            "time:\n",
+            &format!("microk8s:\n  channel: {channel}\n{ubuntu}time:\n"),
+        );
+        let s = Scratch::with_profile(&text);
+        let r = s.build("out");
+        assert!(r.ok(), "{}", r.stderr());
+        seed_file(
+            &s.path(&format!("out/{machine}/user-data")),
+            "/etc/microk8s.yaml",
+        )
+    };
+    let flag = "  --fail-cgroupv1: \"false\"\n";
+    for machine in ["master", "worker-1"] {
+        assert!(launch("1.35/stable", "", machine).contains(flag));
+        assert!(launch("1.36/stable", "ubuntu: focal\n", machine).contains(flag));
+        assert!(!launch("1.34/stable", "", machine).contains(flag));
+        assert!(!launch("1.36/stable", "ubuntu: \"22.04\"\n", machine).contains(flag));
+    }
+    // A worker on 24.04 in a 20.04 cluster.
+    let text = shipped_profile("tutorial.yaml")
+        .replace("time:\n", "microk8s:\n  channel: 1.35/stable\ntime:\n")
+        .replace("ip: 172.20.10.12}", "ip: 172.20.10.12, ubuntu: noble}");
+    let s = Scratch::with_profile(&text);
+    assert!(s.build("out").ok());
+    assert!(seed_file(&s.path("out/master/user-data"), "microk8s.yaml").contains(flag));
+    assert!(!seed_file(&s.path("out/worker-1/user-data"), "microk8s.yaml").contains(flag));
+}

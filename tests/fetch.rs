@@ -9,6 +9,9 @@ use std::time::Duration;
 use common::http::{Behaviour, Server};
 use nodeimg::fetch::{FetchOptions, Fetcher};
 
+/// A cap well above every payload of these tests.
+const CAP: u64 = 1 << 30;
+
 fn payload(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 % 251) as u8).collect()
 }
@@ -47,7 +50,7 @@ fn a_pinned_download_is_verified_cached_and_then_used_offline() {
     let url = server.add("/base.img", body.clone());
     let cache = tempfile::tempdir().unwrap();
     let path = fetcher(cache.path(), false)
-        .fetch(&url, &sha(&body))
+        .fetch(&url, &sha(&body), CAP)
         .unwrap();
     assert_eq!(fs::read(&path).unwrap(), body);
     assert_eq!(
@@ -57,7 +60,7 @@ fn a_pinned_download_is_verified_cached_and_then_used_offline() {
     // Offline, the cache answers and the server sees nothing more.
     let before = server.requests().len();
     let again = fetcher(cache.path(), true)
-        .fetch(&url, &sha(&body))
+        .fetch(&url, &sha(&body), CAP)
         .unwrap();
     assert_eq!(again, path);
     assert_eq!(server.requests().len(), before);
@@ -68,7 +71,7 @@ fn offline_without_the_file_says_what_is_missing() {
     let cache = tempfile::tempdir().unwrap();
     let want = sha(b"x");
     let err = fetcher(cache.path(), true)
-        .fetch("http://127.0.0.1:9/base.img", &want)
+        .fetch("http://127.0.0.1:9/base.img", &want, CAP)
         .unwrap_err();
     let text = format!("{err:#}");
     assert!(text.contains("--offline"), "{text}");
@@ -85,7 +88,7 @@ fn a_corrupted_download_is_refused_with_both_hashes_and_nothing_is_cached() {
     let url = server.add("/base.img", bad.clone());
     let cache = tempfile::tempdir().unwrap();
     let err = fetcher(cache.path(), false)
-        .fetch(&url, &sha(&good))
+        .fetch(&url, &sha(&good), CAP)
         .unwrap_err();
     let text = format!("{err:#}");
     assert!(text.contains(&format!("expected {}", sha(&good))), "{text}");
@@ -107,7 +110,7 @@ fn a_cut_download_resumes_where_it_stopped() {
     let url = server.add("/base.img", body.clone());
     let cache = tempfile::tempdir().unwrap();
     let path = fetcher(cache.path(), false)
-        .fetch(&url, &sha(&body))
+        .fetch(&url, &sha(&body), CAP)
         .unwrap();
     assert_eq!(fs::read(path).unwrap(), body);
     let requests = server.requests();
@@ -132,7 +135,7 @@ fn a_download_cut_in_one_run_resumes_in_the_next() {
     let cache = tempfile::tempdir().unwrap();
     // Every attempt of this run is cut: the run fails but keeps the part.
     let err = fetcher(cache.path(), false)
-        .fetch(&url, &sha(&body))
+        .fetch(&url, &sha(&body), CAP)
         .unwrap_err();
     assert!(
         format!("{err:#}").contains("run again to resume"),
@@ -147,7 +150,7 @@ fn a_download_cut_in_one_run_resumes_in_the_next() {
     let served_whole = Server::start(Behaviour::default());
     let url2 = served_whole.add("/base.img", body.clone());
     let path = fetcher(cache.path(), false)
-        .fetch(&url2, &sha(&body))
+        .fetch(&url2, &sha(&body), CAP)
         .unwrap();
     assert_eq!(fs::read(path).unwrap(), body);
     assert_eq!(
@@ -162,7 +165,7 @@ fn not_found_is_a_clear_error_and_caches_nothing() {
     let cache = tempfile::tempdir().unwrap();
     let url = format!("{}/missing.img", server.base);
     let err = fetcher(cache.path(), false)
-        .fetch(&url, &sha(b"x"))
+        .fetch(&url, &sha(b"x"), CAP)
         .unwrap_err();
     let text = format!("{err:#}");
     assert!(text.contains("404"), "{text}");
@@ -182,7 +185,7 @@ fn a_server_that_does_not_answer_times_out_with_a_clear_error() {
     let url = server.add("/base.img", body.clone());
     let cache = tempfile::tempdir().unwrap();
     let err = fetcher(cache.path(), false)
-        .fetch(&url, &sha(&body))
+        .fetch(&url, &sha(&body), CAP)
         .unwrap_err();
     let text = format!("{err:#}");
     assert!(text.contains("timed out"), "{text}");
@@ -197,11 +200,11 @@ fn a_damaged_cache_entry_is_fetched_again() {
     let url = server.add("/base.img", body.clone());
     let cache = tempfile::tempdir().unwrap();
     let path = fetcher(cache.path(), false)
-        .fetch(&url, &sha(&body))
+        .fetch(&url, &sha(&body), CAP)
         .unwrap();
     fs::write(&path, b"bit rot").unwrap();
     let path = fetcher(cache.path(), false)
-        .fetch(&url, &sha(&body))
+        .fetch(&url, &sha(&body), CAP)
         .unwrap();
     assert_eq!(fs::read(path).unwrap(), body);
     assert_eq!(server.requests().len(), 2);
@@ -223,4 +226,72 @@ fn sha256sums_lists_are_read_in_both_notations() {
         Some(sha(b"a"))
     );
     assert_eq!(nodeimg::fetch::sums_entry(&list, "missing.img"), None);
+}
+
+/// A server that sends without end (or announces more than the cap) fills
+/// no disk: the download stops at the cap, keeps nothing, and is not retried.
+#[test]
+fn a_download_larger_than_its_cap_is_stopped_and_nothing_is_kept() {
+    let server = Server::start(Behaviour::default());
+    let cache = tempfile::tempdir().unwrap();
+    let f = fetcher(cache.path(), false);
+    let url = server.add_endless("/endless.img");
+    let err = format!("{:#}", f.fetch(&url, &sha(b"x"), 4 << 20).unwrap_err());
+    assert!(err.contains("more than the 4 MiB nodeimg accepts"), "{err}");
+    assert!(
+        cached_files(cache.path()).is_empty(),
+        "{:?}",
+        cached_files(cache.path())
+    );
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "retried: {:?}",
+        server.requests()
+    );
+    let url = server.add_announcing("/big.img", 5 << 30);
+    let err = format!("{:#}", f.fetch(&url, &sha(b"x"), 4 << 20).unwrap_err());
+    assert!(err.contains("is 5368709120 bytes or more"), "{err}");
+    assert!(cached_files(cache.path()).is_empty());
+}
+
+/// A redirect loop is an answer, not a cut connection: one attempt, a clear
+/// message.
+#[test]
+fn a_redirect_loop_is_not_retried() {
+    let server = Server::start(Behaviour::default());
+    let cache = tempfile::tempdir().unwrap();
+    let url = server.add_redirect("/a.img", "/b.img");
+    server.add_redirect("/b.img", "/a.img");
+    let err = format!(
+        "{:#}",
+        fetcher(cache.path(), false)
+            .fetch(&url, &sha(b"x"), CAP)
+            .unwrap_err()
+    );
+    assert!(
+        err.contains("too many redirects (a redirect loop?); not retried"),
+        "{err}"
+    );
+    assert!(!err.contains("run again"), "{err}");
+    // reqwest follows up to 10 redirects, once.
+    assert!(server.requests().len() <= 11, "{}", server.requests().len());
+}
+
+/// A password in a URL never reaches a message.
+#[test]
+fn credentials_in_a_url_are_not_shown() {
+    let server = Server::start(Behaviour::default());
+    let cache = tempfile::tempdir().unwrap();
+    let with_password = server.base.replace("http://", "http://alice:hunter2@") + "/missing.img";
+    let f = fetcher(cache.path(), false);
+    let err = format!(
+        "{:#}",
+        f.fetch(&with_password, &sha(b"x"), CAP).unwrap_err()
+    );
+    assert!(err.contains("alice:***@"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    let dead = "http://bob:s3cret@127.0.0.1:9/x.img";
+    let err = format!("{:#}", f.fetch(dead, &sha(b"x"), CAP).unwrap_err());
+    assert!(!err.contains("s3cret") && err.contains("bob:***@"), "{err}");
 }

@@ -18,6 +18,178 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
+        name: "a subnet of the whole internet",
+        edits: &[("subnet: 172.20.0.0/20", "subnet: 0.0.0.0/0")],
+        culprit: "0.0.0.0/0",
+        message: "subnet 0.0.0.0/0 spans more than a /8",
+        hint: "machines' own LAN",
+    },
+    Case {
+        name: "the loopback subnet",
+        edits: &[("subnet: 172.20.0.0/20", "subnet: 127.0.0.0/8")],
+        culprit: "127.0.0.0/8",
+        message: "subnet 127.0.0.0/8 is the loopback range",
+        hint: "machines' own LAN",
+    },
+    Case {
+        name: "a multicast subnet",
+        edits: &[("subnet: 172.20.0.0/20", "subnet: 239.1.0.0/16")],
+        culprit: "239.1.0.0/16",
+        message: "subnet 239.1.0.0/16 is a multicast range",
+        hint: "machines' own LAN",
+    },
+    Case {
+        name: "an export root with ..",
+        edits: &[("export_root: /data", "export_root: /data/..")],
+        culprit: "/data/..",
+        message: "\"/data/..\" holds `.` or `..`",
+        hint: "a folder of its own",
+    },
+    Case {
+        name: "/etc as export root",
+        edits: &[("export_root: /data", "export_root: /etc")],
+        culprit: "/etc",
+        message: "\"/etc\" is a folder of the system itself",
+        hint: "a folder of its own",
+    },
+    Case {
+        name: "an export root in /proc",
+        edits: &[("export_root: /data", "export_root: /proc/data")],
+        culprit: "/proc/data",
+        message: "\"/proc/data\" is inside /proc",
+        hint: "a folder of its own",
+    },
+    Case {
+        name: "a public key with bytes after it",
+        edits: &[("AAAAC3NzaC1lZDI1NTE5AAAAIIRsYFHDGBBPqqnaTXdq8W3PUxI3mXq1XELHc7Gz3wVX", "AAAAC3NzaC1lZDI1NTE5AAAAIIRsYFHDGBBPqqnaTXdq8W3PUxI3mXq1XELHc7Gz3wVXAAAABGp1bms=")],
+        culprit: "\"ssh-ed25519",
+        message: "not an SSH public key: its base64 part is not a whole ssh-ed25519 key",
+        hint: "one line of a .pub file",
+    },
+    Case {
+        name: "a truncated public key",
+        edits: &[("AAAAC3NzaC1lZDI1NTE5AAAAIIRsYFHDGBBPqqnaTXdq8W3PUxI3mXq1XELHc7Gz3wVX you@laptop", "AAAAC3NzaC1lZDI1NTE5AAAAIIRsYFHDGBBPqqnaTXdq8W3PUxI3mQ== you@laptop")],
+        culprit: "\"ssh-ed25519",
+        message: "not an SSH public key: its base64 part is not a whole ssh-ed25519 key",
+        hint: "one line of a .pub file",
+    },
+    Case {
+        name: "the broadcast MAC",
+        edits: &[("ip: 172.20.10.12}", "ip: 172.20.10.12, mac: \"ff:ff:ff:ff:ff:ff\"}")],
+        culprit: "\"ff:ff",
+        message: "ff:ff:ff:ff:ff:ff is the broadcast address",
+        hint: "NIC's own address",
+    },
+    Case {
+        name: "a multicast MAC",
+        edits: &[("ip: 172.20.10.12}", "ip: 172.20.10.12, mac: \"01:00:5e:00:00:01\"}")],
+        culprit: "\"01:00",
+        message: "01:00:5e:00:00:01 is a multicast address",
+        hint: "NIC's own address",
+    },
+    Case {
+        name: "an all-zero MAC",
+        edits: &[("ip: 172.20.10.12}", "ip: 172.20.10.12, mac: \"00:00:00:00:00:00\"}")],
+        culprit: "\"00:00",
+        message: "00:00:00:00:00:00 is all zeros",
+        hint: "NIC's own address",
+    },
+    Case {
+        name: "the loopback interface",
+        edits: &[("ip: 172.20.10.12}", "ip: 172.20.10.12, interface: lo}")],
+        culprit: "lo}",
+        message: "\"lo\" is not a network interface name",
+        hint: "not lo",
+    },
+    Case {
+        name: "interface ..",
+        edits: &[("ip: 172.20.10.12}", "ip: 172.20.10.12, interface: \"..\"}")],
+        culprit: "\"..\"}",
+        message: "\"..\" is not a network interface name",
+        hint: "not lo",
+    },
+    Case {
+        name: "a machine named localhost",
+        edits: &[("{name: worker-1,", "{name: localhost,")],
+        culprit: "localhost",
+        message: "machine name \"localhost\" is the name every machine has for itself",
+        hint: "a name of its own",
+    },
+    Case {
+        name: "DNS 0.0.0.0",
+        edits: &[("dns: [8.8.8.8, 8.8.4.4]", "dns: [0.0.0.0]")],
+        culprit: "0.0.0.0]",
+        message: "DNS server 0.0.0.0 is not a server the machines can ask",
+        hint: "resolver on the network",
+    },
+    Case {
+        name: "DNS on loopback",
+        edits: &[("dns: [8.8.8.8, 8.8.4.4]", "dns: [8.8.8.8, 127.0.0.1]")],
+        culprit: "127.0.0.1",
+        message: "DNS server 127.0.0.1 is not a server the machines can ask",
+        hint: "resolver on the network",
+    },
+    Case {
+        name: "pool options chrony cannot read",
+        edits: &[("pool_options: iburst minpoll 1 maxpoll 2", "pool_options: iburst minpol 1 maxpoll 2")],
+        culprit: "iburst minpol",
+        message: "chrony cannot read the pool options \"iburst minpol 1 maxpoll 2 maxsources 3\": `minpol` is not an option of chrony's pool directive",
+        hint: "chrony's `pool` directive",
+    },
+    Case {
+        name: "a uid above 2^31",
+        edits: &[("uid: 1001", "uid: 4294967295")],
+        culprit: "4294967295",
+        message: "uid 4294967295 is above 2147483647",
+        hint: "below 2^31",
+    },
+    Case {
+        name: "gid nogroup",
+        edits: &[("gid: 2000", "gid: 65534")],
+        culprit: "65534",
+        message: "gid 65534 is nobody/nogroup",
+        hint: "workloads' own",
+    },
+    Case {
+        name: "an FQDN over 253 characters",
+        edits: &[("  name: staking
+", "  name: staking\n  domain: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\n")],
+        culprit: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+        message: "would be 261 characters: a DNS name has at most 253",
+        hint: "shorter domain",
+    },
+    Case {
+        name: "nobody as the login user",
+        edits: &[("user: staker", "user: nobody")],
+        culprit: "nobody",
+        message: "\"nobody\" is a system account of Ubuntu's cloud image",
+        hint: "a login name of your own",
+    },
+    Case {
+        name: "daemon as the login user",
+        edits: &[("user: staker", "user: daemon")],
+        culprit: "daemon",
+        message: "\"daemon\" is a system account",
+        hint: "a login name of your own",
+    },
+    Case {
+        name: "a MicroK8s channel Ubuntu 20.04 cannot run",
+        edits: &[("time:\n", "microk8s:\n  channel: 1.37/stable\ntime:\n")],
+        culprit: "1.37/stable",
+        message: "MicroK8s 1.37/stable on Ubuntu 20.04 (master, worker-1): Kubernetes 1.37 is not known to run on 20.04's cgroup v1",
+        hint: "`ubuntu: \"22.04\"`",
+    },
+    Case {
+        name: "an unsupported Ubuntu release",
+        edits: &[(
+            "{name: worker-1, role: worker, ip: 172.20.10.12}",
+            "{name: worker-1, role: worker, ip: 172.20.10.12, ubuntu: \"18.04\"}",
+        )],
+        culprit: "\"18.04\"",
+        message: "\"18.04\" is not an Ubuntu release nodeimg supports",
+        hint: "20.04, 22.04 or 24.04",
+    },
+    Case {
         name: "unknown key",
         edits: &[("  gateway: 172.20.0.1", "  gatway: 172.20.0.1")],
         culprit: "gatway",
@@ -302,5 +474,45 @@ fn warnings_do_not_fail_the_build() {
             .contains("profile.yaml:17:9: warning: sshd listens on the default port 22"),
         "{}",
         r.stderr()
+    );
+}
+
+/// Sub-minute polling is the reference's choice, kept explicit in the
+/// tutorial profile with a warning; without it a profile polls as public
+/// pools ask and hears nothing.
+#[test]
+fn fast_polling_of_public_pools_is_warned_about_and_not_the_default() {
+    let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
+    let r = s.run(&["validate", "profile.yaml"]);
+    let (line, col) = position_of(&shipped_profile("tutorial.yaml"), "iburst minpoll 1", 0);
+    assert!(
+        r.stderr().contains(&format!(
+            "profile.yaml:{line}:{col}: warning: polling every 2 s asks more of the public pools (time.google.com, us.pool.ntp.org, ntp.ubuntu.com)"
+        )),
+        "{}",
+        r.stderr()
+    );
+    let own_pools = shipped_profile("tutorial.yaml").replace(
+        "ntp_pools: [time.google.com, us.pool.ntp.org, ntp.ubuntu.com]",
+        "ntp_pools: [192.168.1.5, ntp.lan]",
+    );
+    let s = Scratch::with_profile(&own_pools);
+    assert!(!s
+        .run(&["validate", "profile.yaml"])
+        .stderr()
+        .contains("polling every"));
+    let default = shipped_profile("homelab.yaml");
+    assert!(!default.contains("pool_options"));
+    let s = Scratch::with_profile(&default);
+    let r = s.build("out");
+    assert!(
+        r.ok() && !r.stderr().contains("polling every"),
+        "{}",
+        r.stderr()
+    );
+    let conf = seed_file(&s.path("out/nas/user-data"), "/etc/chrony/chrony.conf");
+    assert!(
+        conf.contains("pool ntp.ubuntu.com iburst maxsources 3\n"),
+        "{conf}"
     );
 }

@@ -286,47 +286,6 @@ fn two_first_builds_at_once_share_one_secrets_file() {
     }
 }
 
-/// The content of a write_files entry whose path ends in `name`.
-fn seed_file(user_data: &Path, name: &str) -> String {
-    let text = fs::read_to_string(user_data).unwrap();
-    let doc: serde_json::Value = serde_saphyr_value(&text);
-    for f in doc["write_files"].as_array().unwrap() {
-        if f["path"].as_str().unwrap_or("").ends_with(name) {
-            let content = f["content"].as_str().unwrap_or("");
-            return if f["encoding"].as_str() == Some("b64") {
-                use base64::Engine as _;
-                String::from_utf8(
-                    base64::engine::general_purpose::STANDARD
-                        .decode(content)
-                        .unwrap(),
-                )
-                .unwrap()
-            } else {
-                content.to_string()
-            };
-        }
-    }
-    panic!("no {name} in {}", user_data.display());
-}
-
-fn serde_saphyr_value(text: &str) -> serde_json::Value {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sys,yaml,json; print(json.dumps(yaml.safe_load(sys.stdin)))",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(text.as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn a_secrets_file_others_can_read_or_do_not_own_is_refused() {
     let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
@@ -466,4 +425,101 @@ fn hostile_templates_never_print_a_secret() {
             }
         }
     }
+}
+
+/// A staking profile whose first group's password_file is `password`.
+fn with_password_file(password: &str) -> Scratch {
+    let text = shipped_profile("hoodi.yaml").replace(
+        "password_file: validator_keys/password.txt",
+        &format!("password_file: {password}"),
+    );
+    staking_scratch(&text, 3, 1)
+}
+
+/// `validate` of `s` is refused at the password_file line with `needle`,
+/// within seconds (nothing hangs, nothing is read whole), writing nothing.
+fn password_file_refused(s: &Scratch, needle: &str) {
+    let started = std::time::Instant::now();
+    let r = run_with_charts(s, "build", "out");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    let text = fs::read_to_string(s.profile()).unwrap();
+    let (line, col) = position_of(&text, "password_file:", 0);
+    let at = format!(
+        "profile.yaml:{line}:{}: error: ",
+        col + "password_file: ".len()
+    );
+    assert!(
+        r.stderr()
+            .lines()
+            .any(|l| l.starts_with(&at) && l.contains(needle)),
+        "expected {at}...{needle} in:\n{}",
+        r.stderr()
+    );
+    assert!(!s.path("out").exists(), "something was written");
+}
+
+/// Paths in the profile stay in its folder: no host file reaches a seed.
+#[test]
+fn profile_paths_may_not_leave_the_profile_folder() {
+    let s = with_password_file("/etc/shadow");
+    password_file_refused(&s, "/etc/shadow is outside the profile's folder");
+    // A sibling of the profile's folder, named relatively.
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    fs::write(outside.path(), "pw").unwrap();
+    let name = outside.path().file_name().unwrap().to_string_lossy();
+    let s = with_password_file(&format!("../{name}"));
+    assert_eq!(s.dir.path().parent(), outside.path().parent());
+    password_file_refused(&s, "is outside the profile's folder");
+    // Through a symlink inside the folder, too.
+    let s = with_password_file("validator_keys/zero");
+    symlink("/dev/zero", s.path("validator_keys/zero")).unwrap();
+    password_file_refused(&s, "(really /dev/zero) is outside the profile's folder");
+}
+
+/// Only regular files of a bounded size: a FIFO would hang, a huge file
+/// would be read whole into memory.
+#[test]
+fn fifos_devices_and_huge_files_are_refused_without_reading_them() {
+    let s = with_password_file("validator_keys/fifo");
+    let c = std::ffi::CString::new(s.path("validator_keys/fifo").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    password_file_refused(&s, "is a FIFO (named pipe), not a regular file");
+    let s = with_password_file("validator_keys/huge.txt");
+    let huge = fs::File::create(s.path("validator_keys/huge.txt")).unwrap();
+    huge.set_len(1 << 30).unwrap(); // sparse: 1 GiB that takes no disk
+    password_file_refused(
+        &s,
+        "is 1073741824 bytes, more than the 4 KiB nodeimg reads for it",
+    );
+    let s = with_password_file("validator_keys");
+    password_file_refused(&s, "is a folder, not a regular file");
+}
+
+/// Keys kept elsewhere are allowed once the profile says so.
+#[test]
+fn trusted_folders_allow_keys_outside_the_profile_folder() {
+    let keys = tempfile::tempdir().unwrap();
+    write_keys(keys.path(), 4, 2, &keys.path().join("pw.txt"));
+    let text = shipped_profile("hoodi.yaml")
+        .replace(
+            "keystores: validator_keys",
+            &format!("keystores: {}", keys.path().display()),
+        )
+        .replace(
+            "password_file: validator_keys/password.txt",
+            &format!("password_file: {}/pw.txt", keys.path().display()),
+        );
+    let s = staking_scratch(&text, 3, 1);
+    let r = run_with_charts(&s, "build", "out");
+    assert!(!r.ok());
+    assert!(r.stderr().contains("trusted_folders"), "{}", r.stderr());
+    let trusted = format!("trusted_folders: [{}]\n{text}", keys.path().display());
+    fs::write(s.profile(), with_stand_in_charts(&s, &trusted)).unwrap();
+    let r = run_with_charts(&s, "build", "out");
+    assert!(r.ok(), "{}", r.stderr());
 }

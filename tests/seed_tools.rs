@@ -55,24 +55,29 @@ fn seed_iso_is_a_cidata_volume_holding_the_loose_files() {
     }
 }
 
+/// A shipped profile, built in a scratch directory.
+fn built_shipped(profile: &std::path::Path) -> Scratch {
+    let text = fs::read_to_string(profile).unwrap();
+    if text.contains("staking:") {
+        // A staking profile reads its (user-made) keystores and its
+        // charts (stand-ins here: the real ones cannot be downloaded).
+        let s = staking_scratch(&text, 1, 1);
+        let r = run_with_charts(&s, "build", "out");
+        assert!(r.ok(), "{}", r.stderr());
+        s
+    } else {
+        let s = Scratch::with_profile(&text);
+        s.build("out");
+        s
+    }
+}
+
 #[test]
 fn cloud_init_schema_accepts_every_user_data_of_every_shipped_profile() {
     let profiles = shipped_profiles();
     assert!(profiles.len() >= 2, "{profiles:?}");
     for profile in profiles {
-        let text = fs::read_to_string(&profile).unwrap();
-        let s = if text.contains("staking:") {
-            // A staking profile reads its (user-made) keystores and its
-            // charts (stand-ins here: the real ones cannot be downloaded).
-            let s = staking_scratch(&text, 1, 1);
-            let r = run_with_charts(&s, "build", "out");
-            assert!(r.ok(), "{}", r.stderr());
-            s
-        } else {
-            let s = Scratch::with_profile(&text);
-            s.build("out");
-            s
-        };
+        let s = built_shipped(&profile);
         let mut checked = 0;
         for entry in fs::read_dir(s.path("out")).unwrap() {
             let dir = entry.unwrap().path();
@@ -117,5 +122,137 @@ fn the_first_boot_script_passes_shellcheck() {
                 String::from_utf8_lossy(&out.stdout)
             );
         }
+    }
+}
+
+/// Every chrony.conf a shipped profile gives, read by the real chronyd.
+#[test]
+fn chronyd_reads_every_chrony_conf() {
+    for profile in shipped_profiles() {
+        let s = built_shipped(&profile);
+        for m in fs::read_dir(s.path("out")).unwrap() {
+            let ud = m.unwrap().path().join("user-data");
+            if !ud.is_file() {
+                continue;
+            }
+            let conf = s.path("chrony.conf");
+            fs::write(&conf, seed_file(&ud, "/etc/chrony/chrony.conf")).unwrap();
+            if let Err(why) = chronyd_parses(&conf) {
+                panic!("{}: {}: {why}", profile.display(), ud.display());
+            }
+        }
+    }
+}
+
+/// `time.chrony.pool_options`: what validate accepts, chronyd reads, and
+/// what chronyd cannot read, validate refuses (validate also refuses values
+/// chronyd would clamp, such as maxsources 17, and chrony 4 words that
+/// Ubuntu 20.04's chrony 3.5 lacks).
+#[test]
+fn validate_and_chronyd_agree_on_pool_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("chrony.conf");
+    let samples = [
+        "iburst maxsources 3",
+        "iburst minpoll 1 maxpoll 2 maxsources 3",
+        "",
+        "burst iburst prefer",
+        "minpoll 6 maxpoll 10 polltarget 8 presend 9",
+        "maxdelay 0.5 maxdelayratio 3 offset -0.25 minstratum 2",
+        "iburst minpoll",
+        "iburst minpol 1",
+        "minpoll 1.5",
+        "minpoll 0x3",
+        "maxdelay abc",
+        "key 0",
+        "iburst; makestep 1 3",
+        "iburst\nserver evil.example",
+        "maxsources 17",
+        "nts",
+    ];
+    for options in samples {
+        let nodeimg = nodeimg::validate::chrony_pool_options(options);
+        fs::write(&conf, format!("pool pool.example {options}\n")).unwrap();
+        let chrony = chronyd_parses(&conf);
+        if nodeimg.is_ok() {
+            assert!(
+                chrony.is_ok(),
+                "{options:?}: nodeimg accepts, chronyd says {chrony:?}"
+            );
+        }
+        if chrony.is_err() {
+            assert!(
+                nodeimg.is_err(),
+                "{options:?}: chronyd refuses it, nodeimg accepts"
+            );
+        }
+    }
+}
+
+/// `ssh.authorized_keys`: nodeimg accepts exactly the lines OpenSSH's own
+/// parser (`ssh-keygen -l`) accepts, for every key type and the usual ways a
+/// pasted key breaks. A key sshd refuses would lock the owner out.
+#[test]
+fn validate_and_ssh_keygen_agree_on_public_keys() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = Vec::new();
+    for kind in ["ed25519", "rsa", "ecdsa"] {
+        let key = dir.path().join(format!("id_{kind}"));
+        let made = tool(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-t",
+                kind,
+                "-N",
+                "",
+                "-C",
+                "test",
+                "-f",
+                key.to_str().unwrap(),
+            ],
+        );
+        assert!(made.status.success());
+        let public = fs::read_to_string(key.with_extension("pub")).unwrap();
+        let mut parts = public.split_whitespace();
+        let (alg, blob) = (parts.next().unwrap(), parts.next().unwrap());
+        let raw = b64.decode(blob).unwrap();
+        let mut junk = raw.clone();
+        junk.extend_from_slice(b"\0\0\0\x04junk");
+        lines.push((format!("{alg} {blob} test"), true));
+        lines.push((format!("{alg} {}", b64.encode(&junk)), false));
+        lines.push((
+            format!("{alg} {}", b64.encode(&raw[..raw.len() - 7])),
+            false,
+        ));
+        lines.push((format!("{alg} {blob}{blob}"), false));
+        let other = if alg == "ssh-rsa" {
+            "ssh-ed25519"
+        } else {
+            "ssh-rsa"
+        };
+        lines.push((format!("{other} {blob}"), false));
+    }
+    let profile = shipped_profile("tutorial.yaml");
+    let placeholder =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIRsYFHDGBBPqqnaTXdq8W3PUxI3mXq1XELHc7Gz3wVX you@laptop";
+    assert!(profile.contains(placeholder));
+    for (line, usable) in lines {
+        let file = dir.path().join("key.pub");
+        fs::write(&file, format!("{line}\n")).unwrap();
+        let openssh = tool("ssh-keygen", &["-l", "-f", file.to_str().unwrap()])
+            .status
+            .success();
+        assert_eq!(openssh, usable, "ssh-keygen on {line:?}");
+        let s = Scratch::with_profile(&profile.replace(placeholder, &line));
+        let r = s.run(&["validate", "profile.yaml"]);
+        assert_eq!(
+            r.ok(),
+            openssh,
+            "{line:?}: nodeimg and OpenSSH disagree:\n{}",
+            r.stderr()
+        );
     }
 }

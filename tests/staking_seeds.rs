@@ -6,7 +6,6 @@ mod common;
 
 use std::fs;
 
-use base64::Engine as _;
 use common::*;
 
 /// The hoodi profile with stand-in charts and two keystores, built.
@@ -17,40 +16,8 @@ fn built() -> Scratch {
     s
 }
 
-/// The write_files entries of a machine's user-data: path -> decoded bytes.
 fn written(s: &Scratch, machine: &str) -> Vec<(String, String, Vec<u8>)> {
-    let text = fs::read_to_string(s.path(&format!("out/{machine}/user-data"))).unwrap();
-    let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
-    doc["write_files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            let path = f["path"].as_str().unwrap().to_string();
-            let mode = f["permissions"].as_str().unwrap().to_string();
-            let content = f["content"].as_str().unwrap();
-            let bytes = match f["encoding"].as_str() {
-                None => content.as_bytes().to_vec(),
-                Some(enc) => {
-                    let raw = base64::engine::general_purpose::STANDARD
-                        .decode(content)
-                        .unwrap();
-                    if enc == "gz+b64" {
-                        use std::io::Read;
-                        let mut out = Vec::new();
-                        flate2::read::GzDecoder::new(&raw[..])
-                            .read_to_end(&mut out)
-                            .unwrap();
-                        out
-                    } else {
-                        assert_eq!(enc, "b64");
-                        raw
-                    }
-                }
-            };
-            (path, mode, bytes)
-        })
-        .collect()
+    seed_files(&s.path(&format!("out/{machine}/user-data")))
 }
 
 #[test]

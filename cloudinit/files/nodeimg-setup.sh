@@ -4,6 +4,7 @@
 #   nodeimg-setup online   steps that need the internet (apt, snap); run by
 #                          nodeimg-online.service, retried with backoff until all are done
 #   nodeimg-setup status   print the state of every step
+#   nodeimg-setup check-nfs  whether the NFS export answers as the release step needs
 # The state of every step is one line of $STATUS_FILE:
 #   STEP STATE ATTEMPTS UNIX-TIME MESSAGE
 # STATE is pending, running, done, skipped, waiting (for a package or an earlier
@@ -93,11 +94,18 @@ has_package() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install
 # ---- steps that need no network -------------------------------------------
 
 step_ssh() {
+  # sshd -t needs its privilege separation directory, which a socket-activated
+  # sshd (Ubuntu 24.04) has only once ssh.service ran: made as systemd would.
+  install -d -o root -g root -m 0755 /run/sshd || return 1
   if ! sshd -t; then say "sshd rejects its configuration (sshd -t)"; return 1; fi
   if systemctl is-enabled ssh.socket >/dev/null 2>&1; then
-    # Socket activation (Ubuntu 22.10+): the port comes from a generator.
-    if ! systemctl daemon-reload || ! systemctl restart ssh.socket; then say "cannot restart ssh.socket"; return 1; fi
-    if systemctl is-active ssh.service >/dev/null 2>&1; then systemctl restart ssh.service; fi
+    # The socket listens (ssh.socket.d/nodeimg.conf) and hands its connections
+    # to ssh.service. systemd refuses to start a socket whose service already
+    # runs, so the service stops first; open sessions survive (KillMode=process)
+    # and the next connection starts it again.
+    systemctl daemon-reload || { say "systemctl daemon-reload failed"; return 1; }
+    systemctl stop ssh.service || { say "cannot stop ssh.service"; return 1; }
+    systemctl restart ssh.socket || { say "cannot restart ssh.socket"; return 1; }
   else
     systemctl restart ssh || { say "cannot restart ssh"; return 1; }
   fi
@@ -306,6 +314,19 @@ step_microk8s_launch() {
   return 1
 }
 
+# The export mounts as the persistent volumes will: NFSv4, over 2049/tcp only
+# (the one port the NFS server's firewall opens; showmount would need rpcbind).
+nfs_export_answers() {
+  command -v mount.nfs4 >/dev/null 2>&1 || { log "nfs-common is not installed yet"; return 1; }
+  mkdir -p /run/nodeimg || return 1
+  mnt=$(mktemp -d /run/nodeimg/nfs-check.XXXXXX) || return 1
+  timeout 60 mount -t nfs4 -o ro,timeo=50,retrans=2 "$NFS_SERVER:$NFS_EXPORT_ROOT" "$mnt"
+  rc=$?
+  if [ $rc -eq 0 ]; then umount "$mnt" || umount -l "$mnt"; fi
+  rmdir "$mnt" 2>/dev/null
+  return $rc
+}
+
 # The staking release, from the charts and values in the seed: once
 # MicroK8s runs, a worker is Ready and the NFS export answers. Idempotent
 # (helm upgrade --install); retried with the other online steps.
@@ -316,8 +337,8 @@ step_release() {
   ready=$(microk8s kubectl get nodes --no-headers 2>/dev/null |
     awk -v me="$NODEIMG_MACHINE" '$1 != me && $2 == "Ready"' | wc -l)
   if [ "$ready" -eq 0 ]; then say "waiting for a Ready worker"; return 1; fi
-  if ! showmount -e "$NFS_SERVER" 2>/dev/null | grep -q "^$NFS_EXPORT_ROOT "; then
-    say "waiting for the NFS export $NFS_SERVER:$NFS_EXPORT_ROOT"; return 1
+  if ! nfs_export_answers; then
+    say "waiting for the NFS export $NFS_SERVER:$NFS_EXPORT_ROOT (NFSv4, port 2049)"; return 1
   fi
   cd "$RELEASE_DIR" || { say "$RELEASE_DIR is missing"; return 1; }
   microk8s kubectl apply -f storage.yaml || { say "kubectl apply -f storage.yaml failed"; return 1; }
@@ -370,8 +391,12 @@ case "${1:-}" in
   status)
     cat "$STATUS_FILE"
     ;;
+  check-nfs)
+    # The release step's NFS condition on its own (boot-test runs it offline).
+    if nfs_export_answers; then echo "NFS export $NFS_SERVER:$NFS_EXPORT_ROOT answers"; else exit 1; fi
+    ;;
   *)
-    echo "usage: nodeimg-setup local|online|status" >&2
+    echo "usage: nodeimg-setup local|online|status|check-nfs" >&2
     exit 2
     ;;
 esac

@@ -2,6 +2,7 @@
 //! interrupt, and the ownership checks that keep nodeimg from deleting
 //! what it did not write.
 
+pub mod input;
 pub mod interrupt;
 pub mod lock;
 

@@ -23,6 +23,12 @@ enum Body {
     Bytes(Vec<u8>),
     /// Read from disk on each request (large images).
     File(std::path::PathBuf),
+    /// Bytes without end and without a Content-Length (a hostile server).
+    Endless,
+    /// Announces this Content-Length, sends a few bytes and hangs up.
+    Announce(u64),
+    /// `302 Found` to this path.
+    Redirect(String),
 }
 
 #[derive(Default)]
@@ -76,6 +82,27 @@ impl Server {
             .files
             .insert(path.to_string(), Body::File(file.to_path_buf()));
         format!("{}{path}", self.base)
+    }
+
+    fn insert(&self, path: &str, body: Body) -> String {
+        self.state
+            .lock()
+            .unwrap()
+            .files
+            .insert(path.to_string(), body);
+        format!("{}{path}", self.base)
+    }
+
+    pub fn add_endless(&self, path: &str) -> String {
+        self.insert(path, Body::Endless)
+    }
+
+    pub fn add_announcing(&self, path: &str, len: u64) -> String {
+        self.insert(path, Body::Announce(len))
+    }
+
+    pub fn add_redirect(&self, path: &str, to: &str) -> String {
+        self.insert(path, Body::Redirect(to.to_string()))
     }
 
     pub fn requests(&self) -> Vec<(String, Option<String>)> {
@@ -144,6 +171,24 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                 }
                 std::io::copy(&mut f, &mut out)?;
                 out.flush()?;
+                continue;
+            }
+            Some(Body::Endless) => {
+                out.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")?;
+                let chunk = vec![0x5au8; 64 * 1024];
+                // Until the client hangs up.
+                while out.write_all(&chunk).is_ok() {}
+                return Ok(());
+            }
+            Some(Body::Announce(len)) => {
+                write!(out, "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\nabc")?;
+                return Ok(());
+            }
+            Some(Body::Redirect(to)) => {
+                write!(
+                    out,
+                    "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n"
+                )?;
                 continue;
             }
             Some(Body::Bytes(b)) => Some(b),

@@ -209,20 +209,55 @@ pub fn partitions(image: &Path) -> Vec<(u32, u64, u64, String)> {
         .collect()
 }
 
+/// Where scripts/test-deps caches the tools: $NODEIMG_CACHE or ~/.cache/nodeimg.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("NODEIMG_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/nodeimg"))
+}
+
 /// The real helm (v4) the test suite uses: $NODEIMG_HELM, else the one
 /// scripts/test-deps unpacks into the cache, else `helm` on PATH.
 pub fn helm() -> PathBuf {
     if let Some(p) = std::env::var_os("NODEIMG_HELM") {
         return PathBuf::from(p);
     }
-    let cache = std::env::var_os("NODEIMG_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/nodeimg"));
+    let cache = cache_dir();
     let cached = cache.join("helm/helm");
     if cached.is_file() {
         return cached;
     }
     PathBuf::from("helm")
+}
+
+/// The real chronyd that scripts/test-deps unpacks into the cache (or
+/// $NODEIMG_CHRONYD).
+pub fn chronyd() -> PathBuf {
+    if let Some(p) = std::env::var_os("NODEIMG_CHRONYD") {
+        return PathBuf::from(p);
+    }
+    let cache = cache_dir();
+    let p = cache.join("chrony/usr/sbin/chronyd");
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/test-deps",
+        p.display()
+    );
+    p
+}
+
+/// Whether the real chronyd parses `conf` (`chronyd -p`); its complaint.
+pub fn chronyd_parses(conf: &Path) -> Result<(), String> {
+    let out = Command::new(chronyd())
+        .args(["-p", "-f"])
+        .arg(conf)
+        .output()
+        .expect("run chronyd");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 /// Runs the real helm with `args` in `dir`; it must succeed. Its output.
@@ -495,4 +530,50 @@ pub fn client_argv(sts: &serde_json::Value) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// The write_files entries of a user-data file: (path, permissions, decoded bytes).
+pub fn seed_files(user_data: &Path) -> Vec<(String, String, Vec<u8>)> {
+    use base64::Engine as _;
+    let text = fs::read_to_string(user_data).unwrap();
+    let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    doc["write_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let path = f["path"].as_str().unwrap().to_string();
+            let mode = f["permissions"].as_str().unwrap().to_string();
+            let content = f["content"].as_str().unwrap();
+            let bytes = match f["encoding"].as_str() {
+                None => content.as_bytes().to_vec(),
+                Some(enc) => {
+                    let raw = base64::engine::general_purpose::STANDARD
+                        .decode(content)
+                        .unwrap();
+                    if enc == "gz+b64" {
+                        use std::io::Read;
+                        let mut out = Vec::new();
+                        flate2::read::GzDecoder::new(&raw[..])
+                            .read_to_end(&mut out)
+                            .unwrap();
+                        out
+                    } else {
+                        assert_eq!(enc, "b64");
+                        raw
+                    }
+                }
+            };
+            (path, mode, bytes)
+        })
+        .collect()
+}
+
+/// The text of the write_files entry whose path ends in `name`.
+pub fn seed_file(user_data: &Path, name: &str) -> String {
+    let (_, _, bytes) = seed_files(user_data)
+        .into_iter()
+        .find(|(p, _, _)| p.ends_with(name))
+        .unwrap_or_else(|| panic!("no {name} in {}", user_data.display()));
+    String::from_utf8(bytes).unwrap()
 }
