@@ -153,6 +153,31 @@ while [ $i -lt "$PROBE_ONLINE_WAIT" ]; do
   grep -Eq '^apt-update (done|skipped|retrying) ' /var/lib/nodeimg/status 2>/dev/null && break
   sleep 1; i=$((i + 1))
 done
+# After first boot no copy of the seed's secrets may be left (step forget-seed):
+# not in cloud-init's folders, the logs or a seed partition. The markers come
+# rotated (letters by 13, digits by 5), so this probe's own vendor-data, which
+# cloud-init keeps too, never holds them.
+i=0
+while [ $i -lt "$PROBE_ONLINE_WAIT" ] &&
+  ! grep -Eq '^forget-seed (done|retrying|failed) ' /var/lib/nodeimg/status 2>/dev/null; do
+  sleep 1; i=$((i + 1))
+done
+seed=/dev/disk/by-partlabel/cidata
+found=""
+for rotated in $PROBE_MARKERS; do
+  marker=$(printf '%s' "$rotated" | tr 'A-Za-z0-9' 'N-ZA-Mn-za-m5-90-4')
+  hits=$(grep -rlF -e "$marker" /var/lib/cloud /run/cloud-init /var/log 2>/dev/null | tr '\n' ' ')
+  found="$found$hits"
+  if [ -b "$seed" ] && grep -qF -e "$marker" "$seed"; then found="$found$seed "; fi
+done
+out seed-copies "${found:-none}"
+if [ -b "$seed" ]; then
+  if [ "$(tr -d '\000' < "$seed" | head -c 1 | wc -c)" -eq 0 ]; then
+    out seed-partition wiped
+  else
+    out seed-partition intact
+  fi
+fi
 each status cat /var/lib/nodeimg/status
 out online-service "$(systemctl is-active nodeimg-online.service)"
 out end "$PROBE_HOST"

@@ -132,6 +132,9 @@ pub struct ProbeSettings {
     pub host_keys: BTreeMap<String, String>,
     /// A throwaway private key (OpenSSH format) authorized in the profile.
     pub login_key: Option<String>,
+    /// Per machine: strings of the secrets its seed carried (a line of the
+    /// host key, the join token, the JWT), to look for after first boot.
+    pub secret_markers: BTreeMap<String, Vec<String>>,
 }
 
 impl ProbeSettings {
@@ -147,11 +150,47 @@ impl ProbeSettings {
                 ))
             })
             .collect();
+        let secret_markers = spec
+            .machines
+            .iter()
+            .map(|m| {
+                let mut markers = Vec::new();
+                if let Ok(host) = secrets.machine(&m.name) {
+                    // The base64 line that holds the private scalar: the
+                    // lines before it are a header every ed25519 key shares
+                    // (the probe's own login key too) and the public key.
+                    markers.extend(host.ssh_host_ed25519_key.lines().nth(4).map(str::to_string));
+                }
+                if m.role.is_kubernetes() {
+                    markers.push(secrets.microk8s_join_token.clone());
+                }
+                if m.role == Role::Master {
+                    markers.extend(secrets.jwt_secret.clone());
+                }
+                (m.name.clone(), markers)
+            })
+            .collect();
         ProbeSettings {
             host_keys,
             login_key,
+            secret_markers,
         }
     }
+}
+
+/// `marker` as the probe receives it: letters rotated by 13, digits by 5
+/// (its own inverse; the probe undoes it with `tr`), so the vendor-data that
+/// carries the probe holds no copy of a secret it looks for.
+fn rotate(marker: &str) -> String {
+    marker
+        .chars()
+        .map(|c| match c {
+            'a'..='z' => (((c as u8 - b'a') + 13) % 26 + b'a') as char,
+            'A'..='Z' => (((c as u8 - b'A') + 13) % 26 + b'A') as char,
+            '0'..='9' => (((c as u8 - b'0') + 5) % 10 + b'0') as char,
+            other => other,
+        })
+        .collect()
 }
 
 /// Reads `--login-key`: an unencrypted OpenSSH private key whose public half
@@ -555,6 +594,7 @@ pub const CHECKS: &[&str] = &[
     "release-nfs",
     "microk8s-config",
     "online-steps",
+    "seed-copies",
     "microk8s-ready",
 ];
 
@@ -577,7 +617,15 @@ fn sha256(s: &str) -> String {
 
 /// path -> sha256 of every write_files entry of a user-data.
 fn written_files(user_data: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
+    write_files_entries(user_data)
+        .into_iter()
+        .map(|(path, content)| (path, sha256(&content)))
+        .collect()
+}
+
+/// The (path, content) of every `write_files` entry of a user-data.
+fn write_files_entries(user_data: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
     let Ok(tree) = yaml::parse(user_data) else {
         return out;
     };
@@ -591,7 +639,7 @@ fn written_files(user_data: &str) -> BTreeMap<String, String> {
                 _ => None,
             };
             if let (Some(path), Some(content)) = (get("path"), get("content")) {
-                out.insert(path, sha256(&content));
+                out.push((path, content));
             }
         }
     }
@@ -1025,6 +1073,8 @@ pub fn evaluate(
     };
     put("online-steps", online_steps);
 
+    put("seed-copies", seed_copies_check(facts, &status));
+
     put(
         "microk8s-ready",
         if !m.role.is_kubernetes() {
@@ -1041,6 +1091,34 @@ pub fn evaluate(
         name: m.name.clone(),
         role: m.role,
         checks,
+    }
+}
+
+/// After first boot: `forget-seed` done, no string of a secret the seed
+/// carried left in cloud-init's folders, the logs or the seed partition, and
+/// a seed partition (disk images) wiped.
+fn seed_copies_check(facts: &Facts, status: &BTreeMap<String, (String, String)>) -> Outcome {
+    match status.get("forget-seed") {
+        Some((state, _)) if state == "done" => {}
+        Some((state, msg)) => return Outcome::Failed(format!("forget-seed {state}: {msg}")),
+        None => return Outcome::Failed("forget-seed not reported".into()),
+    }
+    match facts.one("seed-copies") {
+        Some("none") => {}
+        Some(copies) => {
+            return Outcome::Failed(format!("secrets of the seed are still in {copies}"))
+        }
+        None => return Outcome::Failed("not reported".into()),
+    }
+    match facts.one("seed-partition") {
+        Some("wiped") => {
+            Outcome::Ok("no copy of the seed's secrets left; the seed partition wiped".into())
+        }
+        Some(other) => Outcome::Failed(format!("the seed partition is {other}")),
+        None => Outcome::Ok(
+            "no copy of the seed's secrets left in cloud-init's folders or the logs (the seed medium is removable)"
+                .into(),
+        ),
     }
 }
 
@@ -1099,6 +1177,23 @@ pub fn probe_vendor_data(
         .map(|x| x.name.as_str())
         .collect();
     let target = ssh_target(spec, m);
+    // The payload (validator keys, the release) by the start of its encoded
+    // content, as every copy of the user-data holds it.
+    let markers: Vec<String> = probe
+        .secret_markers
+        .get(&m.name)
+        .into_iter()
+        .flatten()
+        .cloned()
+        .chain(
+            write_files_entries(&seed.user_data)
+                .into_iter()
+                .filter(|(path, _)| path.starts_with("/var/lib/nodeimg/"))
+                .map(|(_, content)| content.chars().take(48).collect()),
+        )
+        .filter(|m: &String| m.len() >= 16)
+        .map(|m| rotate(&m))
+        .collect();
     // Written before the probe runs; the probe only reads it.
     let login_key = match &probe.login_key {
         Some(key) => format!(
@@ -1145,6 +1240,7 @@ pub fn probe_vendor_data(
         ),
         ("PROBE_FILES", files.join(" ")),
         ("PROBE_ONLINE_WAIT", ONLINE_WAIT_SECS.to_string()),
+        ("PROBE_MARKERS", markers.join(" ")),
     ]
     .iter()
     .map(|(k, v)| format!("{k}={}\n", q(v)))
@@ -1219,7 +1315,7 @@ fn validator_keys_check(spec: &Spec, seed: &Seed, m: &MachineSpec, facts: &Facts
 /// less the local ones it retries): the master of a staking profile also
 /// installs the release.
 pub fn online_steps_of(spec: &Spec, m: &MachineSpec) -> Vec<&'static str> {
-    let mut steps = vec!["apt-update", "apt-upgrade", "packages"];
+    let mut steps = vec!["forget-seed", "apt-update", "apt-upgrade", "packages"];
     if m.role != Role::Nfs {
         steps.extend(["microk8s", "microk8s-launch"]);
     }
@@ -1475,6 +1571,27 @@ mod evaluate_tests {
     use super::*;
 
     #[test]
+    fn a_host_key_marker_is_private_to_that_key() {
+        // A marker found in another key (the probe's login key) or in the
+        // public key would report a leak that is none.
+        let v = crate::load_profile_str("h.yaml", include_str!("../profiles/hoodi.yaml")).unwrap();
+        let spec = v.spec;
+        let secrets = Secrets::generate(&spec).unwrap();
+        let other = Secrets::generate(&spec).unwrap();
+        let probe = ProbeSettings::new(&spec, &secrets, None);
+        for m in &spec.machines {
+            let own = secrets.machine(&m.name).unwrap();
+            let marker = &probe.secret_markers[&m.name][0];
+            assert!(own.ssh_host_ed25519_key.contains(marker.as_str()));
+            assert!(marker.len() >= 40, "{marker}");
+            for key in other.machines.values() {
+                assert!(!key.ssh_host_ed25519_key.contains(marker.as_str()));
+            }
+            assert!(!own.public_key().unwrap().contains(marker.as_str()));
+        }
+    }
+
+    #[test]
     fn validator_keys_must_be_placed_privately_on_the_nfs_server_only() {
         let v = crate::load_profile_str("h.yaml", include_str!("../profiles/hoodi.yaml")).unwrap();
         let spec = v.spec;
@@ -1549,7 +1666,7 @@ mod evaluate_tests {
         assert!(!steps(&hoodi, "worker-1").contains(&"release"));
         assert_eq!(
             steps(&hoodi, "nfs"),
-            ["apt-update", "apt-upgrade", "packages"]
+            ["forget-seed", "apt-update", "apt-upgrade", "packages"]
         );
     }
 
@@ -1612,6 +1729,8 @@ mod evaluate_tests {
             "nfs-mount ok".into(),
             "nfs-write ok 1001:2000".into(),
             "status ssh done 1 1 listening".into(),
+            "status forget-seed done 1 1 cloud-init's copies of the seed removed".into(),
+            "seed-copies none".into(),
             "status apt-update retrying 1 1 no package index reachable (offline?)".into(),
             "status firewall done 1 1 active".into(),
             "status chrony done 1 1 pools".into(),
@@ -1773,6 +1892,18 @@ mod evaluate_tests {
                 "status chrony failed",
                 "online-steps",
                 "local step chrony",
+            ),
+            (
+                "seed-copies none",
+                "seed-copies /var/lib/cloud/instances/iid-x/obj.pkl ",
+                "seed-copies",
+                "still in /var/lib/cloud/instances/iid-x/obj.pkl",
+            ),
+            (
+                "status forget-seed done",
+                "status forget-seed retrying",
+                "seed-copies",
+                "forget-seed retrying",
             ),
             (
                 "online-service active",

@@ -191,11 +191,36 @@ impl Report {
             };
             out.push_str(&format!(
                 "{}:{}:{}: {kind}: {}\n  hint: {}\n",
-                self.file, pos.line, pos.col, d.message, d.hint
+                self.file,
+                pos.line,
+                pos.col,
+                shorten(&d.message),
+                d.hint
             ));
         }
         out
     }
+}
+
+/// The longest message shown whole: a value pasted into a message (a 50 MB
+/// string in a profile, say) is cut, with its length said.
+pub const MAX_MESSAGE: usize = 400;
+
+/// `text`, cut to about [`MAX_MESSAGE`] characters at a character boundary.
+pub fn shorten(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_MESSAGE {
+        return text.into();
+    }
+    let mut end = MAX_MESSAGE - 40;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}... (cut: {} characters in all)",
+        &text[..end],
+        text.chars().count()
+    )
+    .into()
 }
 
 impl fmt::Display for Report {

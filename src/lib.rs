@@ -42,9 +42,36 @@ pub struct Validated {
 /// Load and validate: every problem of the profile, or the checked spec.
 /// A profile error comes back as a [`Report`] inside the `anyhow::Error`.
 pub fn load_profile(path: &Path) -> Result<Validated> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the profile {}", path.display()))?;
+    let bytes = io::input::read_regular(path, io::input::MAX_PROFILE)
+        .map_err(|why| anyhow::anyhow!("{}", io::input::about("the profile", &why)))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let file = path.display().to_string();
+        Report::new(&file, None, vec![not_utf8(e.as_bytes(), e.utf8_error())])
+    })?;
     load_profile_str(&path.display().to_string(), &text)
+}
+
+/// Where a file stops being UTF-8, as a diagnostic at that line and column.
+fn not_utf8(bytes: &[u8], e: std::str::Utf8Error) -> diag::Diagnostic {
+    let valid = &bytes[..e.valid_up_to()];
+    let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+    // Columns count characters, as the YAML positions do.
+    let col = String::from_utf8_lossy(&valid[line_start..])
+        .chars()
+        .count()
+        + 1;
+    diag::Diagnostic::at_pos(
+        diag::Pos {
+            line: line as u32,
+            col: col as u32,
+        },
+        format!(
+            "the file is not UTF-8 text: byte 0x{:02x} here is not part of a UTF-8 character",
+            bytes[valid.len()]
+        ),
+        "save the profile as UTF-8 (editors call it \"UTF-8\"); it may also be a binary file given by mistake",
+    )
 }
 
 /// Like [`load_profile`], from text; `file` names it in messages.
@@ -96,17 +123,42 @@ pub fn render_seeds(
     only: &[String],
     payload: &resolve::Payload,
 ) -> Result<Vec<(String, Seed)>> {
-    let mut seeds = Vec::new();
-    let mut problems = Vec::new();
-    for m in &spec.machines {
-        if !only.is_empty() && !only.contains(&m.name) {
-            continue;
-        }
-        let ctx = resolve::context(spec, secrets, m, payload.for_machine(&m.name))?;
+    let shared = engine.prepare(&resolve::cluster_context(spec, secrets)?)?;
+    let selected: Vec<&validate::MachineSpec> = spec
+        .machines
+        .iter()
+        .filter(|m| only.is_empty() || only.contains(&m.name))
+        .collect();
+    let one = |m: &validate::MachineSpec| -> Result<(Seed, Vec<check::Problem>)> {
+        let own = resolve::machine_context(spec, secrets, m, payload.for_machine(&m.name))?;
         let seed = engine
-            .render_machine(&ctx)
+            .render_machine(&shared, &own)
             .with_context(|| format!("rendering the seed of {}", m.name))?;
-        problems.extend(check::check_seed(&m.name, &seed));
+        let problems = check::check_seed(&m.name, &seed);
+        Ok((seed, problems))
+    };
+    // Machines are independent: render and check them on every core, in
+    // profile order within each share, so the result is the same as one by one.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let share = selected.len().div_ceil(cores).max(1);
+    let results: Vec<Result<(Seed, Vec<check::Problem>)>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = selected
+            .chunks(share)
+            .map(|part| scope.spawn(move || part.iter().map(|m| one(m)).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut seeds = Vec::with_capacity(selected.len());
+    let mut problems = Vec::new();
+    for (m, result) in selected.iter().zip(results) {
+        let (seed, found) = result?;
+        problems.extend(found);
         seeds.push((m.name.clone(), seed));
     }
     if !problems.is_empty() {
@@ -117,12 +169,18 @@ pub fn render_seeds(
 }
 
 fn check_only(spec: &Spec, only: &[String]) -> Result<()> {
-    for name in only {
+    check_machine_names(spec, only, "--only ")
+}
+
+/// Every name is a machine of the profile; `how` names where it was given.
+fn check_machine_names(spec: &Spec, names: &[String], how: &str) -> Result<()> {
+    for name in names {
         if spec.machine(name).is_none() {
-            let names: Vec<&str> = spec.machines.iter().map(|m| m.name.as_str()).collect();
+            let known: Vec<&str> = spec.machines.iter().map(|m| m.name.as_str()).collect();
             bail!(
-                "--only {name}: the profile has no machine of that name\n  hint: machines: {}",
-                names.join(", ")
+                "{how}{:?}: the profile has no machine of that name\n  hint: machines: {}",
+                diag::shorten(name),
+                known.join(", ")
             );
         }
     }
@@ -603,7 +661,7 @@ pub fn show(
         );
     }
     let v = load_profile(profile_path)?;
-    check_only(&v.spec, &[machine.to_string()])?;
+    check_machine_names(&v.spec, &[machine.to_string()], "show: machine ")?;
     let engine = render::Engine::new(templates)?;
     let secrets_file = secrets_path(profile_path, secrets);
     if reveal && !secrets_file.exists() {

@@ -76,6 +76,41 @@ pub struct Engine {
     plain: Tera,
     /// Template name -> the name tera knows it by (its file, for errors).
     shown: BTreeMap<String, String>,
+    /// The `files/` templates that may use a machine's own values.
+    per_machine: std::collections::BTreeSet<String>,
+}
+
+/// The context keys that differ between machines ([`crate::resolve::machine_context`]).
+const MACHINE_KEYS: &[&str] = &["machine", "host_key", "firewall", "packages", "payload"];
+
+/// Whether a template may depend on the machine: an expression or tag of
+/// it names one of the machine's keys, or pulls in another template.
+/// (Undefined names can be falsy in tera's conditions, so rendering without
+/// them proves nothing.)
+fn needs_machine(text: &str) -> bool {
+    let mut rest = text;
+    while let Some(open) = rest.find(['{']) {
+        let after = &rest[open + 1..];
+        let close = match after.chars().next() {
+            Some('{') => "}}",
+            Some('%') => "%}",
+            _ => {
+                rest = after;
+                continue;
+            }
+        };
+        let end = after.find(close).unwrap_or(after.len());
+        let code = &after[1..end];
+        let mut words = code
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty());
+        if words.any(|w| MACHINE_KEYS.contains(&w) || matches!(w, "include" | "import" | "extends"))
+        {
+            return true;
+        }
+        rest = &after[end..];
+    }
+    false
 }
 
 /// `"..."`: a JSON string is a valid YAML double-quoted scalar.
@@ -100,9 +135,15 @@ fn yaml_filter(v: Value, _: Kwargs, _: &State) -> tera::TeraResult<Value> {
 
 /// A literal block scalar (`|`) holding `s` exactly, indented by `indent`.
 pub fn yaml_block(s: &str, indent: usize) -> String {
-    let printable = s
-        .chars()
-        .all(|c| c == '\n' || c == '\t' || (!c.is_control() && c != '\u{feff}'));
+    // ASCII is checked byte by byte (the common case, and fast); other
+    // text character by character.
+    let printable = if s.is_ascii() {
+        s.bytes()
+            .all(|b| b == b'\n' || b == b'\t' || (b' '..0x7f).contains(&b))
+    } else {
+        s.chars()
+            .all(|c| c == '\n' || c == '\t' || (!c.is_control() && c != '\u{feff}'))
+    };
     if s.is_empty() || !printable || s.contains('\r') {
         return serde_json::to_string(s).unwrap_or_default();
     }
@@ -118,8 +159,12 @@ pub fn yaml_block(s: &str, indent: usize) -> String {
         ""
     };
     let pad = " ".repeat(indent);
-    let mut out = format!("|{lead}{chomp}");
     let body = if trailing == 0 { s } else { &s[..s.len() - 1] };
+    // Sized once: a 2000-machine /etc/hosts is embedded in every seed.
+    let mut out = String::with_capacity(body.len() + (body.len() / 16 + 2) * (indent + 1));
+    out.push('|');
+    out.push_str(lead);
+    out.push_str(chomp);
     for line in body.split('\n') {
         out.push('\n');
         if !line.is_empty() {
@@ -172,7 +217,11 @@ impl Engine {
         let mut sh = new_tera(".sh", escape_sh);
         let mut plain = new_tera(".never-escaped", escape_sh);
         let mut shown_names = BTreeMap::new();
+        let mut per_machine = std::collections::BTreeSet::new();
         for (name, (shown, text)) in &sources {
+            if needs_machine(text) {
+                per_machine.insert(name.clone());
+            }
             // Errors name the template file; tera adds line, column and a caret.
             let engine = if name.ends_with(".yaml") {
                 &mut yaml
@@ -191,6 +240,7 @@ impl Engine {
             sh,
             plain,
             shown: shown_names,
+            per_machine,
         })
     }
 
@@ -211,34 +261,61 @@ impl Engine {
             .map_err(|e| anyhow::anyhow!("{}", render_error(&e)))
     }
 
-    /// Renders every `files/` template, then user-data and network-config,
-    /// then meta-data (whose instance-id hashes the other two).
-    pub fn render_machine(&self, ctx: &serde_json::Value) -> Result<Seed> {
-        let mut ctx = ctx.clone();
-        let base = Context::from_serialize(&ctx).context("internal: context not serializable")?;
+    /// Prepares what every machine shares: the cluster context, converted
+    /// once, and the `files/` templates that render from it alone (they use
+    /// no machine's own values), rendered once. Per machine only the rest is
+    /// rendered, so a build of n machines costs n, not n x n (the hosts file
+    /// lists every machine).
+    pub fn prepare(&self, cluster: &serde_json::Value) -> Result<Shared> {
+        let context =
+            Context::from_serialize(cluster).context("internal: context not serializable")?;
+        let mut files = BTreeMap::new();
+        for name in self.shown.keys().filter(|n| !self.per_machine.contains(*n)) {
+            if let Some(key) = file_key(name) {
+                // An error here is reported per machine, where it happens again.
+                if let Ok(text) = self.render_one(name, &context) {
+                    files.insert(key, text);
+                }
+            }
+        }
+        Ok(Shared { context, files })
+    }
+
+    /// Renders the machine's own `files/` templates, then user-data and
+    /// network-config, then meta-data (whose instance-id hashes the other two).
+    pub fn render_machine(&self, shared: &Shared, own: &serde_json::Value) -> Result<Seed> {
+        let mut base = shared.context.clone();
+        base.extend(Context::from_serialize(own).context("internal: context not serializable")?);
         let mut files = serde_json::Map::new();
         for name in self.shown.keys() {
             if let Some(key) = file_key(name) {
-                let text = self.render_one(name, &base)?;
+                let text = match shared.files.get(&key) {
+                    Some(text) => text.clone(),
+                    None => self.render_one(name, &base)?,
+                };
                 files.insert(key, serde_json::Value::String(text));
             }
         }
-        if let Some(obj) = ctx.as_object_mut() {
-            obj.insert("files".into(), serde_json::Value::Object(files));
-        }
-        let full = Context::from_serialize(&ctx).context("internal: context not serializable")?;
+        let mut full = base;
+        full.insert("files", &serde_json::Value::Object(files));
         let user_data = self.render_one("user-data.yaml", &full)?;
         let network_config = self.render_one("network-config.yaml", &full)?;
         let instance_id = instance_id(&user_data, &network_config);
-        let mut with_id = full.clone();
-        with_id.insert("instance_id", &instance_id);
-        let meta_data = self.render_one("meta-data.yaml", &with_id)?;
+        full.insert("instance_id", &instance_id);
+        let meta_data = self.render_one("meta-data.yaml", &full)?;
         Ok(Seed {
             user_data,
             meta_data,
             network_config,
         })
     }
+}
+
+/// What [`Engine::prepare`] made once for all machines.
+pub struct Shared {
+    context: Context,
+    /// `files.<key>` of the templates that need no machine.
+    files: BTreeMap<String, String>,
 }
 
 /// The three NoCloud files of one machine.
@@ -305,6 +382,23 @@ fn walk(dir: &Path) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn templates_that_name_a_machine_key_are_rendered_per_machine() {
+        assert!(!needs_machine(
+            "# every machine\n{% for m in machines %}{{ m.ip }}\n{% endfor %}"
+        ));
+        assert!(needs_machine(
+            "{%- if machine.role == \"master\" %}x{% endif %}"
+        ));
+        assert!(needs_machine("{{ ssh.host_key.private }}"));
+        assert!(needs_machine("{% include \"other\" %}"));
+        assert!(!needs_machine("Port {{ ssh.port }} and a lone { brace"));
+        let embedded = |name: &str| TEMPLATES.iter().find(|(n, _)| *n == name).unwrap().1;
+        assert!(!needs_machine(embedded("files/hosts")));
+        assert!(needs_machine(embedded("files/microk8s.yaml")));
+        assert!(needs_machine(embedded("files/setup.env.sh")));
+    }
 
     fn roundtrip(s: &str) -> String {
         let doc = format!("key: {}\n", yaml_block(s, 2));

@@ -174,18 +174,12 @@ impl Payload {
     }
 }
 
-/// The template context of one machine.
-pub fn context(
-    spec: &Spec,
-    secrets: &Secrets,
-    m: &MachineSpec,
-    payload: &[PayloadFile],
-) -> Result<Value> {
-    let host = secrets.machine(&m.name)?;
+/// The template context every machine shares: the cluster, its machines,
+/// and every setting that is the same on all of them.
+pub fn cluster_context(spec: &Spec, secrets: &Secrets) -> Result<Value> {
     let master = spec.master();
     let nfs_server = spec.nfs_server();
     let token = &secrets.microk8s_join_token;
-    let nic_name = nic_name(m);
     let export_root = spec.nfs.export_root.trim_end_matches('/');
     Ok(json!({
         "nodeimg": { "version": env!("CARGO_PKG_VERSION") },
@@ -197,17 +191,6 @@ pub fn context(
             "gateway": spec.gateway.to_string(),
             "dns": spec.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
         },
-        "machine": {
-            "name": m.name,
-            "role": m.role,
-            "ip": m.ip.to_string(),
-            "fqdn": fqdn(spec, &m.name),
-            "mac": m.mac,
-            "interface": m.interface,
-            "nic_name": nic_name,
-            "ubuntu": m.ubuntu,
-            "kubelet_on_cgroup_v1": m.kubelet_on_cgroup_v1(&spec.microk8s.channel),
-        },
         "machines": spec.machines.iter().map(|x| machine_summary(spec, x)).collect::<Vec<_>>(),
         "master": machine_summary(spec, master),
         "nfs_server": machine_summary(spec, nfs_server),
@@ -215,10 +198,6 @@ pub fn context(
             "port": spec.ssh.port,
             "user": spec.ssh.user,
             "authorized_keys": spec.ssh.authorized_keys,
-            "host_key": {
-                "private": host.ssh_host_ed25519_key,
-                "public": host.public_key()?,
-            },
         },
         "time": {
             "timezone": spec.time.timezone,
@@ -247,14 +226,48 @@ pub fn context(
             // The host must be an IP literal: a name is "Invalid master IP".
             "join_url": format!("{}:25000/{}", master.ip, token),
         },
-        "firewall": { "rules": ufw_rules(spec, m.role) },
-        "packages": role_packages(m.role),
-        "payload": payload,
         "staking": spec.staking.as_ref().map(|s| json!({
             "namespace": s.namespace,
             "consensus": s.consensus,
             "groups": s.groups.iter().map(|g| g.name.clone()).collect::<Vec<_>>(),
             "legacy": s.legacy.is_some(),
         })),
+    }))
+}
+
+/// What is one machine's own in the template context: the machine, its host
+/// key (`ssh` again, whole), its role's firewall rules and packages, and its
+/// payload. It is laid over [`cluster_context`].
+pub fn machine_context(
+    spec: &Spec,
+    secrets: &Secrets,
+    m: &MachineSpec,
+    payload: &[PayloadFile],
+) -> Result<Value> {
+    let host = secrets.machine(&m.name)?;
+    Ok(json!({
+        "machine": {
+            "name": m.name,
+            "role": m.role,
+            "ip": m.ip.to_string(),
+            "fqdn": fqdn(spec, &m.name),
+            "mac": m.mac,
+            "interface": m.interface,
+            "nic_name": nic_name(m),
+            "ubuntu": m.ubuntu,
+            "kubelet_on_cgroup_v1": m.kubelet_on_cgroup_v1(&spec.microk8s.channel),
+        },
+        "ssh": {
+            "port": spec.ssh.port,
+            "user": spec.ssh.user,
+            "authorized_keys": spec.ssh.authorized_keys,
+            "host_key": {
+                "private": host.ssh_host_ed25519_key,
+                "public": host.public_key()?,
+            },
+        },
+        "firewall": { "rules": ufw_rules(spec, m.role) },
+        "packages": role_packages(m.role),
+        "payload": payload,
     }))
 }

@@ -11,6 +11,9 @@ use serde_saphyr::Spanned;
 
 use crate::diag::{Diagnostic, Path, Pos};
 
+/// The deepest nesting of mappings and lists nodeimg reads.
+pub const MAX_DEPTH: usize = 32;
+
 /// One YAML node with the position of its first character.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
@@ -88,7 +91,12 @@ impl Node {
 /// Parses YAML text into a [`Node`] tree. A syntax error comes back as one
 /// diagnostic at the position the parser stopped.
 pub fn parse(text: &str) -> Result<Node, Diagnostic> {
-    let options = serde_saphyr::options! { with_snippet: false };
+    // A profile nests a handful of levels. The parser's own limits (64 and
+    // 255) let a hostile file exhaust a small thread stack first.
+    let options = serde_saphyr::options! {
+        with_snippet: false,
+        budget: serde_saphyr::budget! { max_depth: MAX_DEPTH, flow_nesting_limit: MAX_DEPTH },
+    };
     match serde_saphyr::from_str_with_options::<Option<Spanned<Raw>>>(text, options) {
         Ok(Some(root)) => Ok(root.into()),
         Ok(None) => Err(Diagnostic::at_pos(
@@ -104,7 +112,17 @@ pub fn parse(text: &str) -> Result<Node, Diagnostic> {
                     col: l.column().max(1) as u32,
                 })
                 .unwrap_or(Pos { line: 1, col: 1 });
+            if let Some((message, hint)) = limit_message(&e) {
+                return Err(Diagnostic::at_pos(pos, message, hint));
+            }
             let message = syntax_message(&e);
+            if message.contains("recursion limit exceeded") {
+                return Err(Diagnostic::at_pos(
+                    pos,
+                    format!("the profile is too large to read: values are nested more than {MAX_DEPTH} levels deep"),
+                    LIMIT_HINT,
+                ));
+            }
             // The parser stops at the colon of a key indented deeper than
             // its neighbours; the culprit is the key itself.
             let pos = if message.contains("mapping values are not allowed") {
@@ -136,6 +154,41 @@ fn key_start(text: &str, pos: Pos) -> Pos {
         line: pos.line,
         col: indent as u32 + 1,
     }
+}
+
+const LIMIT_HINT: &str = "this is not a cluster profile, or whatever generated it went wrong: start from one of the shipped profiles in profiles/";
+
+/// A parser limit (a defence against hostile YAML) said in words, with the
+/// limit the file went past.
+fn limit_message(e: &serde_saphyr::Error) -> Option<(String, &'static str)> {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let serde_saphyr::Error::Budget { breach, .. } = e.without_snippet() else {
+        return None;
+    };
+    let message = match breach {
+        B::Nodes { nodes } => format!(
+            "the file holds more than {} values (YAML nodes); a profile has a few hundred",
+            nodes.saturating_sub(1)
+        ),
+        B::Depth { depth } => format!(
+            "values are nested more than {} levels deep",
+            depth.saturating_sub(1)
+        ),
+        B::Aliases { .. } | B::Anchors { .. } | B::AliasAnchorRatio { .. } => {
+            "the file repeats YAML aliases (*name) beyond what a profile needs (an alias bomb?)"
+                .to_string()
+        }
+        B::ScalarBytes { total_scalar_bytes } => format!(
+            "its text values add up to more than {} bytes",
+            total_scalar_bytes.saturating_sub(1)
+        ),
+        B::Documents { .. } => "the file holds more YAML documents than one".to_string(),
+        _ => "the file is larger or more complex than a profile can be".to_string(),
+    };
+    Some((
+        format!("the profile is too large to read: {message}"),
+        LIMIT_HINT,
+    ))
 }
 
 fn syntax_message(e: &serde_saphyr::Error) -> String {

@@ -334,3 +334,49 @@ fn a_qcow2_with_a_backing_file_is_refused() {
     );
     assert!(!s.path("out").exists());
 }
+
+/// The safety issue's promise for `build --images` too: kill -9 at any
+/// moment (conversion, seed partition, hashing, swap) leaves the previous
+/// output verifying, and the next run leaves no staging directory.
+#[test]
+fn a_killed_image_build_keeps_the_previous_output_and_the_next_run_cleans_up() {
+    let server = Server::start(Behaviour::default());
+    let (s, _, _) = setup(&server, "");
+    assert!(build_images(&s, "out", &[]).ok());
+    // Timed once the base is cached, as every later run finds it.
+    let started = std::time::Instant::now();
+    assert!(build_images(&s, "out", &[]).ok());
+    let whole = started.elapsed();
+    let profile = fs::read_to_string(s.profile()).unwrap();
+    let changed = profile.replace("name: worker-1,", "name: worker-x,");
+    assert_ne!(changed, profile);
+    let mut killed_while_staging = 0;
+    for percent in [5u32, 20, 40, 60, 80, 95] {
+        fs::write(s.profile(), &changed).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nodeimg"))
+            .args(["build", "profile.yaml", "-o", "out", "--images"])
+            .args(["--cache", "cache"])
+            .current_dir(s.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(whole * percent / 100);
+        let _ = child.kill();
+        let _ = child.wait();
+        killed_while_staging += usize::from(!staging_dirs(&s).is_empty());
+        let (ok, text) = sha256sum_check(&s.path("out"));
+        assert!(ok, "after a kill at {percent}%: {text}");
+        assert!(
+            s.path("out/worker-1/disk.img").is_file() || s.path("out/worker-x/disk.img").is_file()
+        );
+        fs::write(s.profile(), &profile).unwrap();
+    }
+    assert!(killed_while_staging > 0, "no kill landed while staging");
+    let r = build_images(&s, "out", &[]);
+    assert!(r.ok(), "{}", r.stderr());
+    assert_eq!(staging_dirs(&s), Vec::<String>::new());
+    let (ok, text) = sha256sum_check(&s.path("out"));
+    assert!(ok, "{text}");
+    assert!(s.path("out/worker-1/disk.img").is_file());
+}

@@ -516,3 +516,73 @@ fn fast_polling_of_public_pools_is_warned_about_and_not_the_default() {
         "{conf}"
     );
 }
+
+/// Broken bytes, hostile sizes and stray arguments get messages a user can
+/// act on: where, what, how to fix; never parser internals or a whole value.
+#[test]
+fn unreadable_profiles_get_clear_messages() {
+    // Invalid UTF-8: the line and column of the first bad byte.
+    let s = Scratch::with_profile("");
+    let mut bytes = shipped_profile("tutorial.yaml").into_bytes();
+    let at = position_of(&shipped_profile("tutorial.yaml"), "staking", 0);
+    let offset = shipped_profile("tutorial.yaml").find("staking").unwrap();
+    bytes[offset] = 0xff;
+    std::fs::write(s.profile(), &bytes).unwrap();
+    let r = s.run(&["validate", "profile.yaml"]);
+    assert!(
+        r.stderr().starts_with(&format!(
+            "profile.yaml:{}:{}: error: the file is not UTF-8 text: byte 0xff",
+            at.0, at.1
+        )),
+        "{}",
+        r.stderr()
+    );
+    assert!(r.stderr().contains("hint: save the profile as UTF-8"));
+
+    // Past the parser's limits: said in words, no Rust debug text.
+    let many = format!("version: 1\nx: [{}]\n", "1,".repeat(300_000));
+    let s = Scratch::with_profile(&many);
+    let r = s.run(&["validate", "profile.yaml"]);
+    assert_eq!(r.code(), Some(1));
+    assert!(
+        r.stderr()
+            .contains("error: the profile is too large to read: the file holds more than"),
+        "{}",
+        r.stderr()
+    );
+    assert!(
+        !r.stderr().contains("Nodes {") && !r.stderr().contains("fix the YAML syntax"),
+        "{}",
+        r.stderr()
+    );
+
+    // A huge value is not echoed whole.
+    let big = "a".repeat(5 << 20);
+    let s = Scratch::with_profile(
+        &shipped_profile("tutorial.yaml").replace("name: staking", &format!("name: {big}")),
+    );
+    let r = s.run(&["validate", "profile.yaml"]);
+    assert_eq!(r.code(), Some(1));
+    assert!(
+        r.stderr().len() < 4000,
+        "{} bytes of messages",
+        r.stderr().len()
+    );
+    assert!(
+        r.stderr().contains("characters in all)"),
+        "{}",
+        &r.stderr()[..r.stderr().len().min(2000)]
+    );
+
+    // show with a machine that is not one names the argument, not --only.
+    let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
+    let r = s.run(&["show", "profile.yaml", "../../etc", "user-data"]);
+    assert_eq!(r.code(), Some(1));
+    assert!(
+        r.stderr()
+            .contains("show: machine \"../../etc\": the profile has no machine of that name"),
+        "{}",
+        r.stderr()
+    );
+    assert!(!r.stderr().contains("--only"), "{}", r.stderr());
+}

@@ -140,22 +140,8 @@ fn a_mount_point_as_output_gets_a_clear_message() {
     assert!(r.stderr().contains("-o mnt/staking"), "{}", r.stderr());
 }
 
-/// `sha256sum -c SHA256SUMS` in `dir`: (passed, output).
-fn sha256sum_check(dir: &Path) -> (bool, String) {
-    let out = Command::new("sha256sum")
-        .args(["-c", "--quiet", "SHA256SUMS"])
-        .current_dir(dir)
-        .output()
-        .expect("sha256sum");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
-/// Workers in the kill and interrupt tests: enough for a build of a few
-/// seconds here (2000 once validation is linear; see the README).
-const BIG: usize = 300;
+/// Workers in the kill and interrupt tests: the 2000 of the safety issue.
+const BIG: usize = 2000;
 
 fn big_profile(workers: usize) -> String {
     let worker_1 = "  - {name: worker-1, role: worker, ip: 172.20.10.12}\n";
@@ -168,13 +154,6 @@ fn big_profile(workers: usize) -> String {
         ));
     }
     shipped_profile("tutorial.yaml").replace(worker_1, &text)
-}
-
-fn staging_dirs(s: &Scratch) -> Vec<String> {
-    s.listing()
-        .into_iter()
-        .filter(|p| p.contains(".nodeimg-staging-") && !p.contains('/'))
-        .collect()
 }
 
 fn start_build(s: &Scratch) -> std::process::Child {
@@ -190,23 +169,27 @@ fn start_build(s: &Scratch) -> std::process::Child {
 #[test]
 fn a_killed_build_keeps_the_previous_output_and_the_next_run_cleans_up() {
     let s = Scratch::with_profile(&big_profile(BIG));
+    let started = std::time::Instant::now();
     s.build("out");
+    let whole = started.elapsed();
     let mut killed_while_staging = 0;
     // Kill -9 at spread-out moments of the next builds (load, render,
-    // pack, write, swap): the old output must verify every time.
-    for delay_ms in [20u64, 150, 400, 700, 1000, 1300, 1600, 1900, 2200] {
+    // pack, write, swap), as fractions of a whole build on this machine:
+    // the old output must verify every time.
+    for percent in [1u32, 8, 20, 35, 50, 65, 80, 90, 97, 105] {
+        let delay = whole * percent / 100;
         fs::write(
             s.profile(),
             big_profile(BIG).replace("worker-7,", "worker-x,"),
         )
         .unwrap();
         let mut child = start_build(&s);
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        std::thread::sleep(delay);
         let _ = child.kill();
         let _ = child.wait();
         killed_while_staging += usize::from(!staging_dirs(&s).is_empty());
         let (ok, text) = sha256sum_check(&s.path("out"));
-        assert!(ok, "after a kill at {delay_ms} ms: {text}");
+        assert!(ok, "after a kill at {percent}% ({delay:?}): {text}");
         fs::write(s.profile(), big_profile(BIG)).unwrap();
     }
     assert!(killed_while_staging > 0, "no kill landed while staging");
@@ -522,4 +505,40 @@ fn trusted_folders_allow_keys_outside_the_profile_folder() {
     fs::write(s.profile(), with_stand_in_charts(&s, &trusted)).unwrap();
     let r = run_with_charts(&s, "build", "out");
     assert!(r.ok(), "{}", r.stderr());
+}
+
+/// A disk that fills up mid-build: the error names the path it could not
+/// write, and nothing half-written is left.
+#[test]
+fn a_full_disk_names_the_path_and_leaves_nothing() {
+    if !is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let s = Scratch::with_profile(&big_profile(40));
+    fs::create_dir(s.path("small")).unwrap();
+    let mnt = s.path("small");
+    let m = tool(
+        "mount",
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=256k",
+            "tmpfs",
+            mnt.to_str().unwrap(),
+        ],
+    );
+    assert!(m.status.success());
+    let r = s.run(&["build", "profile.yaml", "-o", "small/out"]);
+    let left: Vec<String> = fs::read_dir(&mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let _ = tool("umount", &[mnt.to_str().unwrap()]);
+    assert_eq!(r.code(), Some(1), "{}", r.stderr());
+    let err = r.stderr();
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("small/"), "the error names no path: {err}");
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -21,14 +21,14 @@ APT_OPTS="-o DPkg::Lock::Timeout=300 -o Acquire::Retries=3 -o Acquire::http::Tim
 is_k8s() { [ "$NODEIMG_ROLE" = master ] || [ "$NODEIMG_ROLE" = worker ]; }
 
 LOCAL_STEPS="ssh firewall chrony"
-ONLINE_STEPS="apt-update apt-upgrade packages firewall chrony"
+ONLINE_STEPS="forget-seed apt-update apt-upgrade packages firewall chrony"
 if [ "$NODEIMG_ROLE" = nfs ]; then
   LOCAL_STEPS="$LOCAL_STEPS nfs-exports"
   ONLINE_STEPS="$ONLINE_STEPS nfs-exports"
 else
   ONLINE_STEPS="$ONLINE_STEPS microk8s microk8s-launch"
 fi
-ALL_STEPS="ssh apt-update apt-upgrade packages firewall chrony"
+ALL_STEPS="ssh forget-seed apt-update apt-upgrade packages firewall chrony"
 if [ "$NODEIMG_ROLE" = nfs ]; then ALL_STEPS="$ALL_STEPS nfs-exports"; else ALL_STEPS="$ALL_STEPS microk8s microk8s-launch"; fi
 # The master installs the staking release once the cluster can run it.
 if [ "$NODEIMG_ROLE" = master ]; then
@@ -241,6 +241,37 @@ place_validator_keys() {
   done
   # The keys now live in the data folders only.
   rm -rf "$KEYS_STAGING"
+}
+
+# ---- steps of nodeimg-online.service ---------------------------------------
+
+# cloud-init keeps the seed's user-data (the host key, the join token and, on
+# the NFS server, the validator keys and their password) in its instance
+# folder, its pickled datasource and /run. Once cloud-init is done and the keys
+# are in place, those copies go, and so does the seed partition of a flashed
+# disk image. cloud-init is then turned off: everything it wrote stays, and
+# without its seed a later boot would take the machine for a new instance.
+step_forget_seed() {
+  if [ -d "$KEYS_STAGING" ]; then say "after the validator keys are placed (nfs-exports)"; return 2; fi
+  touch /etc/cloud/cloud-init.disabled || { say "cannot turn cloud-init off"; return 1; }
+  for d in /var/lib/cloud/instances/*/; do
+    [ -d "$d" ] || continue
+    rm -f "$d"user-data.txt "$d"user-data.txt.i "$d"vendor-data.txt "$d"vendor-data.txt.i \
+      "$d"vendor-data2.txt "$d"vendor-data2.txt.i "$d"cloud-config.txt "$d"vendor-cloud-config.txt \
+      "$d"vendor2-cloud-config.txt "$d"obj.pkl || return 1
+  done
+  rm -f /run/cloud-init/instance-data-sensitive.json /run/cloud-init/combined-cloud-config.json \
+    /run/cloud-init/instance-data.json /var/lib/cloud/data/instance-data-sensitive.json || return 1
+  # A GPT partition named cidata is the seed partition of nodeimg's disk image.
+  seed=/dev/disk/by-partlabel/cidata
+  if [ -b "$seed" ]; then
+    size=$(blockdev --getsize64 "$seed") || return 1
+    if ! head -c "$size" /dev/zero > "$seed"; then say "cannot wipe the seed partition $seed"; return 1; fi
+    sync
+    say "cloud-init's copies of the seed removed, the seed partition wiped, cloud-init off"
+  else
+    say "cloud-init's copies of the seed removed, cloud-init off; wipe the seed medium (README)"
+  fi
 }
 
 # ---- steps that need the internet -----------------------------------------

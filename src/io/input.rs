@@ -14,6 +14,8 @@ pub const MAX_PASSWORD: u64 = 4 * 1024;
 pub const MAX_CHART: u64 = 64 * 1024 * 1024;
 pub const MAX_CHECKSUM_LIST: u64 = 4 * 1024 * 1024;
 pub const MAX_BASE_IMAGE: u64 = 64 * 1024 * 1024 * 1024;
+/// A profile is a few KiB; 16 MiB is far beyond any real one.
+pub const MAX_PROFILE: u64 = 16 * 1024 * 1024;
 /// Keystores in one group's folder (a folder of millions is a mistake).
 pub const MAX_KEYSTORES: usize = 100_000;
 
@@ -86,6 +88,15 @@ pub fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(bytes)
+}
+
+/// A [`read_regular`] error about `what` ("the password file"): "cannot read
+/// the password file PATH: ..." or "the password file PATH is a FIFO ...".
+pub fn about(what: &str, why: &str) -> String {
+    match why.strip_prefix("cannot read ") {
+        Some(rest) => format!("cannot read {what} {rest}"),
+        None => format!("{what} {why}"),
+    }
 }
 
 /// Where a path written in the profile may point: the profile's own folder

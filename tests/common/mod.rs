@@ -577,3 +577,24 @@ pub fn seed_file(user_data: &Path, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} in {}", user_data.display()));
     String::from_utf8(bytes).unwrap()
 }
+
+/// `sha256sum -c SHA256SUMS` in `dir`: (passed, output).
+pub fn sha256sum_check(dir: &Path) -> (bool, String) {
+    let out = Command::new("sha256sum")
+        .args(["-c", "--quiet", "SHA256SUMS"])
+        .current_dir(dir)
+        .output()
+        .expect("sha256sum");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// The staging directories of builds beside the output, in the scratch.
+pub fn staging_dirs(s: &Scratch) -> Vec<String> {
+    s.listing()
+        .into_iter()
+        .filter(|p| p.contains(".nodeimg-staging-") && !p.contains('/'))
+        .collect()
+}

@@ -867,14 +867,9 @@ pub fn read_keys(
                 Vec::new()
             }
             Err(PathProblem::Unreadable(why)) => {
-                // read_regular says "cannot read PATH: ..." or "PATH is ...".
-                let message = match why.strip_prefix("cannot read ") {
-                    Some(rest) => format!("cannot read the password file {rest}"),
-                    None => format!("the password file {why}"),
-                };
                 diags.push(Diagnostic::error(
                     p.key("password_file"),
-                    message,
+                    crate::io::input::about("the password file", &why),
                     "give the file holding the keystores' password (a regular file of at most 4 KiB), relative to the profile",
                 ));
                 Vec::new()
