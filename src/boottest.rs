@@ -665,7 +665,7 @@ fn file_check(facts: &Facts, expected: &BTreeMap<String, String>, path: &str) ->
 /// The rules `ufw status verbose` must show (IPv4 lines), as (to, from).
 fn expected_ufw(spec: &Spec, m: &MachineSpec) -> Vec<(String, String)> {
     let mut rules = vec![(format!("{}/tcp", spec.ssh.port), "Anywhere".to_string())];
-    for r in resolve::ufw_rules(spec, m.role) {
+    for r in resolve::ufw_rules(spec, m) {
         let from = if r.from == "any" {
             "Anywhere".to_string()
         } else {

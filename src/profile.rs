@@ -259,6 +259,10 @@ pub struct Staking {
     pub graffiti: String,
     #[serde(default)]
     pub mev_boost: MevBoost,
+    /// How peers on the internet reach the execution client and the beacon
+    /// node.
+    #[serde(default)]
+    pub p2p: P2p,
     /// Seconds a validator waits before it starts (default 2 epochs).
     #[serde(default = "default_start_delay")]
     pub start_delay: u64,
@@ -302,6 +306,17 @@ pub struct ConsensusChoice {
     pub image: Option<String>,
     /// The validator client's image where it differs (Prysm).
     pub validator_image: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct P2p {
+    /// The address peers dial, e.g. the public IPv4 of a NAT router that
+    /// forwards the P2P ports [default: the address of the node each client
+    /// runs on].
+    pub public_ip: Option<String>,
+    /// The one machine the execution client and the beacon node run on
+    /// (the target of a router's port forwarding) [default: any node].
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

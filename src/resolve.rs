@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::secrets::Secrets;
+use crate::staking::clients;
 use crate::validate::{role_ports, MachineSpec, PortRule, Role, Source, Spec};
 
 /// Where each machine reports the state of its first-boot steps.
@@ -31,14 +32,15 @@ pub struct UfwRule {
 /// The ufw rules of a role, after the SSH rule: the role's ports grouped
 /// by protocol and source, in first-seen order, then the profile's extra
 /// rules one by one.
-pub fn ufw_rules(spec: &Spec, role: Role) -> Vec<UfwRule> {
+pub fn ufw_rules(spec: &Spec, m: &MachineSpec) -> Vec<UfwRule> {
+    let role = m.role;
     let source = |from: &Source| match from {
         Source::Any => "any".to_string(),
         Source::Cluster => spec.subnet.to_string(),
         Source::Net(n) => n.clone(),
     };
     let mut groups: Vec<(&'static str, String, Vec<PortRule>)> = Vec::new();
-    for r in role_ports(role) {
+    for r in role_ports(role).into_iter().chain(p2p_ports(spec, m)) {
         let key = (r.proto.as_str(), source(&r.from));
         match groups
             .iter_mut()
@@ -74,6 +76,37 @@ pub fn ufw_rules(spec: &Spec, role: Role) -> Vec<UfwRule> {
         }
     }
     out
+}
+
+/// The staking clients' P2P ports a Kubernetes machine opens to anyone:
+/// those of the clients that may run on it (every node, or the profile's
+/// `p2p.node`), exactly the host ports their pods hold.
+fn p2p_ports(spec: &Spec, m: &MachineSpec) -> Vec<PortRule> {
+    let Some(s) = spec.staking.as_ref().filter(|_| m.role.is_kubernetes()) else {
+        return Vec::new();
+    };
+    let here = s.p2p_node.as_ref().is_none_or(|node| node == &m.name);
+    let mut sides: Vec<(&str, &[clients::P2pPort])> = Vec::new();
+    if here {
+        sides.push((&s.execution, clients::client(&s.execution).p2p));
+    }
+    if s.legacy.is_some() {
+        // The eth2xk8s chart cannot be pinned to a node.
+        sides.push((&s.consensus, clients::LEGACY_PRYSM_P2P));
+    } else if here {
+        sides.push((&s.consensus, clients::client(&s.consensus).p2p));
+    }
+    sides
+        .into_iter()
+        .flat_map(|(name, ports)| {
+            ports.iter().map(move |p| PortRule {
+                port: p.port,
+                proto: p.proto,
+                from: Source::Any,
+                why: format!("{name} {}", p.what),
+            })
+        })
+        .collect()
 }
 
 /// The NIC's name in network-config: the profile's interface, else
@@ -266,7 +299,7 @@ pub fn machine_context(
                 "public": host.public_key()?,
             },
         },
-        "firewall": { "rules": ufw_rules(spec, m.role) },
+        "firewall": { "rules": ufw_rules(spec, m) },
         "packages": role_packages(m.role),
         "payload": payload,
     }))

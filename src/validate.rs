@@ -81,7 +81,8 @@ fn rule(port: u16, proto: Proto, from: Source, why: &str) -> PortRule {
 }
 
 /// The ports each role needs (the reference setup's list, plus Calico's
-/// VXLAN port, without which pods on different nodes cannot talk).
+/// VXLAN port, without which pods on different nodes cannot talk); the
+/// staking clients' P2P ports come on top (`resolve::ufw_rules`).
 pub fn role_ports(role: Role) -> Vec<PortRule> {
     use Proto::*;
     match role {
@@ -96,8 +97,6 @@ pub fn role_ports(role: Role) -> Vec<PortRule> {
             rule(10259, Tcp, Source::Cluster, "kube-scheduler"),
             rule(19001, Tcp, Source::Cluster, "dqlite"),
             rule(4789, Udp, Source::Cluster, "Calico VXLAN"),
-            rule(12000, Udp, Source::Any, "beacon node p2p (udp)"),
-            rule(13000, Tcp, Source::Any, "beacon node p2p (tcp)"),
         ],
     }
 }
@@ -345,6 +344,23 @@ pub fn validate(p: &Profile) -> (Option<Spec>, Vec<Diagnostic>) {
         .staking
         .as_ref()
         .and_then(|s| crate::staking::check(&mut c, s));
+    if let Some(node) = staking.as_ref().and_then(|s| s.p2p_node.as_ref()) {
+        if !machines
+            .iter()
+            .any(|m| &m.name == node && m.role.is_kubernetes())
+        {
+            let nodes: Vec<&str> = machines
+                .iter()
+                .filter(|m| m.role.is_kubernetes())
+                .map(|m| m.name.as_str())
+                .collect();
+            c.error(
+                Path::root().key("staking").key("p2p").key("node"),
+                format!("{node:?} is not a Kubernetes machine of the profile"),
+                format!("name the master or a worker: {}", nodes.join(", ")),
+            );
+        }
+    }
     let mut nfs = p.nfs.clone();
     if let Some(s) = &staking {
         // The workloads' folders are exported whether listed or not.
@@ -1581,7 +1597,7 @@ fn unusable_subnet(n: Ipv4Net) -> Option<&'static str> {
 }
 
 /// RFC 1918 and shared address space (100.64.0.0/10, carrier-grade NAT).
-fn is_private_v4(a: Ipv4Addr) -> bool {
+pub fn is_private_v4(a: Ipv4Addr) -> bool {
     a.is_private() || (a.octets()[0] == 100 && (a.octets()[1] & 0xc0) == 64)
 }
 

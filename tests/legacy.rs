@@ -143,6 +143,34 @@ fn the_legacy_chart_renders_with_nfs_volumes_one_recreated_validator_and_the_del
     assert!(r.ok(), "{}", r.stderr());
     let master = fs::read_to_string(s.path("out/master/user-data")).unwrap();
     assert!(!master.contains("/var/lib/nodeimg/release/"));
+    // The chart's beacon node holds its P2P ports as host ports on any
+    // node: every Kubernetes node opens them (with the execution client's).
+    let beacon = &deployments[0]["spec"]["template"]["spec"]["containers"][0];
+    let mut held: std::collections::BTreeSet<(u16, String)> = beacon["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["hostPort"], p["containerPort"]);
+            let port = p["hostPort"].as_u64().unwrap() as u16;
+            (port, p["protocol"].as_str().unwrap().to_lowercase())
+        })
+        .collect();
+    let a: Vec<&str> = beacon["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    assert!(
+        a.contains(&"--p2p-tcp-port=13000") && a.contains(&"--p2p-udp-port=12000"),
+        "{a:?}"
+    );
+    held.insert((30303, "tcp".into()));
+    held.insert((30303, "udp".into()));
+    for m in ["master", "worker-1"] {
+        assert_eq!(opened_to_anyone(&s, "out", m), held, "{m}");
+    }
 }
 
 #[test]

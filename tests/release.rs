@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::fs;
 
 use common::*;
@@ -116,6 +117,173 @@ fn b64(text: &str) -> String {
     out
 }
 
+/// One keystore in the folder the hoodi profile names, so that it builds.
+fn with_keys(s: &Scratch) {
+    write_keys(
+        &s.path("validator_keys"),
+        1,
+        1,
+        &s.path("validator_keys/password.txt"),
+    );
+}
+
+/// Builds the scratch's profile into `out` offline: the charts of
+/// `clients` packaged from the stand-in, pinned in the profile in place of
+/// its `charts` block, and given with `--charts`.
+fn build_offline(s: &Scratch, clients: &[&str]) {
+    let mirror = s.path("chart-mirror");
+    let mut pins = String::from("  charts:\n");
+    for name in clients {
+        let (_, version, _) = nodeimg::staking::DEFAULT_CHARTS
+            .iter()
+            .find(|c| c.0 == *name)
+            .unwrap();
+        let sha = package_chart(s, name, version, &mirror);
+        pins.push_str(&format!(
+            "    {name}: {{version: {version}, sha256: {sha}}}\n"
+        ));
+    }
+    let text = fs::read_to_string(s.profile()).unwrap();
+    let start = text.find("  charts:\n").expect("a charts block");
+    let rest = &text[start + "  charts:\n".len()..];
+    let end = rest
+        .lines()
+        .take_while(|l| l.starts_with("    "))
+        .map(|l| l.len() + 1)
+        .sum::<usize>();
+    let text = format!("{}{pins}{}", &text[..start], &rest[end..]);
+    fs::write(s.profile(), text).unwrap();
+    let r = run_with_charts(s, "build", "out");
+    assert!(r.ok(), "{}", r.stderr());
+}
+
+/// A port and its protocol (`tcp`/`udp`).
+type Port = (u16, String);
+
+/// The ports a client listens on for peers, read from the arguments it
+/// receives with each client's own defaults where a flag is absent (from
+/// the clients' sources: geth cmd/utils/flags.go, Nethermind NetworkConfig,
+/// Besu EnodeURLImpl, reth DiscoveryArgs, prysm cmd/flags.go, lighthouse
+/// beacon_node/src/cli.rs, teku P2POptions.java, nimbus conf.nim).
+fn listening(client: &str, a: &[String]) -> BTreeSet<Port> {
+    let val = |flag: &str| {
+        let prefix = format!("{flag}=");
+        a.iter()
+            .find_map(|x| x.strip_prefix(&prefix))
+            .map(|v| v.parse::<u16>().unwrap_or_else(|_| panic!("{flag}={v}")))
+    };
+    let (tcp, udp): (Vec<u16>, Vec<u16>) = match client {
+        "geth" => {
+            let p = val("--port").unwrap_or(30303);
+            (vec![p], vec![val("--discovery.port").unwrap_or(p)])
+        }
+        "nethermind" => (
+            vec![val("--Network.P2PPort").unwrap_or(30303)],
+            vec![val("--Network.DiscoveryPort").unwrap_or(30303)],
+        ),
+        "besu" => {
+            let p = val("--p2p-port").unwrap_or(30303);
+            (vec![p], vec![p])
+        }
+        "reth" => (
+            vec![val("--port").unwrap_or(30303)],
+            vec![val("--discovery.port").unwrap_or(30303)],
+        ),
+        "prysm" => (
+            vec![val("--p2p-tcp-port").unwrap_or(13000)],
+            vec![
+                val("--p2p-udp-port").unwrap_or(12000),
+                val("--p2p-quic-port").unwrap_or(13000),
+            ],
+        ),
+        "lighthouse" => {
+            let p = val("--port").unwrap_or(9000);
+            let mut udp = vec![val("--discovery-port").unwrap_or(p)];
+            if !a.iter().any(|x| x == "--disable-quic") {
+                udp.push(val("--quic-port").unwrap_or(p + 1));
+            }
+            (vec![p], udp)
+        }
+        "teku" => {
+            let p = val("--p2p-port").unwrap_or(9000);
+            (vec![p], vec![val("--p2p-udp-port").unwrap_or(p)])
+        }
+        "nimbus" => (
+            vec![val("--tcp-port").unwrap_or(9000)],
+            vec![val("--udp-port").unwrap_or(9000)],
+        ),
+        other => panic!("no listening facts for {other}"),
+    };
+    let mut out: BTreeSet<Port> = tcp.into_iter().map(|p| (p, "tcp".into())).collect();
+    let before = out.len();
+    out.extend(udp.iter().map(|&p| (p, "udp".to_string())));
+    assert_eq!(
+        out.len(),
+        before + udp.len(),
+        "{client}: two UDP services on one port: {a:?}"
+    );
+    out
+}
+
+/// The flag each client advertises its address with (same sources).
+fn advertise_flag(client: &str) -> &'static str {
+    match client {
+        "geth" | "reth" | "nimbus" => "--nat=extip:",
+        "nethermind" => "--Network.ExternalIp=",
+        "besu" => "--p2p-host=",
+        "prysm" => "--p2p-host-ip=",
+        "lighthouse" => "--enr-address=",
+        "teku" => "--p2p-advertised-ip=",
+        other => panic!("no advertise flag for {other}"),
+    }
+}
+
+/// What a release's pod offers peers, checked against what its client
+/// really does: the host ports are exactly the ports the client listens
+/// on, each flag is given once (clap clients refuse a repeated one), and
+/// the address advertised is the node's. Returns the ports.
+fn check_p2p(client: &str, pod: &serde_json::Value, a: &[String]) -> BTreeSet<Port> {
+    let mut flags = BTreeSet::new();
+    for x in a.iter().filter(|x| x.starts_with("--")) {
+        let flag = x.split('=').next().unwrap();
+        assert!(flags.insert(flag), "{client}: {flag} given twice: {a:?}");
+    }
+    let listens = listening(client, a);
+    let mut held = BTreeSet::new();
+    for c in pod["containers"].as_array().unwrap() {
+        for p in c["ports"].as_array().into_iter().flatten() {
+            if let Some(host) = p["hostPort"].as_u64() {
+                assert_eq!(p["containerPort"].as_u64(), Some(host), "{client}: {p}");
+                let proto = p["protocol"].as_str().unwrap().to_lowercase();
+                assert!(held.insert((host as u16, proto)), "{client}: {p} twice");
+            }
+        }
+    }
+    assert_eq!(
+        held, listens,
+        "{client}: host ports vs the ports it listens on: {a:?}"
+    );
+    let flag = advertise_flag(client);
+    let advertised: Vec<&str> = a.iter().filter_map(|x| x.strip_prefix(flag)).collect();
+    assert_eq!(
+        advertised,
+        [NODE_IP],
+        "{client} advertises {advertised:?}: {a:?}"
+    );
+    if client == "lighthouse" {
+        // ENR auto-update is off: the ENR carries exactly the ports given.
+        for (flag, port) in [
+            ("--enr-tcp-port=", 9000),
+            ("--enr-udp-port=", 9000),
+            ("--enr-quic-port=", 9001),
+        ] {
+            let given: Vec<&str> = a.iter().filter_map(|x| x.strip_prefix(flag)).collect();
+            assert_eq!(given, [port.to_string()], "{flag}: {a:?}");
+        }
+    }
+    listens
+}
+
 fn check_pair(exec: (&str, &str), cons: (&str, &str, &str)) -> String {
     let s = Scratch::with_profile(&hoodi_with(exec, cons));
     release_values_only(&s);
@@ -135,6 +303,7 @@ fn check_pair(exec: (&str, &str), cons: (&str, &str, &str)) -> String {
     assert_eq!(names, ["execution", "beacon", "validator-group-1"]);
     let mut snapshot = String::new();
     let mut jwt_secrets = Vec::new();
+    let mut public = BTreeSet::new();
     for line in &lines {
         let docs = render(&s, line);
         let release = line.split_whitespace().nth(3).unwrap();
@@ -194,9 +363,17 @@ fn check_pair(exec: (&str, &str), cons: (&str, &str, &str)) -> String {
                 .unwrap()["mountPath"]
                 .clone();
             assert_eq!(jwt_arg.split_once('=').unwrap().1, mount, "{release}");
+            // The clients table states the same file.
+            let client = if release == "execution" {
+                exec.0
+            } else {
+                cons.0
+            };
+            assert_eq!(mount, nodeimg::staking::clients::client(client).jwt_path);
         }
         match release {
             "execution" => {
+                public.extend(check_p2p(exec.0, pod, &a));
                 jwt_secrets.push(kind(&docs, "Secret")["data"]["jwt.hex"].clone());
                 let net = match exec.0 {
                     "geth" => "--hoodi",
@@ -211,6 +388,7 @@ fn check_pair(exec: (&str, &str), cons: (&str, &str, &str)) -> String {
                 }
             }
             "beacon" => {
+                public.extend(check_p2p(cons.0, pod, &a));
                 jwt_secrets.push(kind(&docs, "Secret")["data"]["jwt.hex"].clone());
                 assert!(
                     has("--checkpoint-sync-url=https://checkpoint-sync.hoodi.ethpandaops.io"),
@@ -249,6 +427,22 @@ fn check_pair(exec: (&str, &str), cons: (&str, &str, &str)) -> String {
                     _ => "--doppelganger-detection-enabled=true",
                 };
                 assert!(has(doppelganger), "{a:?}");
+                // The slashing-protection database lives in the data dir:
+                // it must be the persistent volume's mount.
+                let storage = container["volumeMounts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|m| m["name"] == "storage")
+                    .unwrap()["mountPath"]
+                    .clone();
+                let data_dir = if cons.0 == "teku" {
+                    "--data-path="
+                } else {
+                    "--datadir="
+                };
+                let dirs: Vec<&str> = a.iter().filter_map(|x| x.strip_prefix(data_dir)).collect();
+                assert_eq!(dirs, [storage.as_str().unwrap()], "{release}: {a:?}");
                 match cons.0 {
                     "lighthouse" => {
                         // The validator reads the folder the import wrote.
@@ -274,6 +468,14 @@ fn check_pair(exec: (&str, &str), cons: (&str, &str, &str)) -> String {
             }
         }
     }
+    // Every Kubernetes node opens exactly the clients' P2P ports to anyone
+    // (the pods may run on any of them), the NFS server none.
+    with_keys(&s);
+    build_offline(&s, &[exec.0, cons.0]);
+    for m in ["master", "worker-1"] {
+        assert_eq!(opened_to_anyone(&s, "out", m), public, "{m}");
+    }
+    assert_eq!(opened_to_anyone(&s, "out", "nfs"), BTreeSet::new());
     // Execution and beacon share the one JWT from the secrets file.
     assert_eq!(jwt_secrets.len(), 2);
     assert_eq!(jwt_secrets[0], jwt_secrets[1]);
@@ -446,4 +648,93 @@ fn a_hostile_graffiti_reaches_the_validator_as_exactly_one_argument() {
             cons.0
         );
     }
+}
+
+/// The StatefulSet that install.sh's line for `release` renders.
+fn release_statefulset(s: &Scratch, script: &str, release: &str) -> serde_json::Value {
+    let line = script
+        .lines()
+        .find(|l| l.starts_with(&format!("helm upgrade --install {release} ")))
+        .unwrap_or_else(|| panic!("no {release} in {script}"));
+    kind(&render(s, line), "StatefulSet").clone()
+}
+
+/// Nimbus runs as a beacon node only (no validator client in nodeimg):
+/// its P2P ports are exposed and opened like the others'.
+#[test]
+fn a_nimbus_beacon_node_is_reachable_where_it_listens() {
+    let text = hoodi_with(
+        EXECUTION[0],
+        ("nimbus", "statusim/nimbus-eth2:multiarch-v25.11.0", ""),
+    );
+    let start = text.find("  validators:\n").unwrap();
+    let end = text.find("  # The ethpandaops charts").unwrap();
+    let text =
+        format!("{}{}", &text[..start], &text[end..]).replace("    validator_image: \"\"\n", "");
+    let s = Scratch::with_profile(&text);
+    release_values_only(&s);
+    let script = fs::read_to_string(s.path("rel/install.sh")).unwrap();
+    let mut public = BTreeSet::new();
+    for (release, client) in [("execution", EXECUTION[0].0), ("beacon", "nimbus")] {
+        let sts = &release_statefulset(&s, &script, release);
+        public.extend(check_p2p(
+            client,
+            &sts["spec"]["template"]["spec"],
+            &args(sts),
+        ));
+    }
+    build_offline(&s, &[EXECUTION[0].0, "nimbus"]);
+    assert_eq!(opened_to_anyone(&s, "out", "worker-1"), public);
+}
+
+/// Behind a NAT router: the clients advertise the router's public address
+/// and run on the one machine the router forwards the ports to, which
+/// alone opens them.
+#[test]
+fn p2p_behind_a_router_advertises_its_address_from_the_pinned_node() {
+    let text = shipped_profile("hoodi.yaml").replace(
+        "  graffiti: \"nodeimg\"",
+        "  graffiti: \"nodeimg\"\n  p2p:\n    public_ip: 203.0.113.5\n    node: worker-1",
+    );
+    let s = Scratch::with_profile(&text);
+    let r = release_values_only(&s);
+    assert!(!r.stderr().contains("warning"), "{}", r.stderr());
+    let script = fs::read_to_string(s.path("rel/install.sh")).unwrap();
+    let mut public = BTreeSet::new();
+    for (release, flag) in [("execution", "--nat=extip:"), ("beacon", "--p2p-host-ip=")] {
+        let sts = &release_statefulset(&s, &script, release);
+        let pod = &sts["spec"]["template"]["spec"];
+        assert_eq!(pod["nodeSelector"]["kubernetes.io/hostname"], "worker-1");
+        let a = args(sts);
+        let advertised: Vec<&str> = a.iter().filter_map(|x| x.strip_prefix(flag)).collect();
+        assert_eq!(advertised, ["203.0.113.5"], "{release}: {a:?}");
+        public.extend(
+            pod["containers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+                .filter_map(|p| {
+                    Some((
+                        p["hostPort"].as_u64()? as u16,
+                        p["protocol"].as_str()?.to_lowercase(),
+                    ))
+                }),
+        );
+    }
+    assert_eq!(public.len(), 5, "{public:?}");
+    with_keys(&s);
+    build_offline(&s, &["geth", "prysm"]);
+    assert_eq!(opened_to_anyone(&s, "out", "worker-1"), public);
+    assert_eq!(opened_to_anyone(&s, "out", "master"), BTreeSet::new());
+
+    // A private address is legal (a LAN-only setup) but warned about.
+    let s = Scratch::with_profile(&text.replace("203.0.113.5", "192.168.1.20"));
+    let r = release_values_only(&s);
+    assert!(
+        r.stderr()
+            .contains("192.168.1.20 is a private address: peers on the internet cannot dial it"),
+        "{}",
+        r.stderr()
+    );
 }

@@ -176,7 +176,7 @@ fn a_killed_build_keeps_the_previous_output_and_the_next_run_cleans_up() {
     // Kill -9 at spread-out moments of the next builds (load, render,
     // pack, write, swap), as fractions of a whole build on this machine:
     // the old output must verify every time.
-    for percent in [1u32, 8, 20, 35, 50, 65, 80, 90, 97, 105] {
+    for percent in [3u32, 25, 50, 75, 95, 105] {
         let delay = whole * percent / 100;
         fs::write(
             s.profile(),

@@ -17,6 +17,39 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
+    Case {
+        name: "P2P pinned to the NFS server",
+        edits: &[(
+            "  graffiti: \"nodeimg\"",
+            "  graffiti: \"nodeimg\"\n  p2p: {node: nfs}",
+        )],
+        culprit: "nfs}",
+        message: "\"nfs\" is not a Kubernetes machine of the profile",
+        hint: "name the master or a worker: master, worker-1",
+        waiver: None,
+    },
+    Case {
+        name: "a P2P address that is no address",
+        edits: &[(
+            "  graffiti: \"nodeimg\"",
+            "  graffiti: \"nodeimg\"\n  p2p: {public_ip: 203.0.113, node: worker-1}",
+        )],
+        culprit: "203.0.113,",
+        message: "\"203.0.113\" is not an IPv4 address",
+        hint: "your router's public address",
+        waiver: None,
+    },
+    Case {
+        name: "a P2P address peers cannot dial",
+        edits: &[(
+            "  graffiti: \"nodeimg\"",
+            "  graffiti: \"nodeimg\"\n  p2p: {public_ip: 127.0.0.1, node: worker-1}",
+        )],
+        culprit: "127.0.0.1,",
+        message: "127.0.0.1 is not an address peers can dial",
+        hint: "your router's public address",
+        waiver: None,
+    },
     // Values the charts paste into a shell command: refused, not quoted.
     Case {
         name: "a checkpoint URL with shell characters",

@@ -13,6 +13,8 @@ use crate::io::input::{read_regular, Confinement, PathProblem};
 use crate::profile;
 use crate::validate::Checker;
 
+pub mod clients;
+
 /// One epoch: 32 slots of 12 s.
 pub const EPOCH_SECONDS: u64 = 384;
 
@@ -155,6 +157,10 @@ pub struct StakingSpec {
     pub fee_recipient: String,
     pub graffiti: String,
     pub mev_boost_url: Option<String>,
+    /// The address the P2P ports are advertised at; `None`: each node's own.
+    pub p2p_public_ip: Option<std::net::Ipv4Addr>,
+    /// The machine the execution client and beacon node are pinned to.
+    pub p2p_node: Option<String>,
     pub start_delay: u64,
     pub doppelganger: bool,
     pub groups: Vec<Group>,
@@ -491,6 +497,45 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
         }
         (false, _) => None,
     };
+    let p2p_public_ip = s.p2p.public_ip.as_deref().and_then(|text| {
+        let at = base.key("p2p").key("public_ip");
+        let hint = "give the IPv4 address peers on the internet dial (your router's public address), or leave it out to advertise each node's own";
+        match text.parse::<std::net::Ipv4Addr>() {
+            Err(_) => {
+                c.error(at, format!("{text:?} is not an IPv4 address"), hint);
+                None
+            }
+            Ok(ip)
+                if ip.is_unspecified()
+                    || ip.is_loopback()
+                    || ip.is_link_local()
+                    || ip.is_multicast()
+                    || ip.is_broadcast()
+                    || ip.octets()[0] == 0
+                    || ip.octets()[0] >= 240 =>
+            {
+                c.error(at, format!("{ip} is not an address peers can dial"), hint);
+                None
+            }
+            Ok(ip) => {
+                if crate::validate::is_private_v4(ip) {
+                    c.warning(
+                        at,
+                        format!("{ip} is a private address: peers on the internet cannot dial it"),
+                        "give the router's public address, or leave public_ip out on a LAN-only setup",
+                    );
+                }
+                Some(ip)
+            }
+        }
+    });
+    if p2p_public_ip.is_some() && s.p2p.node.is_none() {
+        c.warning(
+            base.key("p2p").key("public_ip"),
+            "a router forwards a port to one machine, but without `p2p.node` the clients may run on any node",
+            "add `node: <machine>` under p2p and forward the P2P ports (README, Peers) to that machine",
+        );
+    }
     if s.start_delay < EPOCH_SECONDS && !waived("short-start-delay") {
         c.error(
             base.key("start_delay"),
@@ -700,6 +745,13 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
         charts.retain(|n, _| n == &execution);
     }
 
+    if legacy.is_some() && (p2p_public_ip.is_some() || s.p2p.node.is_some()) {
+        c.warning(
+            base.key("p2p"),
+            "the eth2xk8s chart takes no address to advertise and no node: `p2p` applies to the execution client only",
+            "use the ethpandaops charts (leave chart_source out) to place and advertise the beacon node too",
+        );
+    }
     if c.error_count() > before {
         return None;
     }
@@ -715,6 +767,8 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
         fee_recipient,
         graffiti: s.graffiti.clone(),
         mev_boost_url,
+        p2p_public_ip,
+        p2p_node: s.p2p.node.clone(),
         start_delay: s.start_delay,
         doppelganger: s.doppelganger,
         groups,
@@ -981,17 +1035,59 @@ fn split_image(image: &str) -> (String, String) {
 }
 
 fn execution_args(client: &str, n: Network) -> Vec<String> {
-    match client {
-        "geth" => vec![format!("--{}", n.as_str())],
-        "nethermind" => vec![format!("--config={}", n.as_str())],
-        "besu" => vec![format!("--network={}", n.as_str())],
+    let mut a: Vec<String> = clients::client(client)
+        .network_arg(n.as_str())
+        .into_iter()
+        .collect();
+    if client == "reth" {
         // libmdbx refuses a database on NFS unless it is opened exclusively
         // (reth `--db.exclusive`: "makes it possible to open a database on
         // an NFS volume").
-        _ => vec![
-            format!("--chain={}", n.as_str()),
-            "--db.exclusive=true".into(),
-        ],
+        a.push("--db.exclusive=true".into());
+    }
+    a
+}
+
+/// The values that let peers on the internet reach a client: a container
+/// that holds the client's P2P ports as host ports of the node it runs on,
+/// the address to advertise (the node's, from the downward API, or the
+/// profile's public one), the client's own port flags, and the node it is
+/// pinned to when the profile names one.
+fn expose_p2p(values: &mut Value, client: &clients::Client, s: &StakingSpec) {
+    let address = match s.p2p_public_ip {
+        Some(ip) => ip.to_string(),
+        None => {
+            values["extraEnv"] = json!([{
+                "name": "HOST_IP",
+                "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}},
+            }]);
+            clients::HOST_IP.to_string()
+        }
+    };
+    if let Some(args) = values["extraArgs"].as_array_mut() {
+        args.push(json!(format!("{}{address}", client.advertise_flag)));
+        args.extend(client.p2p_flags.iter().map(|f| json!(f)));
+    }
+    let ports: Vec<Value> = client
+        .p2p
+        .iter()
+        .map(|p| {
+            json!({
+                "name": format!("host-{}-{}", p.port, p.proto.as_str()),
+                "containerPort": p.port,
+                "hostPort": p.port,
+                "protocol": p.proto.as_str().to_uppercase(),
+            })
+        })
+        .collect();
+    values["extraContainers"] = json!([{
+        "name": "p2p-host-ports",
+        "image": clients::HOST_PORTS_IMAGE,
+        "ports": ports,
+        "resources": {"requests": {"cpu": "1m", "memory": "8Mi"}, "limits": {"memory": "16Mi"}},
+    }]);
+    if let Some(node) = &s.p2p_node {
+        values["nodeSelector"] = json!({"kubernetes.io/hostname": node});
     }
 }
 
@@ -1007,16 +1103,15 @@ fn beacon_http_port(client: &str) -> u16 {
 fn beacon_args(s: &StakingSpec) -> Vec<String> {
     let engine = "http://execution:8551".to_string();
     let n = s.network.as_str();
-    let mut a = match s.consensus.as_str() {
-        "prysm" => vec![format!("--{n}"), format!("--execution-endpoint={engine}")],
-        "lighthouse" => vec![
-            format!("--network={n}"),
-            format!("--execution-endpoint={engine}"),
-        ],
-        "teku" => vec![format!("--network={n}"), format!("--ee-endpoint={engine}")],
-        // The nimbus chart passes --network itself (from checkpointSync.network).
-        _ => vec![format!("--el={engine}")],
-    };
+    let mut a: Vec<String> = clients::client(&s.consensus)
+        .network_arg(n)
+        .into_iter()
+        .collect();
+    a.push(match s.consensus.as_str() {
+        "prysm" | "lighthouse" => format!("--execution-endpoint={engine}"),
+        "teku" => format!("--ee-endpoint={engine}"),
+        _ => format!("--el={engine}"),
+    });
     let fee = &s.fee_recipient;
     a.push(match s.consensus.as_str() {
         "teku" => format!("--validators-proposer-default-fee-recipient={fee}"),
@@ -1158,6 +1253,7 @@ pub fn releases(spec: &crate::Spec, s: &StakingSpec) -> Vec<Release> {
     let mut out = Vec::new();
     let mut exec = common_values(spec, "execution", "execution", &s.execution_image);
     exec["extraArgs"] = json!(execution_args(&s.execution, s.network));
+    expose_p2p(&mut exec, clients::client(&s.execution), s);
     out.push(Release {
         name: "execution".into(),
         chart: s.execution.clone(),
@@ -1180,6 +1276,7 @@ pub fn releases(spec: &crate::Spec, s: &StakingSpec) -> Vec<Release> {
     if s.consensus == "nimbus" {
         beacon["checkpointSync"]["network"] = json!(s.network.as_str());
     }
+    expose_p2p(&mut beacon, clients::client(&s.consensus), s);
     out.push(Release {
         name: "beacon".into(),
         chart: s.consensus.clone(),
@@ -1259,8 +1356,8 @@ fn legacy_release(spec: &crate::Spec, s: &StakingSpec, legacy: &LegacyChart) -> 
         "beacon": {
             "name": "beacon",
             "dataDirPath": format!("{root}/beacon"),
-            "p2pUdpPort": 12000,
-            "p2pTcpPort": 13000,
+            "p2pTcpPort": clients::LEGACY_PRYSM_TCP,
+            "p2pUdpPort": clients::LEGACY_PRYSM_UDP,
             "eth1Endpoints": ["http://execution:8545"],
             "genesisStateFile": "",
         },

@@ -481,6 +481,10 @@ pub fn k8s_expand(s: &str, env: &[(&str, &str)]) -> String {
     out
 }
 
+/// The pod's and the node's address in the stand-in kubelet's downward API.
+pub const POD_IP: &str = "10.1.0.7";
+pub const NODE_IP: &str = "172.20.0.21";
+
 /// The argument vector a chart's container really starts its client with:
 /// its command (`sh -ac LINE`, as the ethpandaops charts render it) after
 /// Kubernetes' expansion, run by the real `sh` with stand-in client binaries
@@ -512,7 +516,27 @@ pub fn client_argv(sts: &serde_json::Value) -> Vec<String> {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let line = k8s_expand(&cmd[2], &[("POD_IP", "10.1.0.7")]);
+    // The container's environment as the kubelet resolves it: the
+    // downward API's pod and node addresses, literal values; a variable
+    // the container does not define stays `$(NAME)`, as Kubernetes leaves it.
+    let container = &sts["spec"]["template"]["spec"]["containers"][0];
+    let env: Vec<(String, String)> = container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let name = e["name"].as_str()?.to_string();
+            let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+                Some("status.podIP") => POD_IP.to_string(),
+                Some("status.hostIP") => NODE_IP.to_string(),
+                Some(other) => panic!("no stand-in for {other}"),
+                None => e["value"].as_str()?.to_string(),
+            };
+            Some((name, value))
+        })
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let line = k8s_expand(&cmd[2], &env);
     let path = format!("{}:/usr/bin:/bin", bin.path().display());
     let out = Command::new("sh")
         .args(["-ac", &line])
@@ -597,4 +621,32 @@ pub fn staging_dirs(s: &Scratch) -> Vec<String> {
         .into_iter()
         .filter(|p| p.contains(".nodeimg-staging-") && !p.contains('/'))
         .collect()
+}
+
+/// The ports a machine's firewall opens to anyone (the seed's rules,
+/// besides SSH), one per port and protocol.
+pub fn opened_to_anyone(
+    s: &Scratch,
+    out: &str,
+    machine: &str,
+) -> std::collections::BTreeSet<(u16, String)> {
+    let env = seed_file(&s.path(&format!("{out}/{machine}/user-data")), "setup.env");
+    let rules = env
+        .split("FIREWALL_RULES=")
+        .nth(1)
+        .expect("FIREWALL_RULES in setup.env");
+    // A single-quoted shell value, one rule a line: PORTS PROTO FROM COMMENT.
+    let rules = rules.strip_prefix('\'').expect("a quoted value");
+    let rules = &rules[..rules.find("\n'").expect("the closing quote")];
+    let mut open = std::collections::BTreeSet::new();
+    for line in rules.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if w[2] != "any" {
+            continue;
+        }
+        for p in w[0].split(',') {
+            open.insert((p.parse().unwrap(), w[1].to_string()));
+        }
+    }
+    open
 }
