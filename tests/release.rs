@@ -442,6 +442,11 @@ fn check_pair(exec: (&str, &str), cons: (&str, &str, &str)) -> String {
                     "--datadir="
                 };
                 let dirs: Vec<&str> = a.iter().filter_map(|x| x.strip_prefix(data_dir)).collect();
+                let db = nodeimg::staking::clients::client(cons.0).slashing_db;
+                assert!(
+                    db.is_some_and(|d| !d.starts_with('/') && !d.contains("..")),
+                    "{db:?}"
+                );
                 assert_eq!(dirs, [storage.as_str().unwrap()], "{release}: {a:?}");
                 match cons.0 {
                     "lighthouse" => {

@@ -60,6 +60,13 @@ pub struct Client {
     pub advertise_flag: &'static str,
     /// Flags nodeimg adds so that the client listens on exactly `p2p`.
     pub p2p_flags: &'static [&'static str],
+    /// The validator client's data-dir flag nodeimg adds where the chart's
+    /// command gives none (the keys the import wrote and the slashing
+    /// database must be read from the group's volume, mounted at /data).
+    pub validator_data_dir_flag: Option<&'static str>,
+    /// The validator's slashing-protection database, relative to its data
+    /// dir (so on the group's volume); `None`: no validator client.
+    pub slashing_db: Option<&'static str>,
     /// Where the facts come from.
     pub sources: &'static str,
 }
@@ -84,6 +91,8 @@ pub const CLIENTS: &[Client] = &[
         p2p: DEVP2P,
         advertise_flag: "--nat=extip:",
         p2p_flags: &[],
+        validator_data_dir_flag: None,
+        slashing_db: None,
         sources: "ethpandaops geth-1.1.3 values.yaml:107-120 (--nat, --port guarded), 218 \
                   (p2pPort 30303); geth cmd/utils/flags.go (discovery follows --port unless \
                   --discovery.port)",
@@ -96,6 +105,8 @@ pub const CLIENTS: &[Client] = &[
         p2p: DEVP2P,
         advertise_flag: "--Network.ExternalIp=",
         p2p_flags: &[],
+        validator_data_dir_flag: None,
+        slashing_db: None,
         sources: "ethpandaops nethermind-1.1.1 values.yaml:83-101 (ExternalIp, P2PPort, \
                   DiscoveryPort guarded), 195 (p2pPort 30303); Nethermind NetworkConfig \
                   (P2PPort, DiscoveryPort = 30303)",
@@ -108,6 +119,8 @@ pub const CLIENTS: &[Client] = &[
         p2p: DEVP2P,
         advertise_flag: "--p2p-host=",
         p2p_flags: &[],
+        validator_data_dir_flag: None,
+        slashing_db: None,
         sources: "ethpandaops besu-1.1.3 values.yaml:80-94 (--nat-method=NONE, --p2p-host and \
                   --p2p-port guarded), 191 (p2pPort 30303); Besu EnodeURLImpl \
                   DEFAULT_LISTENING_PORT (TCP and UDP)",
@@ -120,6 +133,8 @@ pub const CLIENTS: &[Client] = &[
         p2p: DEVP2P,
         advertise_flag: "--nat=extip:",
         p2p_flags: &[],
+        validator_data_dir_flag: None,
+        slashing_db: None,
         sources: "ethpandaops reth-0.1.8 values.yaml:110-122 (--nat, --port guarded; no \
                   --discovery.port), 231 (p2pPort 30303); reth DiscoveryArgs (discv4 port \
                   30303, discv5 off unless --enable-discv5-discovery)",
@@ -139,10 +154,13 @@ pub const CLIENTS: &[Client] = &[
         ],
         advertise_flag: "--p2p-host-ip=",
         p2p_flags: &["--p2p-udp-port=12000"],
+        validator_data_dir_flag: None,
+        slashing_db: Some("validator.db"),
         sources: "ethpandaops prysm-1.2.3 values.yaml:121-139 (--p2p-host-ip, \
                   --p2p-tcp-port, --p2p-udp-port guarded, both = p2pPort), 259 (p2pPort \
                   13000); prysm cmd/flags.go:114-131 (p2p-udp-port 12000, p2p-quic-port \
-                  13000, p2p-tcp-port 13000); OffchainLabs/prysm#14939",
+                  13000, p2p-tcp-port 13000); OffchainLabs/prysm#14939; the chart's validator command passes --datadir=/data \
+                  (values.yaml:164-178), where validator.db lives",
     },
     Client {
         name: "lighthouse",
@@ -154,10 +172,16 @@ pub const CLIENTS: &[Client] = &[
         // The chart turns ENR auto-update off, so the ENR carries only the
         // ports it is told: QUIC (port + 1) too.
         p2p_flags: &["--enr-quic-port=9001"],
+        validator_data_dir_flag: Some("--datadir=/data"),
+        slashing_db: Some("validators/slashing_protection.sqlite"),
         sources: "ethpandaops lighthouse-1.1.8 values.yaml:106-134 (--disable-enr-auto-update; \
                   --enr-address, --enr-tcp-port, --enr-udp-port guarded; --port and \
                   --discovery-port unguarded), 283 (p2pPort 9000); lighthouse \
-                  beacon_node/src/cli.rs (--quic-port defaults to --port + 1, --enr-quic-port)",
+                  beacon_node/src/cli.rs (--quic-port defaults to --port + 1, --enr-quic-port); the \
+                  chart's validator command (values.yaml:157-168) has no --datadir, so the \
+                  client would read $HOME/.lighthouse (validator_client/src/config.rs:146-178); \
+                  the import writes <datadir>/validators (account_manager validator/mod.rs:55-57, \
+                  slashing_protection.sqlite: import.rs:106)",
     },
     Client {
         name: "teku",
@@ -167,9 +191,12 @@ pub const CLIENTS: &[Client] = &[
         p2p: LIBP2P_9000,
         advertise_flag: "--p2p-advertised-ip=",
         p2p_flags: &[],
+        validator_data_dir_flag: None,
+        slashing_db: Some("validator/slashprotection"),
         sources: "ethpandaops teku-1.2.0 values.yaml:111-129 (--p2p-port unguarded, \
                   --p2p-advertised-ip and -port guarded), 235 (p2pPort 9000); teku \
-                  P2POptions.java:68-87 (--p2p-udp-port defaults to --p2p-port)",
+                  P2POptions.java:68-87 (--p2p-udp-port defaults to --p2p-port); validator \
+                  --data-path=/data (values.yaml:157-170), validator/slashprotection below it",
     },
     Client {
         name: "nimbus",
@@ -180,6 +207,8 @@ pub const CLIENTS: &[Client] = &[
         p2p: LIBP2P_9000,
         advertise_flag: "--nat=extip:",
         p2p_flags: &[],
+        validator_data_dir_flag: None,
+        slashing_db: None,
         sources: "ethpandaops nimbus-1.2.0 values.yaml:108-141 (--enr-auto-update=false; --nat, \
                   --udp-port, --tcp-port guarded; --network from checkpointSync), 223 (p2pPort \
                   9000); nimbus conf.nim:298-308 (tcp/udp port 9000)",

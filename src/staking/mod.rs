@@ -1151,10 +1151,6 @@ fn validator_args(s: &StakingSpec) -> Vec<String> {
         ],
         "lighthouse" => vec![
             format!("--network={n}"),
-            // The chart's validator command has no --datadir: without it the
-            // client reads $HOME/.lighthouse, not the keys and slashing
-            // database the import wrote to /data/validators.
-            "--datadir=/data".into(),
             format!("--beacon-nodes=http://beacon:{port}"),
             format!("--suggested-fee-recipient={fee}"),
         ],
@@ -1170,6 +1166,13 @@ fn validator_args(s: &StakingSpec) -> Vec<String> {
             "--validators-keystore-locking-enabled=false".into(),
         ],
     };
+    // Where the chart's validator command has no data dir (lighthouse), the
+    // client would read $HOME, not the keys and slashing database on /data.
+    a.extend(
+        clients::client(&s.consensus)
+            .validator_data_dir_flag
+            .map(str::to_string),
+    );
     if !s.graffiti.is_empty() {
         a.push(match s.consensus.as_str() {
             "teku" => shell_arg("--validators-graffiti", &s.graffiti),
