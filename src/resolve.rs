@@ -227,11 +227,7 @@ pub fn cluster_context(spec: &Spec, secrets: &Secrets) -> Result<Value> {
         "machines": spec.machines.iter().map(|x| machine_summary(spec, x)).collect::<Vec<_>>(),
         "master": machine_summary(spec, master),
         "nfs_server": machine_summary(spec, nfs_server),
-        "ssh": {
-            "port": spec.ssh.port,
-            "user": spec.ssh.user,
-            "authorized_keys": spec.ssh.authorized_keys,
-        },
+        "ssh": ssh_settings(spec),
         "time": {
             "timezone": spec.time.timezone,
             "ntp_pools": spec.time.ntp_pools,
@@ -268,9 +264,17 @@ pub fn cluster_context(spec: &Spec, secrets: &Secrets) -> Result<Value> {
     }))
 }
 
+/// `ssh` in the template context: the settings every machine shares.
+fn ssh_settings(spec: &Spec) -> Value {
+    json!({
+        "port": spec.ssh.port,
+        "user": spec.ssh.user,
+        "authorized_keys": spec.ssh.authorized_keys,
+    })
+}
+
 /// What is one machine's own in the template context: the machine, its host
-/// key (`ssh` again, whole), its role's firewall rules and packages, and its
-/// payload. It is laid over [`cluster_context`].
+/// key, its firewall rules and packages, and its payload. It is laid over [`cluster_context`].
 pub fn machine_context(
     spec: &Spec,
     secrets: &Secrets,
@@ -278,6 +282,13 @@ pub fn machine_context(
     payload: &[PayloadFile],
 ) -> Result<Value> {
     let host = secrets.machine(&m.name)?;
+    // The machine's `ssh` replaces the cluster's whole: the settings again,
+    // with its host key.
+    let mut ssh = ssh_settings(spec);
+    ssh["host_key"] = json!({
+        "private": host.ssh_host_ed25519_key,
+        "public": host.public_key()?,
+    });
     Ok(json!({
         "machine": {
             "name": m.name,
@@ -290,15 +301,7 @@ pub fn machine_context(
             "ubuntu": m.ubuntu,
             "kubelet_on_cgroup_v1": m.kubelet_on_cgroup_v1(&spec.microk8s.channel),
         },
-        "ssh": {
-            "port": spec.ssh.port,
-            "user": spec.ssh.user,
-            "authorized_keys": spec.ssh.authorized_keys,
-            "host_key": {
-                "private": host.ssh_host_ed25519_key,
-                "public": host.public_key()?,
-            },
-        },
+        "ssh": ssh,
         "firewall": { "rules": ufw_rules(spec, m) },
         "packages": role_packages(m.role),
         "payload": payload,

@@ -1579,18 +1579,24 @@ fn url_password(url: &str) -> Option<String> {
 }
 
 /// Why a subnet cannot be a cluster's LAN, if it cannot.
-fn unusable_subnet(n: Ipv4Net) -> Option<&'static str> {
-    let a = n.network();
+fn unusable_subnet(n: Ipv4Net) -> Option<String> {
     if n.prefix_len() < 8 {
-        Some("spans more than a /8: the NFS export and the cluster ports would be open to a large part of the internet")
-    } else if a.is_loopback() {
-        Some("is the loopback range (127.0.0.0/8), which never leaves a machine")
+        return Some("spans more than a /8: the NFS export and the cluster ports would be open to a large part of the internet".into());
+    }
+    unusable_range(n.network()).map(|range| format!("is {range}"))
+}
+
+/// The range that makes `a` no host's address (loopback, multicast,
+/// reserved including 0.0.0.0 and the broadcast address, link-local).
+pub fn unusable_range(a: Ipv4Addr) -> Option<&'static str> {
+    if a.is_loopback() {
+        Some("the loopback range (127.0.0.0/8), which never leaves a machine")
     } else if a.is_multicast() {
-        Some("is a multicast range (224.0.0.0/4), not one for hosts")
+        Some("a multicast range (224.0.0.0/4), not one for hosts")
     } else if a.octets()[0] == 0 || a.octets()[0] >= 240 {
-        Some("is a reserved range, not one for hosts")
+        Some("a reserved range, not one for hosts")
     } else if a.is_link_local() {
-        Some("is the link-local range (169.254.0.0/16), which no router forwards and DHCP-less hosts pick at random")
+        Some("the link-local range (169.254.0.0/16), which no router forwards and DHCP-less hosts pick at random")
     } else {
         None
     }

@@ -119,7 +119,7 @@ pub fn parse(text: &str) -> Result<Node, Diagnostic> {
             if message.contains("recursion limit exceeded") {
                 return Err(Diagnostic::at_pos(
                     pos,
-                    format!("the profile is too large to read: values are nested more than {MAX_DEPTH} levels deep"),
+                    too_large(&nested_deeper_than(MAX_DEPTH)),
                     LIMIT_HINT,
                 ));
             }
@@ -170,10 +170,7 @@ fn limit_message(e: &serde_saphyr::Error) -> Option<(String, &'static str)> {
             "the file holds more than {} values (YAML nodes); a profile has a few hundred",
             nodes.saturating_sub(1)
         ),
-        B::Depth { depth } => format!(
-            "values are nested more than {} levels deep",
-            depth.saturating_sub(1)
-        ),
+        B::Depth { depth } => nested_deeper_than(depth.saturating_sub(1)),
         B::Aliases { .. } | B::Anchors { .. } | B::AliasAnchorRatio { .. } => {
             "the file repeats YAML aliases (*name) beyond what a profile needs (an alias bomb?)"
                 .to_string()
@@ -185,10 +182,15 @@ fn limit_message(e: &serde_saphyr::Error) -> Option<(String, &'static str)> {
         B::Documents { .. } => "the file holds more YAML documents than one".to_string(),
         _ => "the file is larger or more complex than a profile can be".to_string(),
     };
-    Some((
-        format!("the profile is too large to read: {message}"),
-        LIMIT_HINT,
-    ))
+    Some((too_large(&message), LIMIT_HINT))
+}
+
+fn too_large(why: &str) -> String {
+    format!("the profile is too large to read: {why}")
+}
+
+fn nested_deeper_than(levels: usize) -> String {
+    format!("values are nested more than {levels} levels deep")
 }
 
 fn syntax_message(e: &serde_saphyr::Error) -> String {

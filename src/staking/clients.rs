@@ -77,6 +77,10 @@ impl Client {
     }
 }
 
+/// Every ethpandaops chart mounts the JWT Secret at, and points its
+/// client's JWT flag to, this file (its `jwt.hex` under the data dir).
+const CHART_JWT_PATH: &str = "/data/jwt.hex";
+
 /// The execution clients' devp2p port: TCP for RLPx, UDP for discovery.
 const DEVP2P: &[P2pPort] = &[tcp(30303, "devp2p"), udp(30303, "discovery")];
 /// Teku's and Nimbus's libp2p port (TCP) and discv5 (UDP, the same port).
@@ -87,7 +91,7 @@ pub const CLIENTS: &[Client] = &[
         name: "geth",
         layer: Layer::Execution,
         network_flag: Some("--{network}"),
-        jwt_path: "/data/jwt.hex",
+        jwt_path: CHART_JWT_PATH,
         p2p: DEVP2P,
         advertise_flag: "--nat=extip:",
         p2p_flags: &[],
@@ -101,7 +105,7 @@ pub const CLIENTS: &[Client] = &[
         name: "nethermind",
         layer: Layer::Execution,
         network_flag: Some("--config={network}"),
-        jwt_path: "/data/jwt.hex",
+        jwt_path: CHART_JWT_PATH,
         p2p: DEVP2P,
         advertise_flag: "--Network.ExternalIp=",
         p2p_flags: &[],
@@ -115,7 +119,7 @@ pub const CLIENTS: &[Client] = &[
         name: "besu",
         layer: Layer::Execution,
         network_flag: Some("--network={network}"),
-        jwt_path: "/data/jwt.hex",
+        jwt_path: CHART_JWT_PATH,
         p2p: DEVP2P,
         advertise_flag: "--p2p-host=",
         p2p_flags: &[],
@@ -129,7 +133,7 @@ pub const CLIENTS: &[Client] = &[
         name: "reth",
         layer: Layer::Execution,
         network_flag: Some("--chain={network}"),
-        jwt_path: "/data/jwt.hex",
+        jwt_path: CHART_JWT_PATH,
         p2p: DEVP2P,
         advertise_flag: "--nat=extip:",
         p2p_flags: &[],
@@ -143,7 +147,7 @@ pub const CLIENTS: &[Client] = &[
         name: "prysm",
         layer: Layer::Consensus,
         network_flag: Some("--{network}"),
-        jwt_path: "/data/jwt.hex",
+        jwt_path: CHART_JWT_PATH,
         // The chart gives TCP and UDP one port (13000), where QUIC, Prysm's
         // default transport, also binds: discv5 goes back to Prysm's own
         // default, 12000 (prysm#14939: the two "cannot be the same port").
@@ -166,7 +170,7 @@ pub const CLIENTS: &[Client] = &[
         name: "lighthouse",
         layer: Layer::Consensus,
         network_flag: Some("--network={network}"),
-        jwt_path: "/data/jwt.hex",
+        jwt_path: CHART_JWT_PATH,
         p2p: &[tcp(9000, "libp2p"), udp(9000, "discv5"), udp(9001, "QUIC")],
         advertise_flag: "--enr-address=",
         // The chart turns ENR auto-update off, so the ENR carries only the
@@ -187,7 +191,7 @@ pub const CLIENTS: &[Client] = &[
         name: "teku",
         layer: Layer::Consensus,
         network_flag: Some("--network={network}"),
-        jwt_path: "/data/jwt.hex",
+        jwt_path: CHART_JWT_PATH,
         p2p: LIBP2P_9000,
         advertise_flag: "--p2p-advertised-ip=",
         p2p_flags: &[],
@@ -203,7 +207,7 @@ pub const CLIENTS: &[Client] = &[
         layer: Layer::Consensus,
         // The chart passes --network from checkpointSync.network.
         network_flag: None,
-        jwt_path: "/data/jwt.hex",
+        jwt_path: CHART_JWT_PATH,
         p2p: LIBP2P_9000,
         advertise_flag: "--nat=extip:",
         p2p_flags: &[],
@@ -225,6 +229,15 @@ pub const LEGACY_PRYSM_P2P: &[P2pPort] = &[
 ];
 pub const LEGACY_PRYSM_TCP: u16 = 13000;
 pub const LEGACY_PRYSM_UDP: u16 = 12000;
+
+/// The supported clients of one layer, in the table's order.
+pub fn names(layer: Layer) -> Vec<&'static str> {
+    CLIENTS
+        .iter()
+        .filter(|c| c.layer == layer)
+        .map(|c| c.name)
+        .collect()
+}
 
 /// The entry of a supported client (names are checked when the profile is
 /// read, so an unknown one is a bug).
@@ -251,13 +264,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_supported_client_has_facts_and_ports_are_unique() {
-        for name in super::super::EXECUTION_CLIENTS {
-            assert_eq!(client(name).layer, Layer::Execution);
-        }
-        for name in super::super::CONSENSUS_CLIENTS {
-            assert_eq!(client(name).layer, Layer::Consensus);
-        }
+    fn a_clients_ports_are_unique() {
         for c in CLIENTS {
             let mut seen = std::collections::BTreeSet::new();
             for p in c.p2p {

@@ -53,9 +53,6 @@ const DEAD_NETWORKS: &[(&str, &str)] = &[
     ),
 ];
 
-pub const EXECUTION_CLIENTS: &[&str] = &["geth", "nethermind", "besu", "reth"];
-pub const CONSENSUS_CLIENTS: &[&str] = &["prysm", "lighthouse", "teku", "nimbus"];
-
 /// The ethpandaops chart repository and the chart versions nodeimg was
 /// made with, with the sha256 of each .tgz (the `digest` of the
 /// repository's index.yaml, 2026-07-08).
@@ -307,19 +304,21 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
         );
     }
     let execution = s.execution.client.clone().unwrap_or_else(|| "geth".into());
-    if !EXECUTION_CLIENTS.contains(&execution.as_str()) {
+    let execution_clients = clients::names(clients::Layer::Execution);
+    if !execution_clients.contains(&execution.as_str()) {
         c.error(
             base.key("execution").key("client"),
             format!("unknown execution client {execution:?}"),
-            format!("use one of {}", EXECUTION_CLIENTS.join(", ")),
+            format!("use one of {}", execution_clients.join(", ")),
         );
     }
     let consensus = s.consensus.client.clone().unwrap_or_else(|| "prysm".into());
-    if !CONSENSUS_CLIENTS.contains(&consensus.as_str()) {
+    let consensus_clients = clients::names(clients::Layer::Consensus);
+    if !consensus_clients.contains(&consensus.as_str()) {
         c.error(
             base.key("consensus").key("client"),
             format!("unknown consensus client {consensus:?}"),
-            format!("use one of {}", CONSENSUS_CLIENTS.join(", ")),
+            format!("use one of {}", consensus_clients.join(", ")),
         );
     }
     if consensus == "nimbus" && !s.validators.is_empty() {
@@ -505,19 +504,15 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
                 c.error(at, format!("{text:?} is not an IPv4 address"), hint);
                 None
             }
-            Ok(ip)
-                if ip.is_unspecified()
-                    || ip.is_loopback()
-                    || ip.is_link_local()
-                    || ip.is_multicast()
-                    || ip.is_broadcast()
-                    || ip.octets()[0] == 0
-                    || ip.octets()[0] >= 240 =>
-            {
-                c.error(at, format!("{ip} is not an address peers can dial"), hint);
-                None
-            }
             Ok(ip) => {
+                if let Some(range) = crate::validate::unusable_range(ip) {
+                    c.error(
+                        at,
+                        format!("{ip} is not an address peers can dial: it is in {range}"),
+                        hint,
+                    );
+                    return None;
+                }
                 if crate::validate::is_private_v4(ip) {
                     c.warning(
                         at,
@@ -1141,21 +1136,22 @@ fn validator_args(s: &StakingSpec) -> Vec<String> {
     let n = s.network.as_str();
     let fee = &s.fee_recipient;
     let port = beacon_http_port(&s.consensus);
-    let mut a = match s.consensus.as_str() {
+    let mut a: Vec<String> = clients::client(&s.consensus)
+        .network_arg(n)
+        .into_iter()
+        .collect();
+    a.extend(match s.consensus.as_str() {
         "prysm" => vec![
-            format!("--{n}"),
             "--beacon-rpc-provider=beacon:4000".into(),
             "--wallet-dir=/data/wallet".into(),
             format!("--wallet-password-file=/data/{PASSWORD_FILE}"),
             format!("--suggested-fee-recipient={fee}"),
         ],
         "lighthouse" => vec![
-            format!("--network={n}"),
             format!("--beacon-nodes=http://beacon:{port}"),
             format!("--suggested-fee-recipient={fee}"),
         ],
         _ => vec![
-            format!("--network={n}"),
             format!("--beacon-node-api-endpoint=http://beacon:{port}"),
             format!("--validator-keys=/data/{KEYSTORE_DIR}:/data/passwords"),
             format!("--validators-proposer-default-fee-recipient={fee}"),
@@ -1165,7 +1161,7 @@ fn validator_args(s: &StakingSpec) -> Vec<String> {
             // is the guard instead.
             "--validators-keystore-locking-enabled=false".into(),
         ],
-    };
+    });
     // Where the chart's validator command has no data dir (lighthouse), the
     // client would read $HOME, not the keys and slashing database on /data.
     a.extend(
