@@ -19,11 +19,26 @@ each() { # KEY COMMAND...: one fact per output line
   "$@" 2>&1 | while IFS= read -r line; do out "$key" "$line"; done
 }
 
+# The probe runs on every boot (boot-test --reboot): the first boot waits for
+# cloud-init; a later one reports whether cloud-init ran again, which it must
+# not (step forget-seed turned it off).
 result=/run/cloud-init/result.json
-i=0
-while [ ! -s "$result" ] && [ $i -lt 900 ]; do sleep 1; i=$((i + 1)); done
+reported=/usr/local/lib/nodeimg-probe/first-boot-reported
+if [ -e "$reported" ]; then
+  boot=later
+else
+  boot=first
+  i=0
+  while [ ! -s "$result" ] && [ $i -lt 900 ]; do sleep 1; i=$((i + 1)); done
+fi
 out begin "$PROBE_HOST uptime=$(cut -d' ' -f1 /proc/uptime)"
+out boot "$boot"
 out result "$(tr -d '\n' < "$result" 2>/dev/null)"
+if [ "$boot" = later ]; then
+  ran=no; [ -e /run/cloud-init/result.json ] || [ -e /run/cloud-init/status.json ] && ran=yes
+  off=no; [ -e /etc/cloud/cloud-init.disabled ] && off=yes
+  out cloud-init-again "ran=$ran disabled=$off"
+fi
 out hostname "$(hostname)"
 each hosts cat /etc/hosts
 each addr ip -o -4 addr show
@@ -180,4 +195,5 @@ if [ -b "$seed" ]; then
 fi
 each status cat /var/lib/nodeimg/status
 out online-service "$(systemctl is-active nodeimg-online.service)"
+if [ "$boot" = first ]; then touch "$reported" && sync; fi
 out end "$PROBE_HOST"

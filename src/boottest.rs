@@ -7,7 +7,8 @@
 //! networking, so the guests reach nothing but each other.
 //!
 //! Facts are read from inside the guests by a probe that boot-test adds to
-//! each machine's test seed as `vendor-data` (cloud-init runs it once); the
+//! each machine's test seed as `vendor-data` (cloud-init runs it once and it
+//! installs the probe as a service that reports on every boot); the
 //! machine's user-data, meta-data and network-config are the built ones,
 //! byte for byte. The probe prints `@@P@@ KEY VALUE` lines to the serial
 //! console once cloud-init is done; the checks compare them with the
@@ -252,11 +253,20 @@ pub struct Lab {
     pub dir: PathBuf,
     sock_dir: tempfile::TempDir,
     switch: Option<Child>,
-    machines: BTreeMap<String, Child>,
+    machines: BTreeMap<String, Running>,
     pub accel: Accel,
     pub memory_mib: u32,
     firmware: PathBuf,
     pub probe: ProbeSettings,
+}
+
+/// A started machine: its QEMU and what it was started with, so that it can
+/// be started again from the same disk.
+struct Running {
+    qemu: Child,
+    disk: PathBuf,
+    seed: Option<PathBuf>,
+    mac: String,
 }
 
 fn die_with_parent(cmd: &mut Command) {
@@ -322,6 +332,11 @@ impl Lab {
         self.dir.join(format!("{name}.serial.log"))
     }
 
+    /// QEMU's human monitor of machine `name`: how the power button is pressed.
+    fn monitor_socket(&self, name: &str) -> PathBuf {
+        self.sock_dir.path().join(format!("{name}.monitor"))
+    }
+
     /// Boots one machine from `disk` (an overlay) with `seed` attached
     /// (`None`: the seed is on the disk).
     pub fn start(&mut self, name: &str, disk: &Path, seed: Option<&Path>, mac: &str) -> Result<()> {
@@ -337,13 +352,12 @@ impl Lab {
                 Accel::Tcg => ["-accel", "tcg", "-cpu", "qemu64"],
             })
             .args(["-smp", "1", "-m", &self.memory_mib.to_string()])
-            .args([
-                "-nodefaults",
-                "-nographic",
-                "-no-reboot",
-                "-monitor",
-                "none",
-            ])
+            .args(["-nodefaults", "-nographic", "-no-reboot"])
+            .arg("-monitor")
+            .arg(format!(
+                "unix:{},server=on,wait=off",
+                self.monitor_socket(name).display()
+            ))
             .arg("-bios")
             .arg(&self.firmware)
             .arg("-serial")
@@ -376,11 +390,52 @@ impl Lab {
             .stdout(qemu_log.try_clone()?)
             .stderr(qemu_log);
         die_with_parent(&mut cmd);
-        let child = cmd
+        let qemu = cmd
             .spawn()
             .context("cannot start qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
-        self.machines.insert(name.to_string(), child);
+        let running = Running {
+            qemu,
+            disk: disk.to_path_buf(),
+            seed: seed.map(Path::to_path_buf),
+            mac: mac.to_string(),
+        };
+        self.machines.insert(name.to_string(), running);
         Ok(())
+    }
+
+    /// Shuts machine `name` down the way an owner would (the ACPI power
+    /// button: systemd stops every service and syncs the disks) and boots it
+    /// again from the same disk, with the same seed medium still attached.
+    /// Its first boot's serial log is kept as `NAME.before-reboot.serial.log`.
+    /// Errs if the machine does not power off within `patience`.
+    pub fn reboot(&mut self, name: &str, patience: Duration) -> Result<()> {
+        let Some(running) = self.machines.get(name) else {
+            bail!("{name} is not running");
+        };
+        let (disk, seed, mac) = (
+            running.disk.clone(),
+            running.seed.clone(),
+            running.mac.clone(),
+        );
+        press_power_button(&self.monitor_socket(name))
+            .with_context(|| format!("cannot press {name}'s power button"))?;
+        let deadline = Instant::now() + patience;
+        while self.running(name) {
+            if Instant::now() > deadline {
+                self.stop(name);
+                bail!(
+                    "{name} did not power off within {} s of the power button",
+                    patience.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        self.machines.remove(name);
+        let log = self.serial_log(name);
+        let kept = self.dir.join(format!("{name}.before-reboot.serial.log"));
+        fs::rename(&log, &kept)
+            .with_context(|| format!("cannot keep {} as {}", log.display(), kept.display()))?;
+        self.start(name, &disk, seed.as_deref(), &mac)
     }
 
     /// Boots machine `m` from a fresh overlay of `image` with its seed plus
@@ -445,16 +500,16 @@ impl Lab {
 
     /// Powers a machine off hard (its disks are overlays).
     pub fn stop(&mut self, name: &str) {
-        if let Some(mut child) = self.machines.remove(name) {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut running) = self.machines.remove(name) {
+            let _ = running.qemu.kill();
+            let _ = running.qemu.wait();
         }
     }
 
     /// Whether the machine's QEMU is still running.
     pub fn running(&mut self, name: &str) -> bool {
         match self.machines.get_mut(name) {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
+            Some(running) => matches!(running.qemu.try_wait(), Ok(None)),
             None => false,
         }
     }
@@ -505,6 +560,29 @@ impl Lab {
         }
         done
     }
+}
+
+/// Sends `system_powerdown` to a QEMU human monitor and waits for the prompt
+/// that follows it (QEMU has then queued the ACPI power button event).
+fn press_power_button(socket: &Path) -> Result<()> {
+    use std::io::{Read, Write};
+    let mut monitor = std::os::unix::net::UnixStream::connect(socket)
+        .with_context(|| format!("cannot connect to {}", socket.display()))?;
+    monitor.set_read_timeout(Some(Duration::from_secs(10)))?;
+    monitor.write_all(b"system_powerdown\n")?;
+    let mut said = Vec::new();
+    let mut buf = [0u8; 512];
+    // The banner's prompt, then the one after the command.
+    while said.windows(7).filter(|w| w == b"(qemu) ").count() < 2 {
+        let n = monitor
+            .read(&mut buf)
+            .context("the monitor did not answer")?;
+        if n == 0 {
+            bail!("the monitor closed before answering");
+        }
+        said.extend_from_slice(&buf[..n]);
+    }
+    Ok(())
 }
 
 impl Drop for Lab {
@@ -710,28 +788,43 @@ fn parse_ufw(lines: &[String]) -> (bool, Vec<(String, String)>) {
 }
 
 /// Evaluates every check of one machine from its probe facts.
+/// Every check with the same outcome: a machine that could not be checked.
+fn every_check(outcome: Outcome) -> BTreeMap<String, Outcome> {
+    CHECKS
+        .iter()
+        .map(|c| (c.to_string(), outcome.clone()))
+        .collect()
+}
+
+/// Which boot of a machine a report is from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boot {
+    /// cloud-init configures the machine from its seed.
+    First,
+    /// After a shutdown (`--reboot`): the machine must come back as it was
+    /// configured, with cloud-init off.
+    Later,
+}
+
 pub fn evaluate(
     spec: &Spec,
     secrets: &Secrets,
     seed: &Seed,
     m: &MachineSpec,
     facts: &Facts,
+    boot: Boot,
 ) -> MachineResult {
     let mut checks = BTreeMap::new();
     let mut put = |k: &str, o: Outcome| {
         checks.insert(k.to_string(), o);
     };
     if !facts.began {
-        for c in CHECKS {
-            put(
-                c,
-                Outcome::Failed("the machine never reported (see its serial log)".into()),
-            );
-        }
         return MachineResult {
             name: m.name.clone(),
             role: m.role,
-            checks,
+            checks: every_check(Outcome::Failed(
+                "the machine never reported (see its serial log)".into(),
+            )),
         };
     }
     let files = written_files(&seed.user_data);
@@ -741,11 +834,25 @@ pub fn evaluate(
         " (the report was cut short)"
     };
 
-    // cloud-init
+    // cloud-init: done without errors on the first boot; off on later ones.
     let result = facts.one("result").unwrap_or("").replace(' ', "");
+    let reported_boot = facts.one("boot").unwrap_or("");
     put(
         "cloud-init",
-        if result.contains("\"errors\":[]") {
+        if boot == Boot::Later {
+            match (reported_boot, facts.one("cloud-init-again")) {
+                ("later", Some("ran=no disabled=yes")) => {
+                    Outcome::Ok("off since the first boot; did not run again".into())
+                }
+                ("later", Some(said)) => Outcome::Failed(format!(
+                    "cloud-init must stay off after the first boot (step forget-seed): {said}"
+                )),
+                ("later", None) => Outcome::Failed(format!("not reported{incomplete}")),
+                _ => Outcome::Failed(
+                    "the machine booted as a new one: its first boot's state is gone".into(),
+                ),
+            }
+        } else if result.contains("\"errors\":[]") {
             Outcome::Ok("finished, no errors".into())
         } else if result.is_empty() {
             Outcome::Failed(format!("no /run/cloud-init/result.json{incomplete}"))
@@ -1106,7 +1213,13 @@ fn seed_copies_check(facts: &Facts, status: &BTreeMap<String, (String, String)>)
     match facts.one("seed-copies") {
         Some("none") => {}
         Some(copies) => {
-            return Outcome::Failed(format!("secrets of the seed are still in {copies}"))
+            // Several secrets are often found in one file: name each file once.
+            let files: std::collections::BTreeSet<&str> = copies.split_whitespace().collect();
+            let files: Vec<&str> = files.into_iter().collect();
+            return Outcome::Failed(format!(
+                "secrets of the seed are still in {}",
+                files.join(" ")
+            ));
         }
         None => return Outcome::Failed("not reported".into()),
     }
@@ -1252,10 +1365,12 @@ pub fn probe_vendor_data(
          cat > /usr/local/lib/nodeimg-probe/probe <<'NODEIMG_PROBE_EOF'\n{PROBE}NODEIMG_PROBE_EOF\n\
          chmod 0755 /usr/local/lib/nodeimg-probe/probe\n\
          cat > /etc/systemd/system/nodeimg-probe.service <<'NODEIMG_PROBE_EOF'\n\
-         [Unit]\nDescription=nodeimg boot-test probe\nAfter=cloud-final.service\n\n\
-         [Service]\nType=oneshot\nExecStart=/usr/local/lib/nodeimg-probe/probe\n\
+         [Unit]\nDescription=nodeimg boot-test probe\nAfter=cloud-final.service multi-user.target\n\n\
+         [Service]\nType=oneshot\nExecStart=/usr/local/lib/nodeimg-probe/probe\n\n\
+         [Install]\nWantedBy=multi-user.target\n\
          NODEIMG_PROBE_EOF\n\
          systemctl daemon-reload\n\
+         systemctl enable nodeimg-probe.service\n\
          systemctl start --no-block nodeimg-probe.service\n"
     )
 }
@@ -1337,6 +1452,9 @@ pub struct BootOptions {
     /// After the cluster is up, destroy this machine and bring it back
     /// from a rebuilt seed.
     pub reprovision: Option<String>,
+    /// Then shut these machines down (power button) and boot them again from
+    /// their disks: each must come back as configured, cloud-init off.
+    pub reboot: Vec<String>,
     /// Boot the disk images of this build directory (`build --images`)
     /// instead of `image` with seed ISOs.
     pub images_from: Option<PathBuf>,
@@ -1467,10 +1585,11 @@ pub fn run(
     let mut machines = Vec::new();
     for (name, seed) in seeds {
         let m = spec.machine(name).context("internal: unknown machine")?;
-        machines.push(evaluate(spec, secrets, seed, m, &facts[name]));
+        machines.push(evaluate(spec, secrets, seed, m, &facts[name], Boot::First));
     }
-    let all_reported = facts.values().all(|f| f.complete);
+    let mut all_reported = facts.values().all(|f| f.complete);
 
+    let mut reprovisioned: Option<(String, Seed)> = None;
     if let Some(name) = &opts.reprovision {
         if all_reported && !stop.load(Ordering::SeqCst) {
             let m = spec
@@ -1484,7 +1603,8 @@ pub fn run(
             let seed = rebuild(name)?;
             lab.boot(spec, m, &seed, opts)?;
             let facts = lab.wait_reports(std::slice::from_ref(name), deadline, &stop);
-            let mut result = evaluate(spec, secrets, &seed, m, &facts[name]);
+            all_reported &= facts[name].complete;
+            let mut result = evaluate(spec, secrets, &seed, m, &facts[name], Boot::First);
             let others_down: Vec<&String> = names
                 .iter()
                 .filter(|n| *n != name && !lab.running(n))
@@ -1497,7 +1617,28 @@ pub fn run(
             }
             result.name = format!("{name} (reprovisioned)");
             machines.push(result);
+            reprovisioned = Some((name.clone(), seed));
         }
+    }
+    if !opts.reboot.is_empty() && all_reported && !stop.load(Ordering::SeqCst) {
+        let seeds: BTreeMap<&str, &Seed> = seeds
+            .iter()
+            .map(|(name, seed)| (name.as_str(), seed))
+            .chain(
+                reprovisioned
+                    .iter()
+                    .map(|(name, seed)| (name.as_str(), seed)),
+            )
+            .collect();
+        machines.extend(reboot_and_check(
+            &mut lab,
+            spec,
+            secrets,
+            &seeds,
+            &opts.reboot,
+            deadline,
+            &stop,
+        )?);
     }
     lab.shutdown();
     let interrupted = stop.load(Ordering::SeqCst);
@@ -1518,6 +1659,46 @@ pub fn run(
         machines,
         logs: dir.to_path_buf(),
     })
+}
+
+/// How long a machine may take to power off after its power button.
+const POWER_OFF_PATIENCE: Duration = Duration::from_secs(180);
+
+/// Shuts each of `names` down with its power button, boots it again from
+/// its disk and checks it as a later boot (`NAME (rebooted)`).
+fn reboot_and_check(
+    lab: &mut Lab,
+    spec: &Spec,
+    secrets: &Secrets,
+    seeds: &BTreeMap<&str, &Seed>,
+    names: &[String],
+    deadline: Instant,
+    stop: &AtomicBool,
+) -> Result<Vec<MachineResult>> {
+    let mut results = Vec::new();
+    let mut rebooted = Vec::new();
+    for name in names {
+        let m = spec.machine(name).context("--reboot: no such machine")?;
+        match lab.reboot(name, POWER_OFF_PATIENCE) {
+            Ok(()) => rebooted.push(m),
+            Err(e) => results.push(MachineResult {
+                name: format!("{name} (rebooted)"),
+                role: m.role,
+                checks: every_check(Outcome::Failed(format!("{e:#}"))),
+            }),
+        }
+    }
+    let names: Vec<String> = rebooted.iter().map(|m| m.name.clone()).collect();
+    let facts = lab.wait_reports(&names, deadline, stop);
+    for m in rebooted {
+        let seed = seeds
+            .get(m.name.as_str())
+            .context("internal: rebooted a machine without a seed")?;
+        let mut result = evaluate(spec, secrets, seed, m, &facts[&m.name], Boot::Later);
+        result.name = format!("{} (rebooted)", m.name);
+        results.push(result);
+    }
+    Ok(results)
 }
 
 #[cfg(test)]
@@ -1752,6 +1933,7 @@ mod evaluate_tests {
             &w.seeds["worker-1"],
             m,
             &Facts::parse(serial),
+            Boot::First,
         )
     }
 
@@ -1802,6 +1984,59 @@ mod evaluate_tests {
             Outcome::Failed(why) => why.clone(),
             other => panic!("{check} should fail, got {other:?}"),
         }
+    }
+
+    /// A later boot: the same machine with cloud-init off passes; cloud-init
+    /// running again, left on, or a machine that forgot its first boot fails.
+    #[test]
+    fn a_later_boot_must_come_back_with_cloud_init_off() {
+        let w = world();
+        let m = w.spec.machine("worker-1").unwrap();
+        let later = |serial: &str| {
+            evaluate(
+                &w.spec,
+                &w.secrets,
+                &w.seeds["worker-1"],
+                m,
+                &Facts::parse(serial),
+                Boot::Later,
+            )
+        };
+        let first = healthy_worker(&w).replace(
+            "@@P@@ result {\"v1\": {\"errors\": []}}\n",
+            "@@P@@ boot first\n@@P@@ result\n",
+        );
+        let came_back = healthy_worker(&w).replace(
+            "@@P@@ result {\"v1\": {\"errors\": []}}\n",
+            "@@P@@ boot later\n@@P@@ result\n@@P@@ cloud-init-again ran=no disabled=yes\n",
+        );
+        assert_ne!(came_back, healthy_worker(&w));
+        let r = later(&came_back);
+        assert!(r.passed(), "{:?}", r.checks);
+        assert_eq!(
+            r.checks["cloud-init"],
+            Outcome::Ok("off since the first boot; did not run again".into())
+        );
+        for (fault, why) in [
+            ("ran=yes disabled=yes", "must stay off after the first boot"),
+            ("ran=no disabled=no", "must stay off after the first boot"),
+        ] {
+            let r = later(&came_back.replace("ran=no disabled=yes", fault));
+            assert!(
+                matches!(&r.checks["cloud-init"], Outcome::Failed(d) if d.contains(why) && d.contains(fault)),
+                "{fault}: {:?}",
+                r.checks["cloud-init"]
+            );
+        }
+        let r = later(&first);
+        assert!(
+            matches!(&r.checks["cloud-init"], Outcome::Failed(d) if d.contains("booted as a new one")),
+            "{:?}",
+            r.checks["cloud-init"]
+        );
+        // The other checks hold on a later boot as on the first.
+        let r = later(&came_back.replace("hostname worker-1\n", "hostname localhost\n"));
+        assert!(!r.checks["hostname"].passed());
     }
 
     #[test]

@@ -728,8 +728,9 @@ pub fn boot_test(
     }
     let opts = &opts;
     if let Some(name) = &opts.reprovision {
-        check_only(&summary.spec, std::slice::from_ref(name))?;
+        check_machine_names(&summary.spec, std::slice::from_ref(name), "--reprovision ")?;
     }
+    check_machine_names(&summary.spec, &opts.reboot, "--reboot ")?;
     let seeds: Vec<(String, Seed)> = summary
         .machines
         .iter()

@@ -125,6 +125,10 @@ enum Command {
         /// seed (--only) and boot it again; it must come back the same.
         #[arg(long, value_name = "NAME")]
         reprovision: Option<String>,
+        /// Then shut this machine down with its power button and boot it
+        /// again (repeatable): it must come back as configured, cloud-init off.
+        #[arg(long, value_name = "NAME")]
+        reboot: Vec<String>,
         /// A throwaway private key whose public half is in ssh.authorized_keys:
         /// each machine then logs in with it to the next one on ssh.port. It is
         /// copied into the test machines: never use your own key.
@@ -338,6 +342,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             accel,
             keep,
             reprovision,
+            reboot,
             login_key,
             json,
             seed,
@@ -359,6 +364,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 accel,
                 keep,
                 reprovision,
+                reboot,
                 images_from: None,
                 login_key,
             };

@@ -263,7 +263,7 @@ fn disk_images_boot_and_a_broken_seed_fails_naming_the_machine_and_the_check() {
     let r = Run(Command::new(env!("CARGO_BIN_EXE_nodeimg"))
         .args(["boot-test", "profile.yaml", "--images", "--cache", "cache"])
         .args(["--templates", "tpl", "--charts", "chart-mirror"])
-        .args(["-o", "out", "--json"])
+        .args(["-o", "out", "--json", "--reboot", "nfs"])
         .current_dir(s.dir.path())
         .output()
         .expect("run nodeimg"));
@@ -286,11 +286,27 @@ fn disk_images_boot_and_a_broken_seed_fails_naming_the_machine_and_the_check() {
         .cloned()
         .partition(|m| m["name"] == "worker-1");
     // The machines booted from their images pass every check, and the NFS
-    // server placed the validator keys.
-    assert_eq!(sound.len(), 2, "{table}");
+    // server placed the validator keys. Shut down and booted again, with its
+    // seed partition wiped and cloud-init off, the NFS server comes back as
+    // it was: same address, host key, firewall, exports and keys, and still
+    // no copy of a secret outside the validator folders.
+    let names: Vec<&str> = sound.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["nfs", "master", "nfs (rebooted)"], "{table}");
     assert_every_check_passes(&sound, &table);
-    let nfs = sound.iter().find(|m| m["name"] == "nfs").unwrap();
-    assert_eq!(nfs["checks"]["validator-keys"]["status"], "ok", "{table}");
+    for nfs in &sound[..] {
+        if nfs["role"] == "nfs" {
+            assert_eq!(nfs["checks"]["validator-keys"]["status"], "ok", "{table}");
+            assert_eq!(nfs["checks"]["seed-copies"]["status"], "ok", "{table}");
+        }
+    }
+    assert_eq!(
+        sound[2]["checks"]["cloud-init"]["detail"], "off since the first boot; did not run again",
+        "{table}"
+    );
+    assert!(
+        logs.join("nfs.before-reboot.serial.log").is_file(),
+        "the first boot's log is kept"
+    );
     // The broken machine fails the one check its seed breaks, no other.
     let failed: Vec<&str> = nodeimg::boottest::CHECKS
         .iter()
