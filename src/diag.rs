@@ -4,8 +4,14 @@
 //! `file:line:col` only when the report is printed, from the YAML tree.
 
 use std::fmt;
+use std::sync::Arc;
 
-use crate::yaml::Node;
+/// Where paths are in a file: the YAML tree ([`crate::yaml::Node`]) knows.
+/// A trait, so that diagnostics need not know the parser.
+pub trait Positions: fmt::Debug + Send + Sync {
+    /// The position of the value at `path`, or of its nearest existing parent.
+    fn pos_of(&self, path: &Path) -> Pos;
+}
 
 /// A 1-based line and column in the profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -129,7 +135,7 @@ impl Diagnostic {
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
-    pub fn pos(&self, tree: Option<&Node>) -> Pos {
+    pub fn pos(&self, tree: Option<&dyn Positions>) -> Pos {
         match (&self.location, tree) {
             (Location::Pos(p), _) => *p,
             (Location::Path(path), Some(tree)) => tree.pos_of(path),
@@ -138,24 +144,69 @@ impl Diagnostic {
     }
 }
 
+/// Collects the findings of a check run: what is wrong where (paths), and
+/// how to fix it.
+#[derive(Default)]
+pub(crate) struct Checker {
+    pub(crate) diags: Vec<Diagnostic>,
+}
+
+impl Checker {
+    pub(crate) fn error_count(&self) -> usize {
+        self.diags.iter().filter(|d| d.is_error()).count()
+    }
+    pub(crate) fn error(
+        &mut self,
+        path: Path,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        self.diags.push(Diagnostic::error(path, message, hint));
+    }
+    pub(crate) fn warning(
+        &mut self,
+        path: Path,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        self.diags.push(Diagnostic::warning(path, message, hint));
+    }
+}
+
 /// Every finding about one file, printable as `FILE:LINE:COL: error: WHAT`.
 #[derive(Debug, Clone)]
 pub struct Report {
     pub file: String,
     pub diagnostics: Vec<Diagnostic>,
-    tree: Option<Node>,
+    tree: Option<Arc<dyn Positions>>,
 }
 
 impl Report {
-    pub fn new(file: impl Into<String>, tree: Option<Node>, diagnostics: Vec<Diagnostic>) -> Self {
+    pub fn new(
+        file: impl Into<String>,
+        tree: Option<impl Positions + 'static>,
+        diagnostics: Vec<Diagnostic>,
+    ) -> Self {
+        let tree = tree.map(|t| Arc::new(t) as Arc<dyn Positions>);
+        Report::with_positions(file.into(), tree, diagnostics)
+    }
+    /// A report whose diagnostics all carry their position already.
+    pub fn positioned(file: impl Into<String>, diagnostics: Vec<Diagnostic>) -> Self {
+        Report::with_positions(file.into(), None, diagnostics)
+    }
+    fn with_positions(
+        file: String,
+        tree: Option<Arc<dyn Positions>>,
+        diagnostics: Vec<Diagnostic>,
+    ) -> Self {
         let mut r = Report {
-            file: file.into(),
+            file,
             diagnostics,
             tree,
         };
         let tree = r.tree.clone();
         r.diagnostics
-            .sort_by_key(|d| (d.pos(tree.as_ref()), d.severity));
+            .sort_by_key(|d| (d.pos(tree.as_deref()), d.severity));
         r.diagnostics.dedup();
         r
     }
@@ -165,7 +216,7 @@ impl Report {
         self.about_all(vec![d])
     }
     pub fn about_all(&self, diagnostics: Vec<Diagnostic>) -> Report {
-        Report::new(self.file.clone(), self.tree.clone(), diagnostics)
+        Report::with_positions(self.file.clone(), self.tree.clone(), diagnostics)
     }
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
@@ -178,7 +229,7 @@ impl Report {
     }
     /// The position a diagnostic resolves to in this file.
     pub fn pos(&self, d: &Diagnostic) -> Pos {
-        d.pos(self.tree.as_ref())
+        d.pos(self.tree.as_deref())
     }
     /// Renders only the diagnostics that `keep` selects.
     pub fn render_filtered(&self, keep: impl Fn(&Diagnostic) -> bool) -> String {
@@ -230,3 +281,87 @@ impl fmt::Display for Report {
 }
 
 impl std::error::Error for Report {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in tree: every path is at the line of its depth.
+    #[derive(Debug)]
+    struct ByDepth;
+    impl Positions for ByDepth {
+        fn pos_of(&self, path: &Path) -> Pos {
+            Pos {
+                line: path.segments().len() as u32 + 1,
+                col: 3,
+            }
+        }
+    }
+
+    #[test]
+    fn paths_parse_and_print_as_the_messages_write_them() {
+        let p = Path::parse("machines[2].nics[0].ip");
+        assert_eq!(p.to_string(), "machines[2].nics[0].ip");
+        assert_eq!(
+            p,
+            Path::root()
+                .key("machines")
+                .index(2)
+                .key("nics")
+                .index(0)
+                .key("ip")
+        );
+        assert_eq!(Path::root().to_string(), "(top level)");
+        assert!(Path::parse("").is_root());
+    }
+
+    /// A report prints `FILE:LINE:COL: error: WHAT` and the hint, in the order
+    /// of the file, each finding once, errors before warnings at one place.
+    #[test]
+    fn a_report_is_ordered_by_position_without_repeats() {
+        let d = vec![
+            Diagnostic::warning(Path::parse("a"), "w at a", "h1"),
+            Diagnostic::error(Path::parse("a.b.c"), "deep", "h2"),
+            Diagnostic::error(Path::parse("a"), "e at a", "h3"),
+            Diagnostic::error(Path::parse("a"), "e at a", "h3"),
+            Diagnostic::at_pos(Pos { line: 1, col: 1 }, "first", "h4"),
+        ];
+        let r = Report::new("p.yaml", Some(ByDepth), d);
+        assert_eq!(r.error_count(), 3);
+        assert_eq!(r.warnings().count(), 1);
+        assert_eq!(
+            r.to_string(),
+            "p.yaml:1:1: error: first\n  hint: h4\n\
+             p.yaml:2:3: error: e at a\n  hint: h3\n\
+             p.yaml:2:3: warning: w at a\n  hint: h1\n\
+             p.yaml:4:3: error: deep\n  hint: h2\n"
+        );
+        // Without a tree a path has no position to name but the start.
+        let alone = Report::positioned(
+            "p.yaml",
+            vec![Diagnostic::error(Path::parse("x"), "m", "h")],
+        );
+        assert_eq!(alone.to_string(), "p.yaml:1:1: error: m\n  hint: h\n");
+    }
+
+    #[test]
+    fn a_huge_value_in_a_message_is_cut_with_its_length_said() {
+        let big = "é".repeat(10_000);
+        let short = shorten(&big);
+        assert!(short.len() <= MAX_MESSAGE, "{}", short.len());
+        assert!(
+            short.ends_with("... (cut: 10000 characters in all)"),
+            "{short}"
+        );
+        assert_eq!(shorten("small"), "small");
+        let r = Report::positioned(
+            "p",
+            vec![Diagnostic::at_pos(
+                Pos { line: 1, col: 1 },
+                big.clone(),
+                "h",
+            )],
+        );
+        assert!(r.to_string().len() < MAX_MESSAGE + 40);
+    }
+}

@@ -252,7 +252,7 @@ fn create_private(path: &Path, len: u64) -> Result<File> {
 /// A partition GUID derived from the machine's name: the same machine gets
 /// the same GUID in every build.
 fn seed_partition_guid(machine: &str) -> [u8; 16] {
-    let h = crate::output::sha256_hex(format!("nodeimg seed partition {machine}").as_bytes());
+    let h = crate::io::hash::sha256_hex(format!("nodeimg seed partition {machine}").as_bytes());
     let mut b = guid_bytes(&h[..32]);
     b[7] = (b[7] & 0x0f) | 0x80; // version 8 (custom), in the on-disk order
     b[8] = (b[8] & 0x3f) | 0x80;
@@ -329,7 +329,7 @@ pub fn write_disk_image(
     .map_err(|e| anyhow::anyhow!("cannot write the protective MBR: {e}"))?;
     dst.sync_all()?;
     drop(dst);
-    let sha256 = crate::fetch::sha256_file(out)?;
+    let sha256 = crate::io::hash::sha256_file(out)?;
     Ok(DiskImage {
         size,
         sha256,

@@ -13,10 +13,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
+
+use crate::io::hash::{parse_sha256, sha256_file};
+use crate::io::progress::progress_bar;
 
 /// Attempts per download before giving up (each resumes the last).
 const ATTEMPTS: u32 = 4;
@@ -59,25 +61,6 @@ pub fn default_cache_dir() -> PathBuf {
 pub struct Fetcher {
     opts: FetchOptions,
     client: Option<reqwest::blocking::Client>,
-}
-
-/// A sha256 as lowercase hex, checked for shape.
-pub fn parse_sha256(text: &str) -> Option<String> {
-    let t = text.trim().to_ascii_lowercase();
-    (t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())).then_some(t)
-}
-
-/// The byte progress bar of downloads and of `flash`.
-pub(crate) fn progress_bar(len: Option<u64>, what: &str) -> ProgressBar {
-    // Drawn on a terminal only: stderr that is a pipe or a file stays quiet.
-    let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template(
-        "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    ) {
-        bar.set_style(style);
-    }
-    bar.set_message(what.to_string());
-    bar
 }
 
 impl Fetcher {
@@ -307,7 +290,7 @@ impl Fetcher {
                 crate::io::input::read_regular(Path::new(path), cap).map_err(anyhow::Error::msg)?;
             return String::from_utf8(bytes).with_context(|| format!("{path} is not text"));
         }
-        let key = crate::output::sha256_hex(url.as_bytes());
+        let key = crate::io::hash::sha256_hex(url.as_bytes());
         let cached = self.opts.cache_dir.join("by-url").join(&key);
         let Some(client) = &self.client else {
             return fs::read_to_string(&cached).with_context(|| {
@@ -333,7 +316,7 @@ impl Fetcher {
             );
         }
         let text = String::from_utf8(bytes).with_context(|| format!("{shown}: not text"))?;
-        crate::output::write_private_atomic(&cached, text.as_bytes())?;
+        crate::io::write::write_private_atomic(&cached, text.as_bytes())?;
         Ok(text)
     }
 }
@@ -398,73 +381,4 @@ impl Write for HashWriter<'_> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-}
-
-/// The sha256 of a file, streamed. Holes of a sparse file (disk images are
-/// mostly holes) are hashed as the zeros they read as, without reading them.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    sha256_sparse(&mut f).with_context(|| format!("cannot read {}", path.display()))
-}
-
-fn sha256_sparse(f: &mut File) -> io::Result<String> {
-    use std::io::{Seek, SeekFrom};
-    use std::os::fd::AsRawFd;
-    let len = f.metadata()?.len();
-    let mut hasher = Sha256::new();
-    let zeros = vec![0u8; 1 << 20];
-    let mut buf = vec![0u8; 1 << 20];
-    let mut pos = 0u64;
-    while pos < len {
-        // SAFETY: lseek on an open descriptor; the result is checked.
-        let data = unsafe { libc::lseek(f.as_raw_fd(), pos as libc::off_t, libc::SEEK_DATA) };
-        // No more data (ENXIO), or a file system without SEEK_DATA: the
-        // rest is a hole, or is read as it is.
-        let data = if data < 0 {
-            if io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) {
-                len
-            } else {
-                pos
-            }
-        } else {
-            (data as u64).min(len)
-        };
-        let mut hole = data - pos;
-        while hole > 0 {
-            let n = hole.min(zeros.len() as u64) as usize;
-            hasher.update(&zeros[..n]);
-            hole -= n as u64;
-        }
-        if data >= len {
-            break;
-        }
-        // SAFETY: as above.
-        let end = unsafe { libc::lseek(f.as_raw_fd(), data as libc::off_t, libc::SEEK_HOLE) };
-        let end = if end < 0 { len } else { (end as u64).min(len) };
-        f.seek(SeekFrom::Start(data))?;
-        let mut left = end - data;
-        while left > 0 {
-            let want = left.min(buf.len() as u64) as usize;
-            let n = f.read(&mut buf[..want])?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the file shrank",
-                ));
-            }
-            hasher.update(&buf[..n]);
-            left -= n as u64;
-        }
-        pos = end;
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-/// The entry for `name` in a SHA256SUMS list (`HASH  NAME` or `HASH *NAME`).
-pub fn sums_entry(sums: &str, name: &str) -> Option<String> {
-    sums.lines().find_map(|line| {
-        let (hash, file) = line.split_once(char::is_whitespace)?;
-        let file = file.trim_start().trim_start_matches('*');
-        (file == name).then(|| parse_sha256(hash)).flatten()
-    })
 }

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::disk::human_size;
-use crate::fetch::progress_bar;
+use crate::io::progress::progress_bar;
 
 const CHUNK: usize = 4 << 20;
 

@@ -11,10 +11,13 @@ pub mod check;
 pub mod diag;
 pub mod disk;
 pub mod fetch;
+pub mod firstboot;
 pub mod flash;
 pub mod io;
 pub mod iso;
+pub mod model;
 pub mod output;
+pub mod payload;
 pub mod profile;
 pub mod redact;
 pub mod render;
@@ -46,7 +49,7 @@ pub fn load_profile(path: &Path) -> Result<Validated> {
         .map_err(|why| anyhow::anyhow!("{}", io::input::about("the profile", &why)))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let file = path.display().to_string();
-        Report::new(&file, None, vec![not_utf8(e.as_bytes(), e.utf8_error())])
+        Report::positioned(&file, vec![not_utf8(e.as_bytes(), e.utf8_error())])
     })?;
     load_profile_str(&path.display().to_string(), &text)
 }
@@ -121,7 +124,7 @@ pub fn render_seeds(
     secrets: &Secrets,
     engine: &render::Engine,
     only: &[String],
-    payload: &resolve::Payload,
+    payload: &payload::Payload,
 ) -> Result<Vec<(String, Seed)>> {
     let shared = engine.prepare(&resolve::cluster_context(spec, secrets)?)?;
     let selected: Vec<&validate::MachineSpec> = spec
@@ -305,7 +308,7 @@ impl Writing {
     fn begin(out_dir: &Path, inputs: &Inputs) -> Result<Writing> {
         let real_out = output::resolve_output(out_dir)?;
         let secrets = secrets::resolve_path(inputs.secrets)?;
-        let secrets_dir = output::parent_of(&secrets);
+        let secrets_dir = crate::io::write::parent_of(&secrets);
         let mut dirs = vec![real_out.parent().unwrap_or(Path::new("/"))];
         dirs.extend(Some(secrets_dir).filter(|d| d.is_dir()));
         let locks = io::lock::lock_dirs(&dirs)?;
@@ -350,7 +353,7 @@ fn open_base_image(v: &Validated, opts: &BuildOptions, scratch: &Path) -> Result
                 validate::Checksum::Sha256(h) => h.clone(),
                 validate::Checksum::Sums { url, name } => {
                     let list = fetcher.fetch_text(url)?;
-                    fetch::sums_entry(&list, name).with_context(|| {
+                    crate::io::hash::sums_entry(&list, name).with_context(|| {
                         format!("{} has no entry for {name}\n  hint: check image.url and image.sha256sums, or pin image.sha256", fetch::shown_url(url))
                     })?
                 }
@@ -506,9 +509,9 @@ fn staking_payload(
     keys: &[staking::GroupKeys],
     secrets: &Secrets,
     charts: Option<(Option<&Path>, &fetch::FetchOptions)>,
-) -> Result<resolve::Payload> {
+) -> Result<payload::Payload> {
     let Some(s) = &v.spec.staking else {
-        return Ok(resolve::Payload::default());
+        return Ok(payload::Payload::default());
     };
     let archives = match charts {
         // The legacy chart is installed by hand: the master carries nothing.

@@ -17,8 +17,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
 
+use crate::io::write::parent_of;
 use crate::io::{interrupt, lock};
 
 pub const SUMS_FILE: &str = "SHA256SUMS";
@@ -36,36 +36,6 @@ const LEGACY_TOP_FILES: &[&str] = &["install.sh", "storage.yaml", "jwt.hex"];
 /// left by a killed run is removed by the next run that holds the lock.
 pub const SECRETS_TMP_PREFIX: &str = ".nodeimg-secrets-";
 
-/// Writes `bytes` to `path` with mode 0600 through a temporary file and a
-/// rename, so readers see the old or the new content, never a part.
-pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_private_atomic_as(path, bytes, ".nodeimg-")
-}
-
-pub fn write_private_atomic_as(path: &Path, bytes: &[u8], prefix: &str) -> Result<()> {
-    let dir = parent_of(path);
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(prefix)
-        .permissions(fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
-    let _swap = interrupt::critical();
-    tmp.persist(path)
-        .with_context(|| format!("cannot rename into {}", path.display()))?;
-    Ok(())
-}
-
-/// The folder `path` is in (`.` for a bare file name).
-pub fn parent_of(path: &Path) -> &Path {
-    path.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-}
-
 fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
     let mode = if private { 0o600 } else { 0o644 };
     let mut f = fs::OpenOptions::new()
@@ -80,10 +50,6 @@ fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot set the mode of {}", path.display()))?;
     Ok(())
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// The suffix of a checksum file written beside a large file (disk.img):
@@ -107,10 +73,10 @@ fn sums(dir: &Path) -> Result<String> {
                 let sidecar = entry.path().join(format!("{name}{SIDECAR_SUFFIX}"));
                 let hash = match fs::read_to_string(&sidecar)
                     .ok()
-                    .and_then(|t| crate::fetch::parse_sha256(t.split_whitespace().next()?))
+                    .and_then(|t| crate::io::hash::parse_sha256(t.split_whitespace().next()?))
                 {
                     Some(h) => h,
-                    None => crate::fetch::sha256_file(&file.path())?,
+                    None => crate::io::hash::sha256_file(&file.path())?,
                 };
                 lines.insert(rel, hash);
             }

@@ -364,7 +364,7 @@ pub struct Loaded {
 
 /// Reads a profile's text. On any problem the report holds every finding.
 pub fn load(file: &str, text: &str) -> Result<Loaded, Report> {
-    let tree = yaml::parse(text).map_err(|d| Report::new(file, None, vec![d]))?;
+    let tree = yaml::parse(text).map_err(|d| Report::positioned(file, vec![d]))?;
     let (profile, diags) = yaml::from_node::<Profile>(&tree);
     match profile {
         Some(profile) if diags.is_empty() => Ok(Loaded { profile, tree }),

@@ -17,6 +17,8 @@ use std::path::Path;
 use anyhow::{bail, Context as _, Result};
 use tera::{Context, Kwargs, State, Tera, Value};
 
+pub use crate::model::sh_quote;
+
 /// The embedded templates, by name (path under cloudinit/).
 pub const TEMPLATES: &[(&str, &str)] = &[
     (
@@ -119,11 +121,6 @@ fn escape_yaml(input: &str, out: &mut dyn std::io::Write) -> std::io::Result<()>
     out.write_all(quoted.as_bytes())
 }
 
-/// `s` as one single-quoted POSIX shell word.
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 fn escape_sh(input: &str, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     out.write_all(sh_quote(input).as_bytes())
 }
@@ -192,6 +189,18 @@ fn new_tera(suffix: &str, escape: tera::EscapeFn) -> Tera {
     t.register_filter("yaml_block", yaml_block_filter);
     t.register_filter("sh", sh_filter);
     t
+}
+
+/// Renders one shell template of nodeimg's own (not the user's: no
+/// `--templates` override), every `{{ value }}` quoted for `sh`. `shown`
+/// names the template in errors.
+pub fn render_own_sh(shown: &str, text: &str, ctx: &serde_json::Value) -> Result<String> {
+    let mut sh = new_tera(".sh", escape_sh);
+    sh.add_raw_template(shown, text)
+        .map_err(|e| anyhow::anyhow!("{}", render_error(&e)))?;
+    let ctx = Context::from_serialize(ctx).context("internal: context not serializable")?;
+    sh.render(shown, &ctx)
+        .map_err(|e| anyhow::anyhow!("{}", render_error(&e)))
 }
 
 impl Engine {

@@ -6,12 +6,10 @@ use anyhow::Result;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::payload::PayloadFile;
 use crate::secrets::Secrets;
 use crate::staking::clients;
 use crate::validate::{role_ports, MachineSpec, PortRule, Role, Source, Spec};
-
-/// Where each machine reports the state of its first-boot steps.
-pub const STATUS_FILE: &str = "/var/lib/nodeimg/status";
 
 /// The name nodeimg gives the NIC when it matches it by MAC.
 pub const DEFAULT_NIC_NAME: &str = "lan0";
@@ -153,60 +151,6 @@ fn machine_summary(spec: &Spec, m: &MachineSpec) -> Value {
     })
 }
 
-/// Files a machine's seed carries besides its configuration (the NFS
-/// server's validator keys, the master's staking release), by machine.
-#[derive(Debug, Clone, Default)]
-pub struct Payload {
-    pub files: std::collections::BTreeMap<String, Vec<PayloadFile>>,
-}
-
-/// One cloud-init `write_files` entry with base64 content.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PayloadFile {
-    pub path: String,
-    pub permissions: String,
-    /// `b64`, or `gz+b64` for text worth compressing.
-    pub encoding: String,
-    pub content: String,
-}
-
-impl PayloadFile {
-    /// Root-owned, `mode`, gzip-compressed when `gzip` (deterministic: no
-    /// name or time in the gzip header).
-    pub fn new(path: impl Into<String>, mode: u32, bytes: &[u8], gzip: bool) -> PayloadFile {
-        use base64::Engine as _;
-        use std::io::Write as _;
-        let (encoding, data) = if gzip {
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-            // Writing to a Vec cannot fail.
-            let _ = enc.write_all(bytes);
-            ("gz+b64", enc.finish().unwrap_or_default())
-        } else {
-            ("b64", bytes.to_vec())
-        };
-        PayloadFile {
-            path: path.into(),
-            permissions: format!("{mode:04o}"),
-            encoding: encoding.into(),
-            content: base64::engine::general_purpose::STANDARD.encode(data),
-        }
-    }
-}
-
-impl Payload {
-    pub fn for_machine(&self, name: &str) -> &[PayloadFile] {
-        self.files.get(name).map(Vec::as_slice).unwrap_or(&[])
-    }
-    /// Every encoded content, for masking output.
-    pub fn contents(&self) -> Vec<String> {
-        self.files
-            .values()
-            .flatten()
-            .map(|f| f.content.clone())
-            .collect()
-    }
-}
-
 /// The template context every machine shares: the cluster, its machines,
 /// and every setting that is the same on all of them.
 pub fn cluster_context(spec: &Spec, secrets: &Secrets) -> Result<Value> {
@@ -216,7 +160,8 @@ pub fn cluster_context(spec: &Spec, secrets: &Secrets) -> Result<Value> {
     let export_root = spec.nfs.export_root.trim_end_matches('/');
     Ok(json!({
         "nodeimg": { "version": env!("CARGO_PKG_VERSION") },
-        "status_file": STATUS_FILE,
+        "status_file": crate::firstboot::STATUS_FILE,
+        "firstboot": crate::firstboot::context(),
         "cluster": { "name": spec.cluster_name, "domain": spec.domain },
         "network": {
             "subnet": spec.subnet.to_string(),

@@ -230,7 +230,7 @@ impl Secrets {
     /// Writes the file with mode 0600, atomically; `path` is the file
     /// itself (see [`resolve_path`]), so a link to it stays a link.
     pub fn write(&self, path: &Path) -> Result<()> {
-        crate::output::write_private_atomic_as(
+        crate::io::write::write_private_atomic_as(
             path,
             self.to_yaml().as_bytes(),
             crate::output::SECRETS_TMP_PREFIX,
@@ -291,7 +291,7 @@ fn check_private(path: &Path) -> Result<()> {
 /// file's folder. Call only while holding that folder's lock, when no other
 /// nodeimg can be writing there.
 pub fn sweep_stale_temporaries(path: &Path) {
-    let Ok(entries) = std::fs::read_dir(crate::output::parent_of(path)) else {
+    let Ok(entries) = std::fs::read_dir(crate::io::write::parent_of(path)) else {
         return;
     };
     for e in entries.flatten() {

@@ -8,49 +8,9 @@ use std::str::FromStr;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
-use crate::diag::{Diagnostic, Path};
+use crate::diag::{Checker, Diagnostic, Path};
+pub use crate::model::{is_dns_label, is_private_v4, unusable_range, Proto, Role};
 use crate::profile::{self, Profile};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Nfs,
-    Master,
-    Worker,
-}
-
-impl Role {
-    pub const ALL: [Role; 3] = [Role::Nfs, Role::Master, Role::Worker];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Nfs => "nfs",
-            Role::Master => "master",
-            Role::Worker => "worker",
-        }
-    }
-    fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-    pub fn is_kubernetes(self) -> bool {
-        matches!(self, Role::Master | Role::Worker)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Proto {
-    Tcp,
-    Udp,
-}
-
-impl Proto {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        }
-    }
-}
 
 /// Who may reach a port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -234,36 +194,10 @@ impl Spec {
     }
 }
 
-pub(crate) struct Checker {
-    diags: Vec<Diagnostic>,
-}
-
-impl Checker {
-    pub(crate) fn error_count(&self) -> usize {
-        self.diags.iter().filter(|d| d.is_error()).count()
-    }
-    pub(crate) fn error(
-        &mut self,
-        path: Path,
-        message: impl Into<String>,
-        hint: impl Into<String>,
-    ) {
-        self.diags.push(Diagnostic::error(path, message, hint));
-    }
-    pub(crate) fn warning(
-        &mut self,
-        path: Path,
-        message: impl Into<String>,
-        hint: impl Into<String>,
-    ) {
-        self.diags.push(Diagnostic::warning(path, message, hint));
-    }
-}
-
 /// Checks a profile. Returns the spec when there is no error, and every
 /// finding (errors and warnings) in any case.
 pub fn validate(p: &Profile) -> (Option<Spec>, Vec<Diagnostic>) {
-    let mut c = Checker { diags: Vec::new() };
+    let mut c = Checker::default();
     let root = Path::root();
 
     match p.version {
@@ -1275,7 +1209,7 @@ fn check_image(c: &mut Checker, i: &profile::Image) -> Option<ImageSpec> {
         size
     });
     let sha256 = i.sha256.as_ref().and_then(|h| {
-        let parsed = crate::fetch::parse_sha256(h);
+        let parsed = crate::io::hash::parse_sha256(h);
         if parsed.is_none() {
             c.error(
                 base.key("sha256"),
@@ -1584,36 +1518,6 @@ fn unusable_subnet(n: Ipv4Net) -> Option<String> {
         return Some("spans more than a /8: the NFS export and the cluster ports would be open to a large part of the internet".into());
     }
     unusable_range(n.network()).map(|range| format!("is {range}"))
-}
-
-/// The range that makes `a` no host's address (loopback, multicast,
-/// reserved including 0.0.0.0 and the broadcast address, link-local).
-pub fn unusable_range(a: Ipv4Addr) -> Option<&'static str> {
-    if a.is_loopback() {
-        Some("the loopback range (127.0.0.0/8), which never leaves a machine")
-    } else if a.is_multicast() {
-        Some("a multicast range (224.0.0.0/4), not one for hosts")
-    } else if a.octets()[0] == 0 || a.octets()[0] >= 240 {
-        Some("a reserved range, not one for hosts")
-    } else if a.is_link_local() {
-        Some("the link-local range (169.254.0.0/16), which no router forwards and DHCP-less hosts pick at random")
-    } else {
-        None
-    }
-}
-
-/// RFC 1918 and shared address space (100.64.0.0/10, carrier-grade NAT).
-pub fn is_private_v4(a: Ipv4Addr) -> bool {
-    a.is_private() || (a.octets()[0] == 100 && (a.octets()[1] & 0xc0) == 64)
-}
-
-pub fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-        && s.chars()
-            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
 }
 
 fn is_dns_name(s: &str) -> bool {

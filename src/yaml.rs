@@ -70,6 +70,12 @@ impl Node {
     /// Where a path points: the value if it exists, else the nearest
     /// existing parent (a missing key is reported at its mapping).
     pub fn pos_of(&self, path: &Path) -> Pos {
+        crate::diag::Positions::pos_of(self, path)
+    }
+}
+
+impl crate::diag::Positions for Node {
+    fn pos_of(&self, path: &Path) -> Pos {
         let mut node = self;
         for seg in path.segments() {
             let next = match (&node.kind, seg) {
@@ -626,7 +632,12 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
                     ),
                     format!("write one of: {}", variants.join(", ")),
                 );
-                Err(DeError::Reported)
+                // The first variant as a placeholder keeps the read going, so
+                // later mistakes are reported in the same run; the value is
+                // never used.
+                let first = variants.first().copied().unwrap_or_default();
+                let de: de::value::StrDeserializer<'_, DeError> = first.into_deserializer();
+                visitor.visit_enum(de).map_err(|_| DeError::Reported)
             }
         }
     }
@@ -760,5 +771,189 @@ impl<'de, 'a> MapAccess<'de> for MapDe<'a> {
             sink: self.parent.sink,
         };
         de.settle(seed.deserialize(de))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    fn at(line: u32, col: u32) -> Pos {
+        Pos { line, col }
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Machine {
+        name: String,
+        port: u16,
+        #[serde(default)]
+        tags: Vec<String>,
+        role: Role,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "lowercase")]
+    enum Role {
+        Master,
+        Worker,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Profile {
+        machines: Vec<Machine>,
+        #[serde(default)]
+        extra: Option<Extra>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq, Default)]
+    struct Extra {
+        #[serde(default)]
+        flag: bool,
+    }
+
+    fn read(text: &str) -> (Option<Profile>, Vec<Diagnostic>) {
+        from_node(&parse(text).expect("valid YAML"))
+    }
+
+    /// Every value and key knows its 1-based line and column, which the
+    /// messages name.
+    #[test]
+    fn keys_and_values_keep_their_positions() {
+        let tree = parse("a: 1\nlist:\n  - x\n  - {k: v}\n").unwrap();
+        assert_eq!(tree.pos_of(&Path::parse("a")), at(1, 4));
+        assert_eq!(tree.pos_of(&Path::parse("list[1].k")), at(4, 9));
+        let Kind::Map(entries) = &tree.kind else {
+            panic!("a mapping")
+        };
+        assert_eq!(entries[1].0.name, "list");
+        assert_eq!(entries[1].0.pos, at(2, 1));
+        assert_eq!(
+            tree.get(&Path::parse("list[0]")).map(|n| &n.kind),
+            Some(&Kind::Str("x".into()))
+        );
+        // A missing key points at the mapping it is missing from.
+        assert_eq!(tree.pos_of(&Path::parse("list[1].absent")), at(4, 5));
+        assert_eq!(tree.get(&Path::parse("list[7]")), None);
+    }
+
+    #[test]
+    fn scalars_keep_their_yaml_type() {
+        let tree =
+            parse("i: 7\nf: 1.30\nb: true\ns: '1.30'\nn:\nbig: 18446744073709551615\n").unwrap();
+        let kind = |p: &str| tree.get(&Path::parse(p)).unwrap().kind.clone();
+        assert_eq!(kind("i"), Kind::Int(7));
+        assert_eq!(kind("f"), Kind::Float(1.3));
+        assert_eq!(kind("b"), Kind::Bool(true));
+        assert_eq!(kind("s"), Kind::Str("1.30".into()));
+        assert_eq!(kind("n"), Kind::Null);
+        assert!(matches!(kind("big"), Kind::Float(_)), "beyond i64");
+    }
+
+    #[test]
+    fn a_good_document_reads_into_its_type() {
+        let (value, diags) =
+            read("machines:\n  - name: a\n    port: 22\n    role: master\nextra:\n");
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(
+            value,
+            Some(Profile {
+                machines: vec![Machine {
+                    name: "a".into(),
+                    port: 22,
+                    tags: vec![],
+                    role: Role::Master,
+                }],
+                // An empty section is there, with its defaults.
+                extra: None,
+            })
+        );
+    }
+
+    /// One read reports every mistake at its own position, not only the
+    /// first, and yields no value.
+    #[test]
+    fn every_mistake_is_collected_at_its_position() {
+        let text = "machines:\n  - name: 5\n    port: 70000\n    role: boss\n    prot: 1\n  - name: b\n    port: x\n    tags: no\n    role: worker\n";
+        let (value, diags) = read(text);
+        assert_eq!(value, None);
+        let found: Vec<(Pos, &str)> = diags
+            .iter()
+            .map(|d| (d.pos(None), d.message.as_str()))
+            .collect();
+        let has = |pos: Pos, what: &str| {
+            assert!(
+                found.iter().any(|(p, m)| *p == pos && m.contains(what)),
+                "{what} at {pos:?} in {found:?}"
+            )
+        };
+        has(
+            at(2, 11),
+            "`machines[0].name` must be a string, found the number 5",
+        );
+        has(at(3, 11), "out of range: 70000 is not between 0 and 65535");
+        has(at(4, 11), "must be one of master, worker");
+        has(at(5, 5), "unknown key `prot` in `machines[0]`");
+        has(at(7, 11), "`machines[1].port` must be a whole number");
+        has(
+            at(8, 11),
+            "`machines[1].tags` must be a list, found the boolean false",
+        );
+        assert_eq!(diags.len(), 6, "{found:?}");
+        let prot = diags.iter().find(|d| d.message.contains("prot")).unwrap();
+        assert!(prot.hint.contains("did you mean `port`?"), "{}", prot.hint);
+    }
+
+    #[test]
+    fn a_number_where_text_belongs_is_told_to_quote_it() {
+        let (_, diags) = read("machines:\n  - name: 1.30\n    port: 1\n    role: worker\n");
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(
+            diags[0].hint.contains("put it in quotes"),
+            "{}",
+            diags[0].hint
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_far_from_any_gets_the_list_of_known_ones() {
+        let (message, hint) = unknown_key_message(&Path::root(), "zzz", &["machines", "extra"]);
+        assert_eq!(message, "unknown key `zzz` at the top level");
+        assert_eq!(hint, "known keys here: machines, extra");
+    }
+
+    #[test]
+    fn syntax_errors_say_where_and_what() {
+        let e = parse("").unwrap_err();
+        assert_eq!(
+            (e.pos(None), e.message.as_str()),
+            (at(1, 1), "the file is empty")
+        );
+        // A key indented deeper than its neighbours is blamed, not its colon.
+        let e = parse("a:\n  b: 1\n   c: 2\n").unwrap_err();
+        assert!(e.message.starts_with("invalid YAML"), "{}", e.message);
+        assert!(e.hint.contains("indented differently"), "{}", e.hint);
+        assert_eq!(e.pos(None).line, 3, "{e:?}");
+        let e = parse("a: [1, 2\n").unwrap_err();
+        assert!(e.message.starts_with("invalid YAML"), "{}", e.message);
+    }
+
+    /// Nesting beyond MAX_DEPTH is refused with a plain sentence before it
+    /// can exhaust the stack.
+    #[test]
+    fn deep_nesting_is_refused_in_plain_words() {
+        let deep = "[".repeat(MAX_DEPTH + 10) + &"]".repeat(MAX_DEPTH + 10);
+        let e = parse(&deep).unwrap_err();
+        assert!(
+            e.message
+                .contains(&format!("nested more than {MAX_DEPTH} levels deep")),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains('{'), "no debug text: {}", e.message);
+        assert_eq!(e.hint, LIMIT_HINT);
+        let ok = "[".repeat(MAX_DEPTH - 2) + &"]".repeat(MAX_DEPTH - 2);
+        assert!(parse(&ok).is_ok());
     }
 }

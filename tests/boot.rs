@@ -105,7 +105,7 @@ fn assert_every_check_passes(machines: &[serde_json::Value], table: &str) {
             table.lines().any(|l| l.starts_with(name)),
             "{name} missing from the table:\n{table}"
         );
-        for check in nodeimg::boottest::CHECKS {
+        for check in nodeimg::boottest::checks() {
             let status = m["checks"][check]["status"].as_str().unwrap_or("missing");
             assert!(
                 ["ok", "not_applicable", "not_checkable_offline"].contains(&status),
@@ -231,7 +231,7 @@ fn serve_guest_as_qcow2(s: &Scratch, server: &common::http::Server) -> String {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let sha = nodeimg::fetch::sha256_file(&qcow).unwrap();
+    let sha = nodeimg::io::hash::sha256_file(&qcow).unwrap();
     let url = server.add_file("/guest.qcow2", &qcow);
     format!("image:\n  url: {url}\n  sha256: {sha}\n")
 }
@@ -308,9 +308,7 @@ fn disk_images_boot_and_a_broken_seed_fails_naming_the_machine_and_the_check() {
         "the first boot's log is kept"
     );
     // The broken machine fails the one check its seed breaks, no other.
-    let failed: Vec<&str> = nodeimg::boottest::CHECKS
-        .iter()
-        .copied()
+    let failed: Vec<&str> = nodeimg::boottest::checks()
         .filter(|c| broken[0]["checks"][*c]["status"] == "failed")
         .collect();
     assert_eq!(failed, ["cloud-init"], "{table}");

@@ -21,7 +21,7 @@ fn build_writes_every_machine_seed_and_checksums() {
         for f in FILES {
             let p = s.path(&format!("out/{m}/{f}"));
             let bytes = fs::read(&p).unwrap_or_else(|_| panic!("{m}/{f} missing"));
-            let line = format!("{}  {m}/{f}", nodeimg::output::sha256_hex(&bytes));
+            let line = format!("{}  {m}/{f}", nodeimg::io::hash::sha256_hex(&bytes));
             assert!(sums.lines().any(|l| l == line), "SHA256SUMS lacks {line}");
         }
     }

@@ -17,7 +17,7 @@ fn payload(len: usize) -> Vec<u8> {
 }
 
 fn sha(bytes: &[u8]) -> String {
-    nodeimg::output::sha256_hex(bytes)
+    nodeimg::io::hash::sha256_hex(bytes)
 }
 
 fn fetcher(cache: &std::path::Path, offline: bool) -> Fetcher {
@@ -218,14 +218,14 @@ fn sha256sums_lists_are_read_in_both_notations() {
         sha(b"b")
     );
     assert_eq!(
-        nodeimg::fetch::sums_entry(&list, "ubuntu-22.04-server-cloudimg-amd64.img"),
+        nodeimg::io::hash::sums_entry(&list, "ubuntu-22.04-server-cloudimg-amd64.img"),
         Some(sha(b"b"))
     );
     assert_eq!(
-        nodeimg::fetch::sums_entry(&list, "other.img"),
+        nodeimg::io::hash::sums_entry(&list, "other.img"),
         Some(sha(b"a"))
     );
-    assert_eq!(nodeimg::fetch::sums_entry(&list, "missing.img"), None);
+    assert_eq!(nodeimg::io::hash::sums_entry(&list, "missing.img"), None);
 }
 
 /// A server that sends without end (or announces more than the cap) fills

@@ -30,7 +30,7 @@ fn flash_writes_verifies_and_keeps_the_rest_of_the_disk() {
     let disk = disk_file(&s, "disk", 8 << 20, 0xAA);
     let r = s.run(&["flash", "disk.img", "disk", "--yes"]);
     assert!(r.ok(), "{}", r.stderr());
-    let sha = nodeimg::output::sha256_hex(&bytes);
+    let sha = nodeimg::io::hash::sha256_hex(&bytes);
     assert!(
         r.stdout()
             .contains(&format!("read them back: sha256 {sha} verified")),

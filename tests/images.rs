@@ -21,7 +21,7 @@ fn setup(server: &Server, extra: &str) -> (Scratch, u64, Vec<u8>) {
     let (raw_arg, qcow_arg) = (raw.to_str().unwrap(), qcow.to_str().unwrap());
     qemu_img(&["convert", "-f", "raw", "-O", "qcow2", raw_arg, qcow_arg]);
     let bytes = fs::read(&qcow).unwrap();
-    let sums = format!("{}  base.qcow2\n", nodeimg::output::sha256_hex(&bytes));
+    let sums = format!("{}  base.qcow2\n", nodeimg::io::hash::sha256_hex(&bytes));
     let url = server.add("/images/base.qcow2", bytes);
     let sums_url = server.add("/images/SHA256SUMS", sums.into_bytes());
     let profile = format!(
@@ -123,7 +123,7 @@ fn images_from_a_loopback_url_are_valid_disks_with_the_seed_before_root() {
             "{probe}"
         );
         // The checksum beside the image, and in SHA256SUMS.
-        let hash = nodeimg::fetch::sha256_file(&img).unwrap();
+        let hash = nodeimg::io::hash::sha256_file(&img).unwrap();
         assert_eq!(
             fs::read_to_string(s.path(&format!("out/{m}/disk.img.sha256"))).unwrap(),
             format!("{hash}  disk.img\n")
@@ -225,9 +225,9 @@ fn a_corrupted_base_image_is_refused_and_nothing_is_cached_or_written() {
     let (s, _, _) = setup(&server, "");
     // The server now sends other bytes than its SHA256SUMS names.
     let mut bytes = fs::read(s.path("base.qcow2")).unwrap();
-    let good = nodeimg::output::sha256_hex(&bytes);
+    let good = nodeimg::io::hash::sha256_hex(&bytes);
     bytes[70_000] ^= 0xff;
-    let bad = nodeimg::output::sha256_hex(&bytes);
+    let bad = nodeimg::io::hash::sha256_hex(&bytes);
     server.add("/images/base.qcow2", bytes);
     let r = build_images(&s, "out", &[]);
     assert_eq!(r.code(), Some(1));

@@ -46,7 +46,7 @@ fn archive(path: &Path, extra: &[(&str, &str)]) -> String {
         zip.write_all(&bytes).unwrap();
     }
     zip.finish().unwrap();
-    nodeimg::fetch::sha256_file(path).unwrap()
+    nodeimg::io::hash::sha256_file(path).unwrap()
 }
 
 /// The hoodi profile on the legacy chart, its archive and the stand-in

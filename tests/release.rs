@@ -563,7 +563,7 @@ fn the_jwt_secret_is_made_once_and_kept() {
 fn charts_from_a_local_folder_are_verified_and_copied() {
     let s = Scratch::with_profile("");
     let profile = with_stand_in_charts(&s, &shipped_profile("hoodi.yaml"));
-    let prysm = nodeimg::fetch::sha256_file(&s.path("chart-mirror/prysm-1.2.3.tgz")).unwrap();
+    let prysm = nodeimg::io::hash::sha256_file(&s.path("chart-mirror/prysm-1.2.3.tgz")).unwrap();
     fs::write(s.profile(), &profile).unwrap();
     let r = run_with_charts(&s, "release", "rel");
     assert!(r.ok(), "{}", r.stderr());

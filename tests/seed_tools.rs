@@ -256,3 +256,95 @@ fn validate_and_ssh_keygen_agree_on_public_keys() {
         );
     }
 }
+
+/// The step lists nodeimg-setup composes for its role, read by the real `sh`
+/// from each machine's own seed (the script's definitions up to its entry
+/// points, with the machine's setup.env), are nodeimg's lists: the ones the
+/// boot test expects in the status file.
+#[test]
+fn the_first_boot_script_runs_the_steps_nodeimg_defines() {
+    let s = staking_scratch(&shipped_profile("hoodi.yaml"), 5, 2);
+    let r = run_with_charts(&s, "build", "out");
+    assert!(r.ok(), "{}", r.stderr());
+    let v = nodeimg::load_profile_str("p.yaml", &shipped_profile("hoodi.yaml")).unwrap();
+    for m in &v.spec.machines {
+        let ud = s.path(&format!("out/{}/user-data", m.name));
+        let script = seed_file(&ud, "/usr/local/sbin/nodeimg-setup");
+        let env = s.path(&format!("{}-setup.env", m.name));
+        fs::write(&env, seed_file(&ud, "/etc/nodeimg/setup.env")).unwrap();
+        let definitions = script
+            .split("\n# ---- entry points")
+            .next()
+            .unwrap()
+            .replacen(
+                ". /etc/nodeimg/setup.env",
+                &format!(". '{}'", env.display()),
+                1,
+            );
+        assert!(!definitions.contains(". /etc/nodeimg/setup.env"));
+        let file = s.path(&format!("{}-steps.sh", m.name));
+        fs::write(
+            &file,
+            definitions
+                + "\nprintf '%s\\n' \"$LOCAL_STEPS\" \"$ONLINE_STEPS\" \"$ALL_STEPS\" \"$KEYS_STAGING\" \"$RELEASE_DIR\" \"$STATUS_FILE\"\n",
+        )
+        .unwrap();
+        let out = tool("sh", &[file.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        let said: Vec<&str> = said.lines().collect();
+        use nodeimg::firstboot;
+        assert_eq!(
+            said,
+            [
+                firstboot::local(m.role).join(" ").as_str(),
+                &firstboot::online(m.role).join(" "),
+                &firstboot::all(m.role).join(" "),
+                firstboot::KEYS_STAGING,
+                firstboot::RELEASE_DIR,
+                firstboot::STATUS_FILE,
+            ],
+            "{}",
+            m.name
+        );
+    }
+}
+
+/// The probe's vendor-data, as boot-test renders it (with and without a
+/// login key), passes shellcheck.
+#[test]
+fn the_probe_vendor_data_passes_shellcheck() {
+    let v = nodeimg::load_profile_str("p.yaml", &shipped_profile("tutorial.yaml")).unwrap();
+    let secrets = nodeimg::secrets::Secrets::generate(&v.spec).unwrap();
+    let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
+    s.build("out");
+    let seed = nodeimg::read_seed(&s.path("out/worker-1")).unwrap();
+    let m = v.spec.machine("worker-1").unwrap();
+    for login_key in [
+        None,
+        Some(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn'x\n-----END OPENSSH PRIVATE KEY-----\n"
+                .to_string(),
+        ),
+    ] {
+        let probe = nodeimg::boottest::ProbeSettings::new(&v.spec, &secrets, login_key.clone());
+        let text = nodeimg::boottest::probe_vendor_data(&v.spec, m, &seed, &probe).unwrap();
+        assert_eq!(
+            text.contains("> /usr/local/lib/nodeimg-probe/login-key"),
+            login_key.is_some(),
+            "{text}"
+        );
+        let file = s.path("vendor-data");
+        fs::write(&file, &text).unwrap();
+        let out = tool("shellcheck", &["-s", "sh", file.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}\n{text}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

@@ -20,23 +20,26 @@ APT_OPTS="-o DPkg::Lock::Timeout=300 -o Acquire::Retries=3 -o Acquire::http::Tim
 
 is_k8s() { [ "$NODEIMG_ROLE" = master ] || [ "$NODEIMG_ROLE" = worker ]; }
 
-LOCAL_STEPS="ssh firewall chrony"
-ONLINE_STEPS="forget-seed apt-update apt-upgrade packages firewall chrony"
+{# The step lists and paths come from nodeimg (src/firstboot.rs): plain
+   words, pasted as they are. -#}
+{%- set s = firstboot.steps -%}
+LOCAL_STEPS="{{ s.everywhere.local | join(sep=" ") | safe }}"
+ONLINE_STEPS="{{ s.everywhere.online | join(sep=" ") | safe }}"
 if [ "$NODEIMG_ROLE" = nfs ]; then
-  LOCAL_STEPS="$LOCAL_STEPS nfs-exports"
-  ONLINE_STEPS="$ONLINE_STEPS nfs-exports"
+  LOCAL_STEPS="$LOCAL_STEPS {{ s.nfs.local | join(sep=" ") | safe }}"
+  ONLINE_STEPS="$ONLINE_STEPS {{ s.nfs.online | join(sep=" ") | safe }}"
 else
-  ONLINE_STEPS="$ONLINE_STEPS microk8s microk8s-launch"
+  ONLINE_STEPS="$ONLINE_STEPS {{ s.kubernetes.online | join(sep=" ") | safe }}"
 fi
-ALL_STEPS="ssh forget-seed apt-update apt-upgrade packages firewall chrony"
-if [ "$NODEIMG_ROLE" = nfs ]; then ALL_STEPS="$ALL_STEPS nfs-exports"; else ALL_STEPS="$ALL_STEPS microk8s microk8s-launch"; fi
+ALL_STEPS="{{ s.everywhere.all | join(sep=" ") | safe }}"
+if [ "$NODEIMG_ROLE" = nfs ]; then ALL_STEPS="$ALL_STEPS {{ s.nfs.all | join(sep=" ") | safe }}"; else ALL_STEPS="$ALL_STEPS {{ s.kubernetes.all | join(sep=" ") | safe }}"; fi
 # The master installs the staking release once the cluster can run it.
 if [ "$NODEIMG_ROLE" = master ]; then
-  ONLINE_STEPS="$ONLINE_STEPS release"
-  ALL_STEPS="$ALL_STEPS release"
+  ONLINE_STEPS="$ONLINE_STEPS {{ s.master.online | join(sep=" ") | safe }}"
+  ALL_STEPS="$ALL_STEPS {{ s.master.all | join(sep=" ") | safe }}"
 fi
-KEYS_STAGING=/var/lib/nodeimg/validator-keys
-RELEASE_DIR=/var/lib/nodeimg/release
+KEYS_STAGING={{ firstboot.keys_staging | safe }}
+RELEASE_DIR={{ firstboot.release_dir | safe }}
 
 log() {
   echo "nodeimg-setup: $*"

@@ -1,10 +1,14 @@
-//! Primitives one level below every stage: advisory locks, cleanup on
+//! Primitives one level below every stage: hashing, atomic and private
+//! writes, input limits, progress bars, advisory locks, cleanup on
 //! interrupt, and the ownership checks that keep nodeimg from deleting
-//! what it did not write.
+//! what it did not write. Nothing here uses a stage module.
 
+pub mod hash;
 pub mod input;
 pub mod interrupt;
 pub mod lock;
+pub mod progress;
+pub mod write;
 
 /// The effective user id: whose secrets file and staging directories
 /// nodeimg trusts and may remove.

@@ -7,7 +7,7 @@
 //! `tests/release.rs` checks the rendered charts against the clients'
 //! own defaults.
 
-use crate::validate::Proto;
+use crate::model::Proto;
 
 /// Which side of the node a client is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,10 +8,11 @@ use std::path::Path as FsPath;
 
 use serde_json::{json, Value};
 
+use crate::diag::Checker;
 use crate::diag::{Diagnostic, Path};
+use crate::firstboot::{KEYS_STAGING, RELEASE_DIR};
 use crate::io::input::{read_regular, Confinement, PathProblem};
 use crate::profile;
-use crate::validate::Checker;
 
 pub mod clients;
 
@@ -296,7 +297,7 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
             None
         }
     };
-    if !crate::validate::is_dns_label(&s.namespace) {
+    if !crate::model::is_dns_label(&s.namespace) {
         c.error(
             base.key("namespace"),
             format!("{:?} is not a Kubernetes namespace name", s.namespace),
@@ -505,7 +506,7 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
                 None
             }
             Ok(ip) => {
-                if let Some(range) = crate::validate::unusable_range(ip) {
+                if let Some(range) = crate::model::unusable_range(ip) {
                     c.error(
                         at,
                         format!("{ip} is not an address peers can dial: it is in {range}"),
@@ -513,7 +514,7 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
                     );
                     return None;
                 }
-                if crate::validate::is_private_v4(ip) {
+                if crate::model::is_private_v4(ip) {
                     c.warning(
                         at,
                         format!("{ip} is a private address: peers on the internet cannot dial it"),
@@ -573,7 +574,7 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
                 "the validator group has no `name`",
                 "add name: group-1",
             );
-        } else if !crate::validate::is_dns_label(&name) || name.len() > 40 {
+        } else if !crate::model::is_dns_label(&name) || name.len() > 40 {
             c.error(
                 p.key("name"),
                 format!("{name:?} is not a usable group name"),
@@ -628,7 +629,10 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
             );
             continue;
         }
-        let sha = pin.sha256.as_deref().and_then(crate::fetch::parse_sha256);
+        let sha = pin
+            .sha256
+            .as_deref()
+            .and_then(crate::io::hash::parse_sha256);
         if sha.is_none() {
             c.error(
                 if pin.sha256.is_some() {
@@ -706,7 +710,10 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
                     format!("pin the 40-hex-digit commit, e.g. {LEGACY_COMMIT}"),
                 );
             }
-            let sha = pin.sha256.as_deref().and_then(crate::fetch::parse_sha256);
+            let sha = pin
+                .sha256
+                .as_deref()
+                .and_then(crate::io::hash::parse_sha256);
             if sha.is_none() {
                 c.error(
                     if pin.sha256.is_some() {
@@ -1017,7 +1024,7 @@ fn url_problem(u: &str) -> String {
 /// Kubernetes expands `$(VAR)` in a container's command first (so `$` is
 /// written `$$`).
 pub fn shell_arg(flag: &str, value: &str) -> String {
-    crate::render::sh_quote(&format!("{flag}={value}")).replace('$', "$$")
+    crate::model::sh_quote(&format!("{flag}={value}")).replace('$', "$$")
 }
 
 /// The charts render `"{repository}:{tag}"`: split at the last `:`, so
@@ -1529,12 +1536,6 @@ pub fn chart_archive(chart: &str, version: &str) -> String {
     format!("{chart}-{version}.tgz")
 }
 
-/// Where the NFS server's seed puts each group's keys until first boot
-/// moves them into the group's data folder.
-pub const KEYS_STAGING: &str = "/var/lib/nodeimg/validator-keys";
-/// Where the master's seed puts the release it installs.
-pub const RELEASE_DIR: &str = "/var/lib/nodeimg/release";
-
 /// `NAME CHART_FILE VALUES_FILE JWT(yes|no)`, one release a line, in
 /// install order: what the master's release step runs.
 pub fn releases_list(releases: &[Release]) -> String {
@@ -1566,9 +1567,9 @@ pub fn payload(
     keys: &[GroupKeys],
     charts: &[(String, Vec<u8>)],
     jwt: &str,
-) -> crate::resolve::Payload {
-    use crate::resolve::PayloadFile;
-    let mut payload = crate::resolve::Payload::default();
+) -> crate::payload::Payload {
+    use crate::payload::PayloadFile;
+    let mut payload = crate::payload::Payload::default();
     let mut nfs = Vec::new();
     for g in keys {
         let dir = format!("{KEYS_STAGING}/{}", g.group);

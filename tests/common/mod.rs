@@ -375,7 +375,7 @@ pub fn package_chart(s: &Scratch, name: &str, version: &str, into: &Path) -> Str
             into.to_str().unwrap(),
         ],
     );
-    nodeimg::output::sha256_hex(&fs::read(into.join(format!("{name}-{version}.tgz"))).unwrap())
+    nodeimg::io::hash::sha256_hex(&fs::read(into.join(format!("{name}-{version}.tgz"))).unwrap())
 }
 
 /// `text` (a staking profile pinning geth 1.1.3 and prysm 1.2.3) with its

@@ -1,0 +1,258 @@
+//! The probe: what boot-test adds to each machine's test seed (as
+//! vendor-data) to see inside it, and the settings it gets.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use super::checks::{write_files_entries, written_files};
+use crate::render::Seed;
+use crate::secrets::Secrets;
+use crate::validate::{MachineSpec, Role, Spec};
+
+pub const PROBE: &str = include_str!("../../qemu/probe.sh");
+
+/// The vendor-data that installs the probe (a template).
+const VENDOR_DATA: &str = include_str!("../../qemu/probe-vendor-data.sh");
+
+/// How long the probe waits for the first attempt of the internet-bound steps.
+const ONLINE_WAIT_SECS: u32 = 240;
+
+/// The machine's seed ISO with the probe added as vendor-data.
+pub(super) fn test_seed(
+    spec: &Spec,
+    m: &MachineSpec,
+    seed: &Seed,
+    probe: &ProbeSettings,
+) -> Result<Vec<u8>> {
+    crate::iso::seed_iso_with(
+        seed,
+        &[("vendor-data", &probe_vendor_data(spec, m, seed, probe)?)],
+    )
+}
+
+/// What the probes need beyond the profile: every machine's public host key
+/// (to pin it when one logs in to the next) and the optional login key.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeSettings {
+    pub host_keys: BTreeMap<String, String>,
+    /// A throwaway private key (OpenSSH format) authorized in the profile.
+    pub login_key: Option<String>,
+    /// Per machine: strings of the secrets its seed carried (a line of the
+    /// host key, the join token, the JWT), to look for after first boot.
+    pub secret_markers: BTreeMap<String, Vec<String>>,
+}
+
+impl ProbeSettings {
+    pub fn new(spec: &Spec, secrets: &Secrets, login_key: Option<String>) -> ProbeSettings {
+        let host_keys = spec
+            .machines
+            .iter()
+            .filter_map(|m| {
+                let key = secrets.machine(&m.name).ok()?.public_key().ok()?;
+                Some((
+                    m.name.clone(),
+                    key.split_whitespace().take(2).collect::<Vec<_>>().join(" "),
+                ))
+            })
+            .collect();
+        let secret_markers = spec
+            .machines
+            .iter()
+            .map(|m| {
+                let mut markers = Vec::new();
+                if let Ok(host) = secrets.machine(&m.name) {
+                    // The base64 line that holds the private scalar: the
+                    // lines before it are a header every ed25519 key shares
+                    // (the probe's own login key too) and the public key.
+                    markers.extend(host.ssh_host_ed25519_key.lines().nth(4).map(str::to_string));
+                }
+                if m.role.is_kubernetes() {
+                    markers.push(secrets.microk8s_join_token.clone());
+                }
+                if m.role == Role::Master {
+                    markers.extend(secrets.jwt_secret.clone());
+                }
+                (m.name.clone(), markers)
+            })
+            .collect();
+        ProbeSettings {
+            host_keys,
+            login_key,
+            secret_markers,
+        }
+    }
+}
+
+/// `marker` as the probe receives it: letters rotated by 13, digits by 5
+/// (its own inverse; the probe undoes it with `tr`), so the vendor-data that
+/// carries the probe holds no copy of a secret it looks for.
+fn rotate(marker: &str) -> String {
+    marker
+        .chars()
+        .map(|c| match c {
+            'a'..='z' => (((c as u8 - b'a') + 13) % 26 + b'a') as char,
+            'A'..='Z' => (((c as u8 - b'A') + 13) % 26 + b'A') as char,
+            '0'..='9' => (((c as u8 - b'0') + 5) % 10 + b'0') as char,
+            other => other,
+        })
+        .collect()
+}
+
+/// Reads `--login-key`: an unencrypted OpenSSH private key whose public half
+/// is one of `ssh.authorized_keys` (else no probe could log in with it).
+pub fn read_login_key(path: &Path, spec: &Spec) -> Result<String> {
+    const MAX: u64 = 64 * 1024;
+    let shown = path.display();
+    let meta =
+        fs::metadata(path).with_context(|| format!("--login-key {shown}: cannot read it"))?;
+    if !meta.is_file() || meta.len() > MAX {
+        bail!("--login-key {shown}: not a private key file (a regular file of at most 64 KiB)");
+    }
+    let text =
+        fs::read_to_string(path).with_context(|| format!("--login-key {shown}: cannot read it"))?;
+    let key = ssh_key::PrivateKey::from_openssh(&text).map_err(|_| {
+        anyhow::anyhow!(
+            "--login-key {shown}: not an OpenSSH private key\n  hint: make a throwaway one with ssh-keygen -t ed25519 -N '' -f KEY"
+        )
+    })?;
+    if key.is_encrypted() {
+        bail!("--login-key {shown}: the key has a passphrase; the probe cannot use it\n  hint: a throwaway key without one: ssh-keygen -t ed25519 -N '' -f KEY");
+    }
+    let public = key
+        .public_key()
+        .to_openssh()
+        .context("--login-key: cannot encode its public key")?;
+    let authorized = spec.ssh.authorized_keys.iter().any(|k| {
+        k.split_whitespace()
+            .take(2)
+            .eq(public.split_whitespace().take(2))
+    });
+    if !authorized {
+        bail!("--login-key {shown}: its public key is not in the profile's ssh.authorized_keys\n  hint: add the content of {shown}.pub there (a throwaway key: it is copied into the test machines)");
+    }
+    Ok(text)
+}
+
+/// The machine whose sshd `m`'s probe tries: the next one in the profile, so
+/// every machine is tried once, from another machine, through its firewall.
+pub fn ssh_target<'a>(spec: &'a Spec, m: &MachineSpec) -> Option<&'a MachineSpec> {
+    let at = spec.machines.iter().position(|x| x.name == m.name)?;
+    let next = &spec.machines[(at + 1) % spec.machines.len()];
+    (next.name != m.name).then_some(next)
+}
+
+/// The vendor-data that installs and starts the probe on a test machine.
+pub fn probe_vendor_data(
+    spec: &Spec,
+    m: &MachineSpec,
+    seed: &Seed,
+    probe: &ProbeSettings,
+) -> Result<String> {
+    let peers: Vec<&str> = spec
+        .machines
+        .iter()
+        .filter(|x| x.name != m.name)
+        .map(|x| x.name.as_str())
+        .collect();
+    let workers: Vec<&str> = spec
+        .by_role(Role::Worker)
+        .map(|x| x.name.as_str())
+        .collect();
+    let target = ssh_target(spec, m);
+    // The payload (validator keys, the release) by the start of its encoded
+    // content, as every copy of the user-data holds it.
+    let markers: Vec<String> = probe
+        .secret_markers
+        .get(&m.name)
+        .into_iter()
+        .flatten()
+        .cloned()
+        .chain(
+            write_files_entries(&seed.user_data)
+                .into_iter()
+                .filter(|(path, _)| path.starts_with("/var/lib/nodeimg/"))
+                .map(|(_, content)| content.chars().take(48).collect()),
+        )
+        .filter(|m: &String| m.len() >= 16)
+        .map(|m| rotate(&m))
+        .collect();
+    // The staking payload is checked on its own (and mostly moved or large).
+    let files: Vec<String> = written_files(&seed.user_data)
+        .into_keys()
+        .filter(|p| !p.starts_with("/var/lib/nodeimg/"))
+        .collect();
+    let env = [
+        ("PROBE_HOST", m.name.clone()),
+        ("PROBE_ROLE", m.role.as_str().to_string()),
+        ("PROBE_PEERS", peers.join(" ")),
+        ("PROBE_WORKERS", workers.join(" ")),
+        ("PROBE_NFS_IP", spec.nfs_server().ip.to_string()),
+        (
+            "PROBE_EXPORT_ROOT",
+            spec.nfs.export_root.trim_end_matches('/').to_string(),
+        ),
+        ("PROBE_FOLDERS", spec.nfs.folders.join(" ")),
+        (
+            "PROBE_FOLDER",
+            spec.nfs.folders.first().cloned().unwrap_or_default(),
+        ),
+        ("PROBE_UID", spec.nfs.uid.to_string()),
+        ("PROBE_GID", spec.nfs.gid.to_string()),
+        ("PROBE_SSH_PORT", spec.ssh.port.to_string()),
+        ("PROBE_SSH_USER", spec.ssh.user.clone()),
+        (
+            "PROBE_SSH_TARGET",
+            target.map(|t| t.ip.to_string()).unwrap_or_default(),
+        ),
+        (
+            "PROBE_SSH_TARGET_KEY",
+            target
+                .and_then(|t| probe.host_keys.get(&t.name))
+                .cloned()
+                .unwrap_or_default(),
+        ),
+        ("PROBE_FILES", files.join(" ")),
+        ("PROBE_ONLINE_WAIT", ONLINE_WAIT_SECS.to_string()),
+        ("PROBE_MARKERS", markers.join(" ")),
+    ]
+    .iter()
+    .map(|(name, value)| json!({ "name": name, "value": value }))
+    .collect::<Vec<_>>();
+    let ctx = json!({
+        "login_key": probe.login_key.as_deref().map(str::trim_end),
+        "env": env,
+        "probe": PROBE,
+    });
+    crate::render::render_own_sh("qemu/probe-vendor-data.sh", VENDOR_DATA, &ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_key_marker_is_private_to_that_key() {
+        // A marker found in another key (the probe's login key) or in the
+        // public key would report a leak that is none.
+        let v =
+            crate::load_profile_str("h.yaml", include_str!("../../profiles/hoodi.yaml")).unwrap();
+        let spec = v.spec;
+        let secrets = Secrets::generate(&spec).unwrap();
+        let other = Secrets::generate(&spec).unwrap();
+        let probe = ProbeSettings::new(&spec, &secrets, None);
+        for m in &spec.machines {
+            let own = secrets.machine(&m.name).unwrap();
+            let marker = &probe.secret_markers[&m.name][0];
+            assert!(own.ssh_host_ed25519_key.contains(marker.as_str()));
+            assert!(marker.len() >= 40, "{marker}");
+            for key in other.machines.values() {
+                assert!(!key.ssh_host_ed25519_key.contains(marker.as_str()));
+            }
+            assert!(!own.public_key().unwrap().contains(marker.as_str()));
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! What a machine does on first boot, as both sides must know it: the seed's
+//! shell (`nodeimg-setup`, rendered from `cloudinit/files/nodeimg-setup.sh`,
+//! which reads these through the template context `firstboot`) and the Rust
+//! side (the staking payload's paths, boot-test's expectations). Defined
+//! here once, so that a new step or path is one change.
+
+use serde_json::{json, Value};
+
+use crate::model::Role;
+
+/// Where each machine reports the state of its first-boot steps, one line a
+/// step: `STEP STATE ATTEMPTS UNIX-TIME MESSAGE`.
+pub const STATUS_FILE: &str = "/var/lib/nodeimg/status";
+
+/// Where the NFS server's seed puts the validator keys until the step
+/// nfs-exports moves them into their folders.
+pub const KEYS_STAGING: &str = "/var/lib/nodeimg/validator-keys";
+
+/// Where the master's seed puts the staking release (charts, values).
+pub const RELEASE_DIR: &str = "/var/lib/nodeimg/release";
+
+/// Which machines run a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runs {
+    Everywhere,
+    NfsServer,
+    /// The MicroK8s machines: master and workers.
+    Kubernetes,
+    Master,
+}
+
+impl Runs {
+    pub fn on(self, role: Role) -> bool {
+        match self {
+            Runs::Everywhere => true,
+            Runs::NfsServer => role == Role::Nfs,
+            Runs::Kubernetes => role.is_kubernetes(),
+            Runs::Master => role == Role::Master,
+        }
+    }
+
+    /// The key of the template context's step lists.
+    fn key(self) -> &'static str {
+        match self {
+            Runs::Everywhere => "everywhere",
+            Runs::NfsServer => "nfs",
+            Runs::Kubernetes => "kubernetes",
+            Runs::Master => "master",
+        }
+    }
+}
+
+/// One first-boot step: `step_<name>` in nodeimg-setup.
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    pub name: &'static str,
+    /// Run by `nodeimg-setup local` (cloud-init's runcmd, no network).
+    pub local: bool,
+    /// Run (or retried, when also local) by `nodeimg-setup online`, the
+    /// service that waits for the internet.
+    pub online: bool,
+    pub runs: Runs,
+}
+
+const fn step(name: &'static str, local: bool, online: bool, runs: Runs) -> Step {
+    Step {
+        name,
+        local,
+        online,
+        runs,
+    }
+}
+
+/// Every step, in the order a machine runs and reports them.
+pub const STEPS: &[Step] = &[
+    step("ssh", true, false, Runs::Everywhere),
+    step("forget-seed", false, true, Runs::Everywhere),
+    step("apt-update", false, true, Runs::Everywhere),
+    step("apt-upgrade", false, true, Runs::Everywhere),
+    step("packages", false, true, Runs::Everywhere),
+    // Local first with what the image has; online again once the packages
+    // are in (ufw, chrony may be missing from a minimal image).
+    step("firewall", true, true, Runs::Everywhere),
+    step("chrony", true, true, Runs::Everywhere),
+    step("nfs-exports", true, true, Runs::NfsServer),
+    step("microk8s", false, true, Runs::Kubernetes),
+    step("microk8s-launch", false, true, Runs::Kubernetes),
+    // Every master has the step; it skips itself without a staking release.
+    step("release", false, true, Runs::Master),
+];
+
+fn names(role: Role, keep: impl Fn(&Step) -> bool) -> Vec<&'static str> {
+    STEPS
+        .iter()
+        .filter(|s| s.runs.on(role) && keep(s))
+        .map(|s| s.name)
+        .collect()
+}
+
+/// The steps `nodeimg-setup local` runs on a machine of `role`.
+pub fn local(role: Role) -> Vec<&'static str> {
+    names(role, |s| s.local)
+}
+
+/// The steps `nodeimg-setup online` runs (or retries) on `role`.
+pub fn online(role: Role) -> Vec<&'static str> {
+    names(role, |s| s.online)
+}
+
+/// Every step of `role`, as the status file lists them.
+pub fn all(role: Role) -> Vec<&'static str> {
+    names(role, |_| true)
+}
+
+/// The template context `firstboot`: the paths, and the step lists by
+/// which machines run them (`steps.<runs>.{local,online,all}`), as the
+/// script composes them for its role.
+pub fn context() -> Value {
+    let lists = |runs: Runs| {
+        let of = |keep: fn(&Step) -> bool| -> Vec<&str> {
+            STEPS
+                .iter()
+                .filter(|s| s.runs == runs && keep(s))
+                .map(|s| s.name)
+                .collect()
+        };
+        json!({
+            "local": of(|s| s.local),
+            "online": of(|s| s.online),
+            "all": of(|_| true),
+        })
+    };
+    let steps: serde_json::Map<String, Value> = [
+        Runs::Everywhere,
+        Runs::NfsServer,
+        Runs::Kubernetes,
+        Runs::Master,
+    ]
+    .into_iter()
+    .map(|runs| (runs.key().to_string(), lists(runs)))
+    .collect();
+    json!({
+        "status_file": STATUS_FILE,
+        "keys_staging": KEYS_STAGING,
+        "release_dir": RELEASE_DIR,
+        "steps": steps,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The script pastes the names unquoted into shell words and function
+    /// names (`step_<name>`, `-` as `_`).
+    #[test]
+    fn step_names_are_plain_shell_words() {
+        for s in STEPS {
+            assert!(
+                !s.name.is_empty()
+                    && s.name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                "{}",
+                s.name
+            );
+            assert!(s.local || s.online, "{} never runs", s.name);
+        }
+    }
+
+    #[test]
+    fn every_role_has_its_steps() {
+        assert_eq!(
+            local(Role::Nfs),
+            ["ssh", "firewall", "chrony", "nfs-exports"]
+        );
+        assert_eq!(local(Role::Worker), ["ssh", "firewall", "chrony"]);
+        assert_eq!(
+            online(Role::Master),
+            [
+                "forget-seed",
+                "apt-update",
+                "apt-upgrade",
+                "packages",
+                "firewall",
+                "chrony",
+                "microk8s",
+                "microk8s-launch",
+                "release"
+            ]
+        );
+        assert!(!all(Role::Worker).contains(&"release"));
+        assert!(!all(Role::Nfs).contains(&"microk8s"));
+    }
+}
