@@ -17,7 +17,7 @@ use std::path::Path;
 use anyhow::{bail, Context as _, Result};
 use tera::{Context, Kwargs, State, Tera, Value};
 
-pub use crate::model::sh_quote;
+use crate::model::sh_quote;
 
 /// The embedded templates, by name (path under cloudinit/).
 pub const TEMPLATES: &[(&str, &str)] = &[

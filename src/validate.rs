@@ -9,7 +9,8 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crate::diag::{Checker, Diagnostic, Path};
-pub use crate::model::{is_dns_label, is_private_v4, unusable_range, Proto, Role};
+use crate::model::{is_dns_label, is_private_v4, unusable_range};
+pub use crate::model::{Proto, Role};
 use crate::profile::{self, Profile};
 
 /// Who may reach a port.

@@ -293,11 +293,17 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(200));
         }
         self.machines.remove(name);
-        let log = self.serial_log(name);
-        let kept = self.dir.join(format!("{name}.before-reboot.serial.log"));
-        fs::rename(&log, &kept)
-            .with_context(|| format!("cannot keep {} as {}", log.display(), kept.display()))?;
+        self.keep_serial_log(name, "before-reboot")?;
         self.start(name, &disk, seed.as_deref(), &mac)
+    }
+
+    /// Keeps machine `name`'s serial log as `NAME.WHEN.serial.log` before the
+    /// machine boots again (each boot starts a new log).
+    pub fn keep_serial_log(&self, name: &str, when: &str) -> Result<()> {
+        let log = self.serial_log(name);
+        let kept = self.dir.join(format!("{name}.{when}.serial.log"));
+        fs::rename(&log, &kept)
+            .with_context(|| format!("cannot keep {} as {}", log.display(), kept.display()))
     }
 
     /// Boots machine `m` from a fresh overlay of `image` with its seed plus

@@ -129,8 +129,7 @@ pub fn run(
             // The machine dies: power off and destroy its disk.
             lab.stop(name);
             fs::remove_file(dir.join(format!("{name}.qcow2")))?;
-            let old_log = lab.serial_log(name);
-            let _ = fs::rename(&old_log, dir.join(format!("{name}.first-boot.serial.log")));
+            let _ = lab.keep_serial_log(name, "first-boot");
             let seed = rebuild(name)?;
             lab.boot(spec, m, &seed, opts)?;
             let facts = lab.wait_reports(std::slice::from_ref(name), deadline, &stop);
