@@ -19,6 +19,16 @@ pub const KEYS_STAGING: &str = "/var/lib/nodeimg/validator-keys";
 /// Where the master's seed puts the staking release (charts, values).
 pub const RELEASE_DIR: &str = "/var/lib/nodeimg/release";
 
+/// The release directory's layout, the same on the master (in
+/// [`RELEASE_DIR`], installed by the `release` step) and in the folder of
+/// `nodeimg release` (installed by its install.sh): the storage manifest,
+/// the chart archives, the values, the JWT secret and the release list.
+pub const RELEASE_STORAGE: &str = "storage.yaml";
+pub const RELEASE_CHARTS: &str = "charts";
+pub const RELEASE_VALUES: &str = "values";
+pub const RELEASE_JWT: &str = "jwt.hex";
+pub const RELEASE_LIST: &str = "releases.list";
+
 /// Which machines run a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runs {
@@ -143,6 +153,12 @@ pub fn context() -> Value {
         "status_file": STATUS_FILE,
         "keys_staging": KEYS_STAGING,
         "release_dir": RELEASE_DIR,
+        "release": {
+            "storage": RELEASE_STORAGE,
+            "charts": RELEASE_CHARTS,
+            "jwt": RELEASE_JWT,
+            "list": RELEASE_LIST,
+        },
         "steps": steps,
     })
 }

@@ -31,6 +31,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use firstboot::{RELEASE_CHARTS, RELEASE_JWT, RELEASE_STORAGE, RELEASE_VALUES};
+
 pub use diag::Report;
 pub use render::Seed;
 pub use secrets::Secrets;
@@ -574,16 +576,19 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
     let (secrets, changes) = secrets::load_or_generate(&writing.secrets, &v.spec)?;
     let mut stage = output::Stage::new(writing.out, false)?;
     for r in &releases {
-        let file = r.values_file.trim_start_matches("values/");
+        let file = r
+            .values_file
+            .trim_start_matches(RELEASE_VALUES)
+            .trim_start_matches('/');
         stage.write(
-            "values",
+            RELEASE_VALUES,
             file,
             staking::to_yaml(&r.values).as_bytes(),
             false,
         )?;
     }
     if !archives.is_empty() {
-        let dir = stage.machine_dir("charts")?;
+        let dir = stage.machine_dir(RELEASE_CHARTS)?;
         for (file, path) in &archives {
             std::fs::copy(path, dir.join(file))
                 .with_context(|| format!("cannot copy {}", path.display()))?;
@@ -592,7 +597,9 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
     if let Some(legacy) = &s.legacy {
         if !opts.values_only {
             let zip = fetch_legacy_archive(legacy, opts.charts_dir.as_deref(), &opts.fetch)?;
-            let dest = stage.machine_dir("charts")?.join(staking::LEGACY_CHART);
+            let dest = stage
+                .machine_dir(RELEASE_CHARTS)?
+                .join(staking::LEGACY_CHART);
             staking::extract_legacy_chart(&zip, &dest)?;
             // The chart takes each wallet password from a file (--set-file).
             stage.machine_dir("passwords")?;
@@ -607,10 +614,10 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
         }
     }
     let manifest = staking::storage_manifest(&v.spec, &s);
-    stage.write_top("storage.yaml", manifest.as_bytes(), 0o644)?;
-    let script = staking::install_script(&s, &releases, !archives.is_empty());
+    stage.write_top(RELEASE_STORAGE, manifest.as_bytes(), 0o644)?;
+    let script = staking::install_script(&s, &releases, !archives.is_empty())?;
     stage.write_top("install.sh", script.as_bytes(), 0o755)?;
-    stage.write_top(staking::JWT_FILE, secrets.jwt()?.as_bytes(), 0o600)?;
+    stage.write_top(RELEASE_JWT, secrets.jwt()?.as_bytes(), 0o600)?;
     if changes.any() {
         secrets.write(&writing.secrets)?;
     }

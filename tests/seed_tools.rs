@@ -348,3 +348,29 @@ fn the_probe_vendor_data_passes_shellcheck() {
         );
     }
 }
+
+/// `nodeimg release`'s install.sh, from its template, passes shellcheck
+/// with verified archives and fetching from the repository (--values-only).
+#[test]
+fn the_release_install_script_passes_shellcheck() {
+    let v = nodeimg::load_profile_str("p.yaml", &shipped_profile("hoodi.yaml")).unwrap();
+    let s = v.spec.staking.clone().unwrap();
+    let releases = nodeimg::staking::releases(&v.spec, &s);
+    let dir = tempfile::tempdir().unwrap();
+    for verified_archives in [true, false] {
+        let text = nodeimg::staking::install_script(&s, &releases, verified_archives).unwrap();
+        assert_eq!(
+            text.contains("helm repo add ethpandaops"),
+            !verified_archives,
+            "{text}"
+        );
+        let file = dir.path().join("install.sh");
+        fs::write(&file, &text).unwrap();
+        let out = tool("shellcheck", &["-s", "sh", file.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}\n{text}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

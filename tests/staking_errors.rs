@@ -151,6 +151,30 @@ const CASES: &[Case] = &[
         hint: "use prysm, lighthouse or teku",
         waiver: None,
     },
+    // A chart version names the archive's file and is pasted into
+    // install.sh: one that climbs out of charts/ or holds a command is refused.
+    Case {
+        name: "a chart version that is a path",
+        edits: &[(
+            "geth: {version: 1.1.3,",
+            "geth: {version: \"../../../x\",",
+        )],
+        culprit: "\"../../../x\"",
+        message: "\"../../../x\" is not a chart version",
+        hint: "e.g. 1.2.3",
+        waiver: None,
+    },
+    Case {
+        name: "a chart version that holds a command",
+        edits: &[(
+            "geth: {version: 1.1.3,",
+            "geth: {version: \"1.0;reboot\",",
+        )],
+        culprit: "\"1.0;reboot\"",
+        message: "\"1.0;reboot\" is not a chart version",
+        hint: "e.g. 1.2.3",
+        waiver: None,
+    },
     Case {
         name: "an unknown override",
         edits: &[("  doppelganger: true", "  doppelganger: true\n  overrides: [yolo]")],

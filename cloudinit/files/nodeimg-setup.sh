@@ -375,15 +375,17 @@ step_release() {
     say "waiting for the NFS export $NFS_SERVER:$NFS_EXPORT_ROOT (NFSv4, port 2049)"; return 1
   fi
   cd "$RELEASE_DIR" || { say "$RELEASE_DIR is missing"; return 1; }
-  microk8s kubectl apply -f storage.yaml || { say "kubectl apply -f storage.yaml failed"; return 1; }
+{#- The release directory's file names come from src/firstboot.rs. #}
+{%- set r = firstboot.release %}
+  microk8s kubectl apply -f {{ r.storage | safe }} || { say "kubectl apply -f {{ r.storage | safe }} failed"; return 1; }
   installed=""
   while read -r name chart values jwt; do
     [ -n "$name" ] || continue
-    set -- upgrade --install "$name" "charts/$chart" -n "$STAKING_NAMESPACE" -f "$values"
-    [ "$jwt" = yes ] && set -- "$@" --set-file "jwt=jwt.hex"
+    set -- upgrade --install "$name" "{{ r.charts | safe }}/$chart" -n "$STAKING_NAMESPACE" -f "$values"
+    [ "$jwt" = yes ] && set -- "$@" --set-file "jwt={{ r.jwt | safe }}"
     timeout 600 microk8s helm3 "$@" || { say "helm upgrade --install $name failed"; return 1; }
     installed="$installed $name"
-  done < releases.list
+  done < {{ r.list | safe }}
   say "installed:$installed"
 }
 

@@ -1,0 +1,217 @@
+//! What the seeds and `nodeimg release` carry: the storage manifest, the
+//! install script, the release list and the files each machine gets.
+
+use serde_json::json;
+
+use super::values::{pvc, JWT_KEY};
+use super::{
+    chart_archive, releases, to_yaml, GroupKeys, Release, StakingSpec, CHART_REPOSITORY,
+    KEYSTORE_DIR, PASSWORD_FILE,
+};
+use crate::firstboot::{
+    KEYS_STAGING, RELEASE_CHARTS, RELEASE_DIR, RELEASE_JWT, RELEASE_LIST, RELEASE_STORAGE,
+};
+
+/// Static NFS PersistentVolumes and their claims, one per workload folder,
+/// bound to each other by name (no storage class, no provisioner).
+pub fn storage_manifest(spec: &crate::Spec, s: &StakingSpec) -> String {
+    let server = spec.nfs_server().ip.to_string();
+    let mut docs = vec![json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": s.namespace},
+    })];
+    // The eth2xk8s chart mounts its NFS folders inline; only the execution
+    // client needs a claim then.
+    let folders = if s.legacy.is_some() {
+        vec!["execution".to_string()]
+    } else {
+        s.folders()
+    };
+    for folder in folders {
+        let name = pvc(&folder);
+        docs.push(json!({
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": format!("{}-{name}", s.namespace)},
+            "spec": {
+                "capacity": {"storage": "1Ti"},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "nfs": {"server": server, "path": format!("{}/{folder}", spec.nfs.export_root)},
+                "claimRef": {"namespace": s.namespace, "name": name},
+            },
+        }));
+        docs.push(json!({
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": s.namespace},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "volumeName": format!("{}-{name}", s.namespace),
+                "resources": {"requests": {"storage": "1Ti"}},
+            },
+        }));
+    }
+    docs.iter()
+        .map(|d| format!("---\n{}", to_yaml(d)))
+        .collect()
+}
+
+/// The template of `nodeimg release`'s install.sh.
+const INSTALL_TEMPLATE: &str = include_str!("../../release/install.sh");
+
+/// The commands that install (or upgrade) the release: storage first,
+/// then each release in order. `jwt.hex` beside it holds the JWT secret;
+/// it reaches the charts as a file, never through a values file. With
+/// `verified_archives` (the release directory holds `charts/<chart>-<version>.tgz`,
+/// checked against the pins), helm installs those files; without them
+/// (`--values-only`) it fetches from the ethpandaops repository, which it does
+/// not check against the pins.
+pub fn install_script(
+    s: &StakingSpec,
+    releases: &[Release],
+    verified_archives: bool,
+) -> anyhow::Result<String> {
+    let from_repository = !verified_archives && releases.iter().any(|r| !r.local);
+    let releases: Vec<_> = releases
+        .iter()
+        .map(|r| {
+            let chart = if r.local {
+                format!("{RELEASE_CHARTS}/{}", r.chart)
+            } else if verified_archives {
+                format!(
+                    "{RELEASE_CHARTS}/{}",
+                    chart_archive(&r.chart, &r.pin.version)
+                )
+            } else {
+                format!("ethpandaops/{}", r.chart)
+            };
+            let set_files: Vec<_> = r
+                .set_files
+                .iter()
+                .map(|(k, f)| format!("{k}={f}"))
+                .collect();
+            json!({
+                "name": r.name,
+                "chart": chart,
+                "version": r.pin.version,
+                "values": r.values_file,
+                "set_files": set_files,
+            })
+        })
+        .collect();
+    let context = json!({
+        "repository": if from_repository { CHART_REPOSITORY } else { "" },
+        "storage": RELEASE_STORAGE,
+        "namespace": s.namespace,
+        "releases": releases,
+    });
+    crate::render::render_own_sh("release/install.sh", INSTALL_TEMPLATE, &context)
+}
+
+/// `NAME CHART_FILE VALUES_FILE JWT(yes|no)`, one release a line, in
+/// install order: what the master's release step runs.
+pub fn releases_list(releases: &[Release]) -> String {
+    releases
+        .iter()
+        .map(|r| {
+            // The seed's release step passes the JWT with the charts' key.
+            let jwt = if r
+                .set_files
+                .iter()
+                .any(|(k, f)| k == JWT_KEY && f == RELEASE_JWT)
+            {
+                "yes"
+            } else {
+                "no"
+            };
+            format!(
+                "{} {} {} {jwt}\n",
+                r.name,
+                chart_archive(&r.chart, &r.pin.version),
+                r.values_file
+            )
+        })
+        .collect()
+}
+
+/// What the seeds carry for the staking release: on the NFS server each
+/// group's keystores and password (nowhere else), on the master the chart
+/// archives, values, storage manifest, release list and JWT secret.
+/// `charts` may be empty (validate and show render without them).
+pub fn payload(
+    spec: &crate::Spec,
+    s: &StakingSpec,
+    keys: &[GroupKeys],
+    charts: &[(String, Vec<u8>)],
+    jwt: &str,
+) -> crate::payload::Payload {
+    use crate::payload::PayloadFile;
+    let mut payload = crate::payload::Payload::default();
+    let mut nfs = Vec::new();
+    for g in keys {
+        let dir = format!("{KEYS_STAGING}/{}", g.group);
+        for (name, bytes, _) in &g.keystores {
+            nfs.push(PayloadFile::new(
+                format!("{dir}/{KEYSTORE_DIR}/{name}"),
+                0o600,
+                bytes,
+                true,
+            ));
+        }
+        nfs.push(PayloadFile::new(
+            format!("{dir}/{PASSWORD_FILE}"),
+            0o600,
+            &g.password,
+            false,
+        ));
+    }
+    payload.files.insert(spec.nfs_server().name.clone(), nfs);
+    if s.legacy.is_some() {
+        // The eth2xk8s chart takes the wallet passwords as values, which
+        // must not reach the master: it is installed by hand (install.sh).
+        return payload;
+    }
+    let releases = releases(spec, s);
+    let mut master = Vec::new();
+    for (file, bytes) in charts {
+        // Chart archives are compressed already.
+        master.push(PayloadFile::new(
+            format!("{RELEASE_DIR}/{RELEASE_CHARTS}/{file}"),
+            0o600,
+            bytes,
+            false,
+        ));
+    }
+    for r in &releases {
+        master.push(PayloadFile::new(
+            format!("{RELEASE_DIR}/{}", r.values_file),
+            0o600,
+            to_yaml(&r.values).as_bytes(),
+            true,
+        ));
+    }
+    master.push(PayloadFile::new(
+        format!("{RELEASE_DIR}/{RELEASE_STORAGE}"),
+        0o600,
+        storage_manifest(spec, s).as_bytes(),
+        true,
+    ));
+    master.push(PayloadFile::new(
+        format!("{RELEASE_DIR}/{RELEASE_LIST}"),
+        0o600,
+        releases_list(&releases).as_bytes(),
+        true,
+    ));
+    master.push(PayloadFile::new(
+        format!("{RELEASE_DIR}/{RELEASE_JWT}"),
+        0o600,
+        jwt.as_bytes(),
+        false,
+    ));
+    payload.files.insert(spec.master().name.clone(), master);
+    payload
+}

@@ -1,0 +1,431 @@
+//! The Helm releases of the staking stack and their values for the
+//! ethpandaops charts (and the legacy eth2xk8s chart).
+
+use serde_json::{json, Value};
+
+use crate::firstboot::{RELEASE_JWT, RELEASE_VALUES};
+
+use super::{
+    clients, ChartPin, LegacyChart, Network, StakingSpec, DELAY_IMAGE, LEGACY_CHART, LEGACY_VERSION,
+};
+
+/// One Helm release of the staking stack.
+#[derive(Debug, Clone)]
+pub struct Release {
+    /// Release name: execution, beacon, validator-<group>.
+    pub name: String,
+    /// The chart's name in the repository (geth, prysm, ...).
+    pub chart: String,
+    pub pin: ChartPin,
+    /// `values/<release>.yaml`, relative to the release directory.
+    pub values_file: String,
+    pub values: Value,
+    /// Values that come from files beside the values (secrets that must not
+    /// sit in a values file): (key, file), passed as `--set-file KEY=FILE`.
+    pub set_files: Vec<(String, String)>,
+    /// A chart in the release directory (`charts/<chart>`), not in the
+    /// ethpandaops repository.
+    pub local: bool,
+}
+
+/// The directory inside the data folder where a group's keys are placed.
+pub const KEYSTORE_DIR: &str = "keystores";
+pub const PASSWORD_FILE: &str = "password.txt";
+/// The values key the charts take the JWT secret's file as (`--set-file`).
+pub(super) const JWT_KEY: &str = "jwt";
+
+pub(super) fn pvc(folder: &str) -> String {
+    format!("staking-{folder}")
+}
+
+/// Values every release shares: one pod, storage on its NFS claim, the
+/// export's owner, no root chown (it fails under root_squash), no
+/// PodDisruptionBudget (some charts still render policy/v1beta1).
+fn common_values(spec: &crate::Spec, name: &str, folder: &str, image: &str) -> Value {
+    let (repository, tag) = split_image(image);
+    json!({
+        "fullnameOverride": name,
+        "replicas": 1,
+        "image": {"repository": repository, "tag": tag},
+        "persistence": {"enabled": true, "existingClaim": pvc(folder)},
+        "securityContext": {
+            "runAsUser": spec.nfs.uid,
+            "runAsGroup": spec.nfs.gid,
+            "fsGroup": spec.nfs.gid,
+            "runAsNonRoot": true,
+        },
+        "initChownData": {"enabled": false},
+        "podDisruptionBudget": {},
+    })
+}
+
+/// One `extraArgs` entry that reaches the client as exactly one argument
+/// `FLAG=VALUE`, whatever VALUE holds: the ethpandaops charts paste
+/// extraArgs unquoted into `sh -ac` (so it is single-quoted for sh), and
+/// Kubernetes expands `$(VAR)` in a container's command first (so `$` is
+/// written `$$`).
+pub fn shell_arg(flag: &str, value: &str) -> String {
+    crate::model::sh_quote(&format!("{flag}={value}")).replace('$', "$$")
+}
+
+/// The charts render `"{repository}:{tag}"`: split at the last `:`, so
+/// that a digest reference (`repo@sha256:HEX`) comes out whole again.
+pub(super) fn split_image(image: &str) -> (String, String) {
+    match image.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), tag.to_string()),
+        _ => (image.to_string(), "latest".to_string()),
+    }
+}
+
+fn execution_args(client: &str, n: Network) -> Vec<String> {
+    let mut a: Vec<String> = clients::client(client)
+        .network_arg(n.as_str())
+        .into_iter()
+        .collect();
+    if client == "reth" {
+        // libmdbx refuses a database on NFS unless it is opened exclusively
+        // (reth `--db.exclusive`: "makes it possible to open a database on
+        // an NFS volume").
+        a.push("--db.exclusive=true".into());
+    }
+    a
+}
+
+/// The values that let peers on the internet reach a client: a container
+/// that holds the client's P2P ports as host ports of the node it runs on,
+/// the address to advertise (the node's, from the downward API, or the
+/// profile's public one), the client's own port flags, and the node it is
+/// pinned to when the profile names one.
+fn expose_p2p(values: &mut Value, client: &clients::Client, s: &StakingSpec) {
+    let address = match s.p2p_public_ip {
+        Some(ip) => ip.to_string(),
+        None => {
+            values["extraEnv"] = json!([{
+                "name": "HOST_IP",
+                "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}},
+            }]);
+            clients::HOST_IP.to_string()
+        }
+    };
+    if let Some(args) = values["extraArgs"].as_array_mut() {
+        args.push(json!(format!("{}{address}", client.advertise_flag)));
+        args.extend(client.p2p_flags.iter().map(|f| json!(f)));
+    }
+    let ports: Vec<Value> = client
+        .p2p
+        .iter()
+        .map(|p| {
+            json!({
+                "name": format!("host-{}-{}", p.port, p.proto.as_str()),
+                "containerPort": p.port,
+                "hostPort": p.port,
+                "protocol": p.proto.as_str().to_uppercase(),
+            })
+        })
+        .collect();
+    values["extraContainers"] = json!([{
+        "name": "p2p-host-ports",
+        "image": clients::HOST_PORTS_IMAGE,
+        "ports": ports,
+        "resources": {"requests": {"cpu": "1m", "memory": "8Mi"}, "limits": {"memory": "16Mi"}},
+    }]);
+    if let Some(node) = &s.p2p_node {
+        values["nodeSelector"] = json!({"kubernetes.io/hostname": node});
+    }
+}
+
+/// The beacon node's HTTP API port in each chart.
+fn beacon_http_port(client: &str) -> u16 {
+    match client {
+        "prysm" => 3500,
+        "teku" => 5051,
+        _ => 5052,
+    }
+}
+
+fn beacon_args(s: &StakingSpec) -> Vec<String> {
+    let engine = "http://execution:8551".to_string();
+    let n = s.network.as_str();
+    let mut a: Vec<String> = clients::client(&s.consensus)
+        .network_arg(n)
+        .into_iter()
+        .collect();
+    a.push(match s.consensus.as_str() {
+        "prysm" | "lighthouse" => format!("--execution-endpoint={engine}"),
+        "teku" => format!("--ee-endpoint={engine}"),
+        _ => format!("--el={engine}"),
+    });
+    let fee = &s.fee_recipient;
+    a.push(match s.consensus.as_str() {
+        "teku" => format!("--validators-proposer-default-fee-recipient={fee}"),
+        _ => format!("--suggested-fee-recipient={fee}"),
+    });
+    if s.consensus == "teku" && s.doppelganger {
+        // Teku's validator asks the beacon node for liveness data.
+        a.push("--beacon-liveness-tracking-enabled=true".into());
+    }
+    if let Some(url) = &s.mev_boost_url {
+        match s.consensus.as_str() {
+            "prysm" => a.push(format!("--http-mev-relay={url}")),
+            "lighthouse" => a.push(format!("--builder={url}")),
+            "teku" => a.push(format!("--builder-endpoint={url}")),
+            _ => {
+                a.push("--payload-builder=true".into());
+                a.push(format!("--payload-builder-url={url}"));
+            }
+        }
+    }
+    a
+}
+
+/// The validator client's flags, and the init containers that prepare its
+/// keys (after the start delay).
+fn validator_args(s: &StakingSpec) -> Vec<String> {
+    let n = s.network.as_str();
+    let fee = &s.fee_recipient;
+    let port = beacon_http_port(&s.consensus);
+    let mut a: Vec<String> = clients::client(&s.consensus)
+        .network_arg(n)
+        .into_iter()
+        .collect();
+    a.extend(match s.consensus.as_str() {
+        "prysm" => vec![
+            "--beacon-rpc-provider=beacon:4000".into(),
+            "--wallet-dir=/data/wallet".into(),
+            format!("--wallet-password-file=/data/{PASSWORD_FILE}"),
+            format!("--suggested-fee-recipient={fee}"),
+        ],
+        "lighthouse" => vec![
+            format!("--beacon-nodes=http://beacon:{port}"),
+            format!("--suggested-fee-recipient={fee}"),
+        ],
+        _ => vec![
+            format!("--beacon-node-api-endpoint=http://beacon:{port}"),
+            format!("--validator-keys=/data/{KEYSTORE_DIR}:/data/passwords"),
+            format!("--validators-proposer-default-fee-recipient={fee}"),
+            // Teku's keystore .lock files hold the PID; after a hard kill the
+            // new container is PID 1 again and takes them as live ("already in
+            // use"). One pod per group (OnDelete, start delay, doppelganger)
+            // is the guard instead.
+            "--validators-keystore-locking-enabled=false".into(),
+        ],
+    });
+    // Where the chart's validator command has no data dir (lighthouse), the
+    // client would read $HOME, not the keys and slashing database on /data.
+    a.extend(
+        clients::client(&s.consensus)
+            .validator_data_dir_flag
+            .map(str::to_string),
+    );
+    if !s.graffiti.is_empty() {
+        a.push(match s.consensus.as_str() {
+            "teku" => shell_arg("--validators-graffiti", &s.graffiti),
+            _ => shell_arg("--graffiti", &s.graffiti),
+        });
+    }
+    if s.doppelganger {
+        a.push(match s.consensus.as_str() {
+            "prysm" => "--enable-doppelganger".into(),
+            "lighthouse" => "--enable-doppelganger-protection".into(),
+            _ => "--doppelganger-detection-enabled=true".into(),
+        });
+    }
+    if s.mev_boost_url.is_some() {
+        a.push(match s.consensus.as_str() {
+            "prysm" => "--enable-builder".into(),
+            "lighthouse" => "--builder-proposals".into(),
+            _ => "--validators-builder-registration-default-enabled=true".into(),
+        });
+    }
+    a
+}
+
+fn validator_init_containers(spec: &crate::Spec, s: &StakingSpec) -> Value {
+    let security =
+        json!({"runAsUser": spec.nfs.uid, "runAsGroup": spec.nfs.gid, "runAsNonRoot": true});
+    let mount = json!([{"name": "storage", "mountPath": "/data"}]);
+    let mut v = vec![json!({
+        "name": "start-delay",
+        "image": DELAY_IMAGE,
+        "command": ["sleep", s.start_delay.to_string()],
+        "securityContext": security,
+    })];
+    let import = match s.consensus.as_str() {
+        "prysm" => Some(json!([
+            "/app/cmd/validator/validator",
+            "accounts",
+            "import",
+            "--accept-terms-of-use",
+            format!("--{}", s.network.as_str()),
+            format!("--keys-dir=/data/{KEYSTORE_DIR}"),
+            "--wallet-dir=/data/wallet",
+            format!("--wallet-password-file=/data/{PASSWORD_FILE}"),
+            format!("--account-password-file=/data/{PASSWORD_FILE}"),
+        ])),
+        "lighthouse" => Some(json!([
+            "lighthouse",
+            "account",
+            "validator",
+            "import",
+            format!("--network={}", s.network.as_str()),
+            "--datadir=/data",
+            format!("--directory=/data/{KEYSTORE_DIR}"),
+            format!("--password-file=/data/{PASSWORD_FILE}"),
+            "--reuse-password",
+        ])),
+        // Teku reads the keystores in place (passwords/ beside them).
+        _ => None,
+    };
+    if let Some(command) = import {
+        v.push(json!({
+            "name": "import-keys",
+            "image": s.validator_image,
+            "command": command,
+            "securityContext": security,
+            "volumeMounts": mount,
+        }));
+    }
+    Value::Array(v)
+}
+
+/// Every release, in install order: execution, beacon, one validator per
+/// group.
+pub fn releases(spec: &crate::Spec, s: &StakingSpec) -> Vec<Release> {
+    let pin = |chart: &str| {
+        s.charts.get(chart).cloned().unwrap_or(ChartPin {
+            version: String::new(),
+            sha256: String::new(),
+        })
+    };
+    let mut out = Vec::new();
+    let mut exec = common_values(spec, "execution", "execution", &s.execution_image);
+    exec["extraArgs"] = json!(execution_args(&s.execution, s.network));
+    expose_p2p(&mut exec, clients::client(&s.execution), s);
+    out.push(Release {
+        name: "execution".into(),
+        chart: s.execution.clone(),
+        pin: pin(&s.execution),
+        values_file: format!("{RELEASE_VALUES}/execution.yaml"),
+        values: exec,
+        set_files: vec![(JWT_KEY.into(), RELEASE_JWT.into())],
+        local: false,
+    });
+    if let Some(legacy) = &s.legacy {
+        out.push(legacy_release(spec, s, legacy));
+        return out;
+    }
+    let mut beacon = common_values(spec, "beacon", "beacon", &s.consensus_image);
+    if s.consensus != "nimbus" {
+        beacon["mode"] = json!("beacon");
+    }
+    beacon["extraArgs"] = json!(beacon_args(s));
+    beacon["checkpointSync"] = json!({"enabled": true, "url": s.checkpoint_sync_url});
+    if s.consensus == "nimbus" {
+        beacon["checkpointSync"]["network"] = json!(s.network.as_str());
+    }
+    expose_p2p(&mut beacon, clients::client(&s.consensus), s);
+    out.push(Release {
+        name: "beacon".into(),
+        chart: s.consensus.clone(),
+        pin: pin(&s.consensus),
+        values_file: format!("{RELEASE_VALUES}/beacon.yaml"),
+        values: beacon,
+        set_files: vec![(JWT_KEY.into(), RELEASE_JWT.into())],
+        local: false,
+    });
+    for g in &s.groups {
+        let name = g.folder();
+        let mut v = common_values(spec, &name, &name, &s.validator_image);
+        v["mode"] = json!("validator");
+        v["replicas"] = json!(g.replicas);
+        // Never a rolling update: a new validator pod starts only after the
+        // old one is deleted (and then waits out the start delay).
+        v["updateStrategy"] = json!({"type": "OnDelete"});
+        v["extraArgs"] = json!(validator_args(s));
+        v["initContainers"] = validator_init_containers(spec, s);
+        if s.consensus == "teku" {
+            // The chart probes the REST API (5051), which teku's validator
+            // client does not serve by default: probe its metrics instead, as
+            // the chart's own validator CI values do.
+            let probe = json!({"tcpSocket": null, "httpGet": {"path": "/metrics", "port": 8008}});
+            v["livenessProbe"] = probe.clone();
+            v["readinessProbe"] = probe;
+        }
+        out.push(Release {
+            name: name.clone(),
+            chart: s.consensus.clone(),
+            pin: pin(&s.consensus),
+            values_file: format!("{RELEASE_VALUES}/{name}.yaml"),
+            values: v,
+            set_files: Vec::new(),
+            local: false,
+        });
+    }
+    out
+}
+
+/// The eth2xk8s chart's release: beacon node and validator clients in one,
+/// on inline NFS volumes, each group's wallet password from a file.
+fn legacy_release(spec: &crate::Spec, s: &StakingSpec, legacy: &LegacyChart) -> Release {
+    let root = spec.nfs.export_root.trim_end_matches('/');
+    let (beacon_image, tag) = split_image(&s.consensus_image);
+    let (validator_image, _) = split_image(&s.validator_image);
+    let mut clients = serde_json::Map::new();
+    // The chart's own values.yaml defines an example client; helm merges
+    // maps, so it would run too unless removed (null deletes a default).
+    clients.insert("validatorClient1".into(), Value::Null);
+    let mut set_files = Vec::new();
+    for g in &s.groups {
+        let folder = g.folder();
+        clients.insert(
+            g.name.clone(),
+            json!({
+                "name": folder,
+                "dataDirPath": format!("{root}/{folder}"),
+                "walletDirPath": format!("{root}/{folder}/wallet"),
+                "walletPasswordSecretName": format!("wallet-password-{}", g.name),
+                "graffiti": s.graffiti,
+            }),
+        );
+        set_files.push((
+            format!("validatorClients.{}.walletPassword", g.name),
+            format!("passwords/{}.txt", g.name),
+        ));
+    }
+    let values = json!({
+        "namespace": s.namespace,
+        // The chart passes --<testnet>; mainnet is no flag at all.
+        "ethereumTestnet": if s.network == Network::Mainnet { "" } else { s.network.as_str() },
+        "persistentVolumeType": "nfs",
+        "nfs": {"serverIp": spec.nfs_server().ip.to_string()},
+        "securityContext": {"runAsUser": spec.nfs.uid, "runAsGroup": spec.nfs.gid},
+        "image": {"beaconImage": beacon_image, "validatorImage": validator_image, "versionTag": tag},
+        "beacon": {
+            "name": "beacon",
+            "dataDirPath": format!("{root}/beacon"),
+            "p2pTcpPort": clients::LEGACY_PRYSM_TCP,
+            "p2pUdpPort": clients::LEGACY_PRYSM_UDP,
+            "eth1Endpoints": ["http://execution:8545"],
+            "genesisStateFile": "",
+        },
+        "validatorStartWaitTime": s.start_delay,
+        "validatorClients": clients,
+    });
+    Release {
+        name: "prysm".into(),
+        chart: LEGACY_CHART.into(),
+        pin: ChartPin {
+            version: LEGACY_VERSION.into(),
+            sha256: legacy.sha256.clone(),
+        },
+        values_file: format!("{RELEASE_VALUES}/prysm.yaml"),
+        values,
+        set_files,
+        local: true,
+    }
+}
+
+/// YAML text of a JSON value (keys in order, deterministic).
+pub fn to_yaml(v: &Value) -> String {
+    serde_saphyr::to_string(v).unwrap_or_default()
+}
