@@ -351,7 +351,8 @@ fn open_base_image(v: &Validated, opts: &BuildOptions, scratch: &Path) -> Result
                     .into());
             };
             let fetcher = fetch::Fetcher::new(opts.fetch.clone())?;
-            let sha256 = match &image.checksum {
+            let (image_url, checksum) = resolve::image_location(image);
+            let sha256 = match &checksum {
                 validate::Checksum::Sha256(h) => h.clone(),
                 validate::Checksum::Sums { url, name } => {
                     let list = fetcher.fetch_text(url)?;
@@ -360,7 +361,7 @@ fn open_base_image(v: &Validated, opts: &BuildOptions, scratch: &Path) -> Result
                     })?
                 }
             };
-            fetcher.fetch(&image.url, &sha256, io::input::MAX_BASE_IMAGE)?
+            fetcher.fetch(&image_url, &sha256, io::input::MAX_BASE_IMAGE)?
         }
     };
     disk::BaseImage::open(&path, scratch)

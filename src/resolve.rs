@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use crate::payload::PayloadFile;
 use crate::secrets::Secrets;
 use crate::staking::clients;
-use crate::validate::{role_ports, MachineSpec, PortRule, Role, Source, Spec};
+use crate::validate::{
+    role_ports, Checksum, ImageSource, ImageSpec, MachineSpec, PortRule, Role, Source, Spec,
+};
 
 /// The name nodeimg gives the NIC when it matches it by MAC.
 pub const DEFAULT_NIC_NAME: &str = "lan0";
@@ -251,4 +253,24 @@ pub fn machine_context(
         "packages": role_packages(m.role),
         "payload": payload,
     }))
+}
+
+/// Where the base image is and how it is checked: an Ubuntu release's
+/// cloud image (amd64) and its SHA256SUMS, or the profile's URL.
+pub fn image_location(image: &ImageSpec) -> (String, Checksum) {
+    match &image.source {
+        ImageSource::Ubuntu { version, sha256 } => {
+            let dir = format!("https://cloud-images.ubuntu.com/releases/{version}/release");
+            let name = format!("ubuntu-{version}-server-cloudimg-amd64.img");
+            let checksum = match sha256 {
+                Some(h) => Checksum::Sha256(h.clone()),
+                None => Checksum::Sums {
+                    url: format!("{dir}/SHA256SUMS"),
+                    name: name.clone(),
+                },
+            };
+            (format!("{dir}/{name}"), checksum)
+        }
+        ImageSource::Url { url, checksum } => (url.clone(), checksum.clone()),
+    }
 }

@@ -127,13 +127,25 @@ pub struct Spec {
     pub trusted_folders: Vec<String>,
 }
 
-/// The checked `image` section.
+/// The checked `image` section: which image, not yet where it is (see
+/// [`crate::resolve::image_location`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageSpec {
-    pub url: String,
-    pub checksum: Checksum,
+    pub source: ImageSource,
     /// Bytes; `None`: as small as the base image and the seed allow.
     pub size: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// Ubuntu's cloud image of a release (a version of [`UBUNTU_RELEASES`]),
+    /// checked against the release's SHA256SUMS unless pinned.
+    Ubuntu {
+        version: &'static str,
+        sha256: Option<String>,
+    },
+    /// Any image at a URL, with its checksum.
+    Url { url: String, checksum: Checksum },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,16 +161,6 @@ pub enum Checksum {
 /// Ubuntu releases with default cloud images: (version, codename).
 pub const UBUNTU_RELEASES: &[(&str, &str)] =
     &[("20.04", "focal"), ("22.04", "jammy"), ("24.04", "noble")];
-
-/// The cloud image and SHA256SUMS URLs of an Ubuntu release (amd64).
-pub fn ubuntu_image(release: &str) -> Option<(String, String, String)> {
-    let (version, _) = UBUNTU_RELEASES
-        .iter()
-        .find(|(v, c)| *v == release || *c == release)?;
-    let dir = format!("https://cloud-images.ubuntu.com/releases/{version}/release");
-    let name = format!("ubuntu-{version}-server-cloudimg-amd64.img");
-    Some((format!("{dir}/{name}"), format!("{dir}/SHA256SUMS"), name))
-}
 
 /// `20G`, `512M`, `1T`, `20GiB` (powers of 1024, as qemu-img) or bytes.
 pub fn parse_size(text: &str) -> Option<u64> {
@@ -199,72 +201,12 @@ impl Spec {
 /// finding (errors and warnings) in any case.
 pub fn validate(p: &Profile) -> (Option<Spec>, Vec<Diagnostic>) {
     let mut c = Checker::default();
-    let root = Path::root();
-
-    match p.version {
-        Some(1) => {}
-        Some(v) => c.error(
-            root.key("version"),
-            format!("profile version {v} is not supported by this nodeimg"),
-            "write `version: 1`",
-        ),
-        None => c.error(
-            root.clone(),
-            "the profile has no `version`",
-            "add `version: 1` as the first line",
-        ),
-    }
-
-    let cluster_name = match p.cluster.as_ref().and_then(|cl| cl.name.as_ref()) {
-        Some(name) => {
-            let path = Path::parse("cluster.name");
-            if !is_dns_label(name) {
-                c.error(
-                    path,
-                    format!("cluster name {name:?} is not a valid name"),
-                    "use 1 to 63 lowercase letters, digits and hyphens, not starting or ending with a hyphen",
-                );
-            }
-            name.clone()
-        }
-        None => {
-            c.error(
-                if p.cluster.is_some() {
-                    root.key("cluster")
-                } else {
-                    root.clone()
-                },
-                "the profile has no `cluster.name`",
-                "add `cluster:` with `name: staking` (it names the output directory)",
-            );
-            String::new()
-        }
-    };
+    check_version(&mut c, p.version);
+    let cluster_name = check_cluster_name(&mut c, p.cluster.as_ref());
     let domain = p.cluster.as_ref().and_then(|cl| cl.domain.clone());
     if let Some(d) = &domain {
-        let longest = p
-            .machines
-            .iter()
-            .filter_map(|m| m.name.as_deref())
-            .max_by_key(|n| n.len());
-        if !d.split('.').all(is_dns_label) {
-            c.error(
-                Path::parse("cluster.domain"),
-                format!("domain {d:?} is not a valid DNS name"),
-                "use labels of lowercase letters, digits and hyphens separated by dots, e.g. `lan`",
-            );
-        } else if let Some(name) = longest.filter(|n| n.len() + 1 + d.len() > 253) {
-            c.error(
-                Path::parse("cluster.domain"),
-                format!(
-                    "{name}.{d} would be {} characters: a DNS name has at most 253",
-                    name.len() + 1 + d.len()
-                ),
-                "use a shorter domain",
-            );
-        }
+        check_domain(&mut c, d, &p.machines);
     }
-
     let (subnet, gateway, dns) = check_network(&mut c, p);
     let ubuntu = check_ubuntu(&mut c, p);
     let machines = check_machines(&mut c, p, subnet, gateway, ubuntu);
@@ -280,21 +222,7 @@ pub fn validate(p: &Profile) -> (Option<Spec>, Vec<Diagnostic>) {
         .as_ref()
         .and_then(|s| crate::staking::check(&mut c, s));
     if let Some(node) = staking.as_ref().and_then(|s| s.p2p_node.as_ref()) {
-        if !machines
-            .iter()
-            .any(|m| &m.name == node && m.role.is_kubernetes())
-        {
-            let nodes: Vec<&str> = machines
-                .iter()
-                .filter(|m| m.role.is_kubernetes())
-                .map(|m| m.name.as_str())
-                .collect();
-            c.error(
-                Path::root().key("staking").key("p2p").key("node"),
-                format!("{node:?} is not a Kubernetes machine of the profile"),
-                format!("name the master or a worker: {}", nodes.join(", ")),
-            );
-        }
+        check_p2p_node(&mut c, node, &machines);
     }
     let mut nfs = p.nfs.clone();
     if let Some(s) = &staking {
@@ -330,6 +258,93 @@ pub fn validate(p: &Profile) -> (Option<Spec>, Vec<Diagnostic>) {
     (spec, c.diags)
 }
 
+fn check_version(c: &mut Checker, version: Option<u32>) {
+    match version {
+        Some(1) => {}
+        Some(v) => c.error(
+            Path::root().key("version"),
+            format!("profile version {v} is not supported by this nodeimg"),
+            "write `version: 1`",
+        ),
+        None => c.error(
+            Path::root(),
+            "the profile has no `version`",
+            "add `version: 1` as the first line",
+        ),
+    }
+}
+
+/// The cluster's name (it names the output directory): an RFC 1123 label.
+fn check_cluster_name(c: &mut Checker, cluster: Option<&profile::Cluster>) -> String {
+    let Some(name) = cluster.and_then(|cl| cl.name.as_ref()) else {
+        c.error(
+            if cluster.is_some() {
+                Path::root().key("cluster")
+            } else {
+                Path::root()
+            },
+            "the profile has no `cluster.name`",
+            "add `cluster:` with `name: staking` (it names the output directory)",
+        );
+        return String::new();
+    };
+    if !is_dns_label(name) {
+        c.error(
+            Path::parse("cluster.name"),
+            format!("cluster name {name:?} is not a valid name"),
+            "use 1 to 63 lowercase letters, digits and hyphens, not starting or ending with a hyphen",
+        );
+    }
+    name.clone()
+}
+
+/// A DNS name short enough for every machine's full name.
+fn check_domain(c: &mut Checker, domain: &str, machines: &[profile::Machine]) {
+    let at = Path::parse("cluster.domain");
+    if !domain.split('.').all(is_dns_label) {
+        c.error(
+            at,
+            format!("domain {domain:?} is not a valid DNS name"),
+            "use labels of lowercase letters, digits and hyphens separated by dots, e.g. `lan`",
+        );
+        return;
+    }
+    let longest = machines
+        .iter()
+        .filter_map(|m| m.name.as_deref())
+        .max_by_key(|n| n.len());
+    if let Some(name) = longest.filter(|n| n.len() + 1 + domain.len() > 253) {
+        c.error(
+            at,
+            format!(
+                "{name}.{domain} would be {} characters: a DNS name has at most 253",
+                name.len() + 1 + domain.len()
+            ),
+            "use a shorter domain",
+        );
+    }
+}
+
+/// The machine the P2P clients are pinned to runs Kubernetes.
+fn check_p2p_node(c: &mut Checker, node: &str, machines: &[MachineSpec]) {
+    if machines
+        .iter()
+        .any(|m| m.name == node && m.role.is_kubernetes())
+    {
+        return;
+    }
+    let nodes: Vec<&str> = machines
+        .iter()
+        .filter(|m| m.role.is_kubernetes())
+        .map(|m| m.name.as_str())
+        .collect();
+    c.error(
+        Path::root().key("staking").key("p2p").key("node"),
+        format!("{node:?} is not a Kubernetes machine of the profile"),
+        format!("name the master or a worker: {}", nodes.join(", ")),
+    );
+}
+
 fn check_network(
     c: &mut Checker,
     p: &Profile,
@@ -342,123 +357,135 @@ fn check_network(
         );
         return (None, None, Vec::new());
     };
-    let subnet = match &net.subnet {
-        None => {
-            c.error(
-                Path::parse("network"),
-                "`network.subnet` is missing",
-                "add the cluster subnet in CIDR form, e.g. `subnet: 172.20.0.0/20`",
-            );
-            None
-        }
-        Some(s) => match Ipv4Net::from_str(s) {
-            Ok(n) if n.addr() != n.network() => {
-                c.error(
-                    Path::parse("network.subnet"),
-                    format!("subnet {s} has host bits set"),
-                    format!("write the network address: did you mean {}?", n.trunc()),
-                );
-                None
-            }
-            Ok(n) if unusable_subnet(n).is_some() => {
-                c.error(
-                    Path::parse("network.subnet"),
-                    format!("subnet {s} {}", unusable_subnet(n).unwrap_or_default()),
-                    "give the machines' own LAN, e.g. 192.168.1.0/24 or 172.20.0.0/20: the NFS export and the cluster ports are opened to this subnet",
-                );
-                None
-            }
-            Ok(n) if n.prefix_len() > 30 => {
-                c.error(
-                    Path::parse("network.subnet"),
-                    format!("subnet {s} is too small for a cluster"),
-                    "use a prefix of /30 or shorter (e.g. /24)",
-                );
-                None
-            }
-            Ok(n) => {
-                if !is_private_v4(n.network()) {
-                    c.warning(
-                        Path::parse("network.subnet"),
-                        format!("subnet {s} is not a private range: the NFS export and the cluster ports are opened to all of it"),
-                        "a LAN is usually 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16; keep this only if these public addresses are yours",
-                    );
-                }
-                Some(n)
-            }
-            Err(_) => {
-                c.error(
-                    Path::parse("network.subnet"),
-                    format!("{s:?} is not an IPv4 subnet in CIDR form"),
-                    "write it as ADDRESS/PREFIX, e.g. 172.20.0.0/20",
-                );
-                None
-            }
-        },
+    let subnet = check_subnet(c, net.subnet.as_deref());
+    let gateway = check_gateway(c, net.gateway.as_deref(), subnet);
+    let dns = check_dns(c, net.dns.as_deref(), gateway);
+    (subnet, gateway, dns)
+}
+
+/// The cluster subnet: a network address in CIDR form, a LAN (the NFS
+/// export and the cluster ports are opened to it), room for a cluster.
+fn check_subnet(c: &mut Checker, subnet: Option<&str>) -> Option<Ipv4Net> {
+    let Some(s) = subnet else {
+        c.error(
+            Path::parse("network"),
+            "`network.subnet` is missing",
+            "add the cluster subnet in CIDR form, e.g. `subnet: 172.20.0.0/20`",
+        );
+        return None;
     };
-    let gateway = match &net.gateway {
-        None => {
-            c.error(
-                Path::parse("network"),
-                "`network.gateway` is missing",
-                "add the router's address, e.g. `gateway: 172.20.0.1`",
-            );
-            None
-        }
-        Some(g) => match parse_ipv4(g) {
-            None => {
-                c.error(
-                    Path::parse("network.gateway"),
-                    format!("{g:?} is not an IPv4 address"),
-                    "write four numbers from 0 to 255 separated by dots, e.g. 172.20.0.1",
-                );
-                None
-            }
-            Some(ip) => {
-                if let Some(subnet) = subnet {
-                    if let Err(why) = host_in_subnet(ip, subnet) {
-                        c.error(
-                            Path::parse("network.gateway"),
-                            format!("gateway {ip} {why}"),
-                            format!(
-                                "use an address between {} and {}",
-                                first_host(subnet),
-                                last_host(subnet)
-                            ),
-                        );
-                    }
-                }
-                Some(ip)
-            }
-        },
+    let at = Path::parse("network.subnet");
+    let Ok(n) = Ipv4Net::from_str(s) else {
+        c.error(
+            at,
+            format!("{s:?} is not an IPv4 subnet in CIDR form"),
+            "write it as ADDRESS/PREFIX, e.g. 172.20.0.0/20",
+        );
+        return None;
     };
-    let mut dns = Vec::new();
-    match &net.dns {
-        None => dns.extend(gateway),
-        Some(list) if list.is_empty() => c.error(
-            Path::parse("network.dns"),
-            "`network.dns` is empty",
-            "list at least one DNS server, e.g. `dns: [8.8.8.8, 8.8.4.4]`, or remove the key to use the gateway",
-        ),
-        Some(list) => {
-            for (i, s) in list.iter().enumerate() {
-                match parse_ipv4(s) {
-                    Some(ip) if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_broadcast() => c.error(
-                        Path::parse("network.dns").index(i),
-                        format!("DNS server {ip} is not a server the machines can ask"),
-                        "give the address of a resolver on the network (your router, e.g. the gateway) or a public one such as 9.9.9.9; 127.x would point at the machine itself, where no resolver listens on first boot",
-                    ),
-                    Some(ip) => dns.push(ip),
-                    None => c.error(
-                        Path::parse("network.dns").index(i),
-                        format!("DNS server {s:?} is not an IPv4 address"),
-                        "write an address such as 8.8.8.8",
-                    ),
-                }
-            }
+    if n.addr() != n.network() {
+        c.error(
+            at,
+            format!("subnet {s} has host bits set"),
+            format!("write the network address: did you mean {}?", n.trunc()),
+        );
+        return None;
+    }
+    if let Some(why) = unusable_subnet(n) {
+        c.error(
+            at,
+            format!("subnet {s} {why}"),
+            "give the machines' own LAN, e.g. 192.168.1.0/24 or 172.20.0.0/20: the NFS export and the cluster ports are opened to this subnet",
+        );
+        return None;
+    }
+    if n.prefix_len() > 30 {
+        c.error(
+            at,
+            format!("subnet {s} is too small for a cluster"),
+            "use a prefix of /30 or shorter (e.g. /24)",
+        );
+        return None;
+    }
+    if !is_private_v4(n.network()) {
+        c.warning(
+            at,
+            format!("subnet {s} is not a private range: the NFS export and the cluster ports are opened to all of it"),
+            "a LAN is usually 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16; keep this only if these public addresses are yours",
+        );
+    }
+    Some(n)
+}
+
+fn check_gateway(
+    c: &mut Checker,
+    gateway: Option<&str>,
+    subnet: Option<Ipv4Net>,
+) -> Option<Ipv4Addr> {
+    let Some(g) = gateway else {
+        c.error(
+            Path::parse("network"),
+            "`network.gateway` is missing",
+            "add the router's address, e.g. `gateway: 172.20.0.1`",
+        );
+        return None;
+    };
+    let at = Path::parse("network.gateway");
+    let Some(ip) = parse_ipv4(g) else {
+        c.error(
+            at,
+            format!("{g:?} is not an IPv4 address"),
+            "write four numbers from 0 to 255 separated by dots, e.g. 172.20.0.1",
+        );
+        return None;
+    };
+    if let Some(subnet) = subnet {
+        if let Err(why) = host_in_subnet(ip, subnet) {
+            c.error(
+                at,
+                format!("gateway {ip} {why}"),
+                format!(
+                    "use an address between {} and {}",
+                    first_host(subnet),
+                    last_host(subnet)
+                ),
+            );
         }
     }
-    (subnet, gateway, dns)
+    Some(ip)
+}
+
+/// The resolvers: the profile's list, else the gateway.
+fn check_dns(c: &mut Checker, dns: Option<&[String]>, gateway: Option<Ipv4Addr>) -> Vec<Ipv4Addr> {
+    let at = Path::parse("network.dns");
+    let Some(list) = dns else {
+        return gateway.into_iter().collect();
+    };
+    if list.is_empty() {
+        c.error(
+            at,
+            "`network.dns` is empty",
+            "list at least one DNS server, e.g. `dns: [8.8.8.8, 8.8.4.4]`, or remove the key to use the gateway",
+        );
+        return Vec::new();
+    }
+    let mut servers = Vec::new();
+    for (i, s) in list.iter().enumerate() {
+        match parse_ipv4(s) {
+            Some(ip) if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_broadcast() => c.error(
+                at.index(i),
+                format!("DNS server {ip} is not a server the machines can ask"),
+                "give the address of a resolver on the network (your router, e.g. the gateway) or a public one such as 9.9.9.9; 127.x would point at the machine itself, where no resolver listens on first boot",
+            ),
+            Some(ip) => servers.push(ip),
+            None => c.error(
+                at.index(i),
+                format!("DNS server {s:?} is not an IPv4 address"),
+                "write an address such as 8.8.8.8",
+            ),
+        }
+    }
+    servers
 }
 
 /// A release as the profile writes it (version or code name) -> its version.
@@ -554,175 +581,34 @@ fn check_machines(
     let list = Path::root().key("machines");
     if p.machines.is_empty() {
         c.error(
-            if p.machines.is_empty() {
-                Path::root()
-            } else {
-                list.clone()
-            },
+            Path::root(),
             "the profile has no machines",
             "add `machines:` with one nfs, one master and at least one worker",
         );
         return Vec::new();
     }
     let mut out = Vec::new();
-    let mut names: HashMap<&str, usize> = HashMap::new();
-    let mut ips: HashMap<Ipv4Addr, usize> = HashMap::new();
-    let mut macs: HashMap<String, usize> = HashMap::new();
-    let mut roles: BTreeMap<Role, Vec<usize>> = BTreeMap::new();
+    let mut seen = Seen::default();
     for (i, m) in p.machines.iter().enumerate() {
-        let here = list.index(i);
-        let name = match &m.name {
-            None => {
-                c.error(
-                    here.clone(),
-                    format!("machine {} has no `name`", i + 1),
-                    "add `name:` with its hostname",
-                );
-                None
-            }
-            Some(n) if n == "localhost" => {
-                c.error(
-                    here.key("name"),
-                    "machine name \"localhost\" is the name every machine has for itself",
-                    "give the machine a name of its own, e.g. worker-1",
-                );
-                None
-            }
-            Some(n) if !is_dns_label(n) => {
-                c.error(
-                    here.key("name"),
-                    format!("machine name {n:?} is not a valid hostname"),
-                    "use 1 to 63 lowercase letters, digits and hyphens (RFC 1123), not starting or ending with a hyphen",
-                );
-                None
-            }
-            Some(n) => {
-                if let Some(first) = names.insert(n, i) {
-                    c.error(
-                        here.key("name"),
-                        format!(
-                            "machine name {n:?} is used twice (also machine {})",
-                            first + 1
-                        ),
-                        "give every machine its own hostname",
-                    );
-                }
-                Some(n.clone())
-            }
-        };
-        let role = match m.role.as_deref() {
-            None => {
-                c.error(
-                    here.clone(),
-                    format!("machine {} has no `role`", i + 1),
-                    "add `role:` nfs, master or worker",
-                );
-                None
-            }
-            Some(r) => match Role::parse(r) {
-                Some(role) => {
-                    roles.entry(role).or_default().push(i);
-                    Some(role)
-                }
-                None => {
-                    c.error(
-                        here.key("role"),
-                        format!("unknown role {r:?}"),
-                        "use one of: nfs, master, worker",
-                    );
-                    None
-                }
-            },
-        };
-        let ip = match &m.ip {
-            None => {
-                c.error(
-                    here.clone(),
-                    format!("machine {} has no `ip`", i + 1),
-                    "add `ip:` with its static address in the subnet",
-                );
-                None
-            }
-            Some(s) => match parse_ipv4(s) {
-                None => {
-                    c.error(
-                        here.key("ip"),
-                        format!("{s:?} is not an IPv4 address"),
-                        "write four numbers from 0 to 255 separated by dots, e.g. 172.20.10.10",
-                    );
-                    None
-                }
-                Some(ip) => {
-                    if let Some(subnet) = subnet {
-                        if let Err(why) = host_in_subnet(ip, subnet) {
-                            c.error(
-                                here.key("ip"),
-                                format!("address {ip} {why}"),
-                                format!(
-                                    "use an address between {} and {}",
-                                    first_host(subnet),
-                                    last_host(subnet)
-                                ),
-                            );
-                        }
-                    }
-                    if Some(ip) == gateway {
-                        c.error(
-                            here.key("ip"),
-                            format!("address {ip} is the gateway's"),
-                            "give the machine an address of its own",
-                        );
-                    }
-                    if let Some(first) = ips.insert(ip, i) {
-                        c.error(
-                            here.key("ip"),
-                            format!("address {ip} is used twice (also machine {})", first + 1),
-                            "give every machine its own address",
-                        );
-                    }
-                    Some(ip)
-                }
-            },
-        };
-        let mac = m.mac.as_ref().and_then(|s| match normalize_mac(s) {
-            Some(mac) if mac_problem(&mac).is_some() => {
-                c.error(
-                    here.key("mac"),
-                    format!("{mac} {}", mac_problem(&mac).unwrap_or_default()),
-                    "copy the NIC's own address from the machine's label or `ip link` (link/ether)",
-                );
-                None
-            }
-            Some(mac) => {
-                if let Some(first) = macs.insert(mac.clone(), i) {
-                    c.error(
-                        here.key("mac"),
-                        format!("MAC address {mac} is used twice (also machine {})", first + 1),
-                        "every NIC has its own MAC address: copy it from the machine's label or `ip link`",
-                    );
-                }
-                Some(mac)
-            }
-            None => {
-                c.error(
-                    here.key("mac"),
-                    format!("{s:?} is not a MAC address"),
-                    "write six two-digit hex numbers separated by colons, e.g. 52:54:00:14:0a:0a",
-                );
-                None
-            }
-        });
+        let at = list.index(i);
+        let name = machine_name(c, &at, i, m.name.as_deref(), &mut seen);
+        let role = machine_role(c, &at, i, m.role.as_deref(), &mut seen);
+        let ip = machine_ip(c, &at, i, m.ip.as_deref(), subnet, gateway, &mut seen);
+        let mac = m
+            .mac
+            .as_deref()
+            .and_then(|text| machine_mac(c, &at, i, text, &mut seen));
         if let Some(iface) = &m.interface {
             if !is_interface_name(iface) {
                 c.error(
-                    here.key("interface"),
+                    at.key("interface"),
                     format!("{iface:?} is not a network interface name"),
                     "use 1 to 15 letters, digits, `-`, `_` or `.` (not lo, all, default, . or ..), e.g. enp1s0",
                 );
             }
         }
         let machine_ubuntu = match &m.ubuntu {
-            Some(r) => ubuntu_version(c, here.key("ubuntu"), r),
+            Some(r) => ubuntu_version(c, at.key("ubuntu"), r),
             None => Some(ubuntu),
         };
         if let (Some(name), Some(role), Some(ip), Some(ubuntu)) = (name, role, ip, machine_ubuntu) {
@@ -736,6 +622,188 @@ fn check_machines(
             });
         }
     }
+    check_roles(c, &list, &seen.roles);
+    out
+}
+
+/// What the machines checked so far use, by the index of the first that
+/// used it: names, addresses and MACs must be unique; roles are counted.
+#[derive(Default)]
+struct Seen {
+    names: HashMap<String, usize>,
+    ips: HashMap<Ipv4Addr, usize>,
+    macs: HashMap<String, usize>,
+    roles: BTreeMap<Role, Vec<usize>>,
+}
+
+/// A hostname (RFC 1123 label), not localhost, not used twice.
+fn machine_name(
+    c: &mut Checker,
+    at: &Path,
+    i: usize,
+    name: Option<&str>,
+    seen: &mut Seen,
+) -> Option<String> {
+    let Some(n) = name else {
+        c.error(
+            at.clone(),
+            format!("machine {} has no `name`", i + 1),
+            "add `name:` with its hostname",
+        );
+        return None;
+    };
+    if n == "localhost" {
+        c.error(
+            at.key("name"),
+            "machine name \"localhost\" is the name every machine has for itself",
+            "give the machine a name of its own, e.g. worker-1",
+        );
+        return None;
+    }
+    if !is_dns_label(n) {
+        c.error(
+            at.key("name"),
+            format!("machine name {n:?} is not a valid hostname"),
+            "use 1 to 63 lowercase letters, digits and hyphens (RFC 1123), not starting or ending with a hyphen",
+        );
+        return None;
+    }
+    if let Some(first) = seen.names.insert(n.to_string(), i) {
+        c.error(
+            at.key("name"),
+            format!(
+                "machine name {n:?} is used twice (also machine {})",
+                first + 1
+            ),
+            "give every machine its own hostname",
+        );
+    }
+    Some(n.to_string())
+}
+
+fn machine_role(
+    c: &mut Checker,
+    at: &Path,
+    i: usize,
+    role: Option<&str>,
+    seen: &mut Seen,
+) -> Option<Role> {
+    let Some(r) = role else {
+        c.error(
+            at.clone(),
+            format!("machine {} has no `role`", i + 1),
+            "add `role:` nfs, master or worker",
+        );
+        return None;
+    };
+    let Some(role) = Role::parse(r) else {
+        c.error(
+            at.key("role"),
+            format!("unknown role {r:?}"),
+            "use one of: nfs, master, worker",
+        );
+        return None;
+    };
+    seen.roles.entry(role).or_default().push(i);
+    Some(role)
+}
+
+/// A static IPv4 address: a host of the subnet, not the gateway, not used
+/// twice.
+fn machine_ip(
+    c: &mut Checker,
+    at: &Path,
+    i: usize,
+    ip: Option<&str>,
+    subnet: Option<Ipv4Net>,
+    gateway: Option<Ipv4Addr>,
+    seen: &mut Seen,
+) -> Option<Ipv4Addr> {
+    let Some(text) = ip else {
+        c.error(
+            at.clone(),
+            format!("machine {} has no `ip`", i + 1),
+            "add `ip:` with its static address in the subnet",
+        );
+        return None;
+    };
+    let Some(ip) = parse_ipv4(text) else {
+        c.error(
+            at.key("ip"),
+            format!("{text:?} is not an IPv4 address"),
+            "write four numbers from 0 to 255 separated by dots, e.g. 172.20.10.10",
+        );
+        return None;
+    };
+    if let Some(subnet) = subnet {
+        if let Err(why) = host_in_subnet(ip, subnet) {
+            c.error(
+                at.key("ip"),
+                format!("address {ip} {why}"),
+                format!(
+                    "use an address between {} and {}",
+                    first_host(subnet),
+                    last_host(subnet)
+                ),
+            );
+        }
+    }
+    if Some(ip) == gateway {
+        c.error(
+            at.key("ip"),
+            format!("address {ip} is the gateway's"),
+            "give the machine an address of its own",
+        );
+    }
+    if let Some(first) = seen.ips.insert(ip, i) {
+        c.error(
+            at.key("ip"),
+            format!("address {ip} is used twice (also machine {})", first + 1),
+            "give every machine its own address",
+        );
+    }
+    Some(ip)
+}
+
+/// A NIC's own unicast MAC address (normalized), not used twice.
+fn machine_mac(
+    c: &mut Checker,
+    at: &Path,
+    i: usize,
+    text: &str,
+    seen: &mut Seen,
+) -> Option<String> {
+    let Some(mac) = normalize_mac(text) else {
+        c.error(
+            at.key("mac"),
+            format!("{text:?} is not a MAC address"),
+            "write six two-digit hex numbers separated by colons, e.g. 52:54:00:14:0a:0a",
+        );
+        return None;
+    };
+    if let Some(problem) = mac_problem(&mac) {
+        c.error(
+            at.key("mac"),
+            format!("{mac} {problem}"),
+            "copy the NIC's own address from the machine's label or `ip link` (link/ether)",
+        );
+        return None;
+    }
+    if let Some(first) = seen.macs.insert(mac.clone(), i) {
+        c.error(
+            at.key("mac"),
+            format!(
+                "MAC address {mac} is used twice (also machine {})",
+                first + 1
+            ),
+            "every NIC has its own MAC address: copy it from the machine's label or `ip link`",
+        );
+    }
+    Some(mac)
+}
+
+/// Exactly one NFS server and one master, at least one worker.
+fn check_roles(c: &mut Checker, list: &Path, roles: &BTreeMap<Role, Vec<usize>>) {
     for (role, want) in [(Role::Nfs, "exactly one"), (Role::Master, "exactly one")] {
         match roles.get(&role).map(Vec::as_slice) {
             None | Some([]) => c.error(
@@ -769,7 +837,6 @@ fn check_machines(
             "add at least one machine with `role: worker`: the staking workloads run on workers",
         );
     }
-    out
 }
 
 fn check_ssh(c: &mut Checker, p: &Profile) -> Option<profile::Ssh> {
@@ -1196,13 +1263,13 @@ fn check_nfs(c: &mut Checker, n: &profile::Nfs) {
 }
 
 fn check_image(c: &mut Checker, i: &profile::Image) -> Option<ImageSpec> {
-    let base = Path::root().key("image");
+    let at = Path::root().key("image");
     let before = c.diags.len();
     let size = i.size.as_ref().and_then(|s| {
         let size = parse_size(s);
         if size.is_none() {
             c.error(
-                base.key("size"),
+                at.key("size"),
                 format!("{s:?} is not a disk size"),
                 "write a number with a unit, e.g. 20G (GiB) or 512M (MiB)",
             );
@@ -1213,13 +1280,21 @@ fn check_image(c: &mut Checker, i: &profile::Image) -> Option<ImageSpec> {
         let parsed = crate::io::hash::parse_sha256(h);
         if parsed.is_none() {
             c.error(
-                base.key("sha256"),
+                at.key("sha256"),
                 format!("{h:?} is not a sha256"),
                 "write the 64 hex digits of the image's sha256 (sha256sum prints them)",
             );
         }
         parsed
     });
+    check_image_urls(c, &at, i);
+    let source = image_source(c, &at, i, sha256)?;
+    (c.diags.len() == before).then_some(ImageSpec { source, size })
+}
+
+/// `url` and `sha256sums`: full http(s):// or file:// URLs, and not both
+/// a pinned sha256 and a list.
+fn check_image_urls(c: &mut Checker, at: &Path, i: &profile::Image) {
     let valid_url = |u: &str| {
         ["https://", "http://", "file://"]
             .iter()
@@ -1233,7 +1308,7 @@ fn check_image(c: &mut Checker, i: &profile::Image) -> Option<ImageSpec> {
             }
             if !valid_url(u) {
                 c.error(
-                    base.key(key),
+                    at.key(key),
                     format!("{u:?} is not an http(s):// or file:// URL"),
                     "write the full URL, e.g. https://cloud-images.ubuntu.com/releases/22.04/release/ubuntu-22.04-server-cloudimg-amd64.img",
                 );
@@ -1242,28 +1317,37 @@ fn check_image(c: &mut Checker, i: &profile::Image) -> Option<ImageSpec> {
     }
     if i.sha256.is_some() && i.sha256sums.is_some() {
         c.error(
-            base.key("sha256sums"),
+            at.key("sha256sums"),
             "both `image.sha256` and `image.sha256sums` are given",
             "keep one: sha256 pins the image, sha256sums takes the hash from the list",
         );
     }
-    let (url, checksum) = match (&i.release, &i.url) {
+}
+
+/// Which image: an Ubuntu release's, or one at a URL with a checksum.
+fn image_source(
+    c: &mut Checker,
+    at: &Path,
+    i: &profile::Image,
+    sha256: Option<String>,
+) -> Option<ImageSource> {
+    match (&i.release, &i.url) {
         (Some(r), Some(_)) => {
             c.error(
-                base.key("url"),
+                at.key("url"),
                 format!("both `image.release` ({r}) and `image.url` are given"),
                 "keep one: release picks Ubuntu's cloud image, url names any other",
             );
-            return None;
+            None
         }
         (Some(r), None) => {
-            let Some((url, sums, name)) = ubuntu_image(r) else {
+            let Some((version, _)) = UBUNTU_RELEASES.iter().find(|(v, n)| v == r || n == r) else {
                 let known: Vec<String> = UBUNTU_RELEASES
                     .iter()
                     .map(|(v, n)| format!("{v} ({n})"))
                     .collect();
                 c.error(
-                    base.key("release"),
+                    at.key("release"),
                     format!("no default image for release {r:?}"),
                     format!(
                         "use one of {}, or give image.url and image.sha256",
@@ -1274,16 +1358,12 @@ fn check_image(c: &mut Checker, i: &profile::Image) -> Option<ImageSpec> {
             };
             if i.sha256sums.is_some() {
                 c.error(
-                    base.key("sha256sums"),
+                    at.key("sha256sums"),
                     "`image.sha256sums` with `image.release`: the release has its own list",
                     "remove image.sha256sums (or give image.url instead of image.release)",
                 );
             }
-            let checksum = match sha256 {
-                Some(h) => Checksum::Sha256(h),
-                None => Checksum::Sums { url: sums, name },
-            };
-            (url, checksum)
+            Some(ImageSource::Ubuntu { version, sha256 })
         }
         (None, Some(url)) => {
             let name = url.rsplit('/').next().unwrap_or_default().to_string();
@@ -1295,29 +1375,27 @@ fn check_image(c: &mut Checker, i: &profile::Image) -> Option<ImageSpec> {
                 },
                 (None, None) => {
                     c.error(
-                        base.key("url"),
+                        at.key("url"),
                         "the image has no checksum",
                         "add image.sha256 (its 64 hex digits) or image.sha256sums (the URL of a SHA256SUMS list naming the file): nothing unverified is used",
                     );
                     return None;
                 }
             };
-            (url.clone(), checksum)
+            Some(ImageSource::Url {
+                url: url.clone(),
+                checksum,
+            })
         }
         (None, None) => {
             c.error(
-                base,
+                at.clone(),
                 "the image section names no image",
                 "add `release: \"22.04\"` (Ubuntu's cloud image) or `url:` with `sha256:`",
             );
-            return None;
+            None
         }
-    };
-    (c.diags.len() == before).then_some(ImageSpec {
-        url,
-        checksum,
-        size,
-    })
+    }
 }
 
 /// Splits a MicroK8s channel into (minor version, risk); `None` for latest.

@@ -174,22 +174,36 @@ fn a_killed_build_keeps_the_previous_output_and_the_next_run_cleans_up() {
     let whole = started.elapsed();
     let mut killed_while_staging = 0;
     // Kill -9 at spread-out moments of the next builds (load, render and
-    // pack, write, swap), as fractions of a whole build on this machine:
-    // the old output must verify every time.
-    for percent in [3u32, 35, 70, 95] {
-        let delay = whole * percent / 100;
+    // pack, write, swap), as fractions of a whole build on this machine,
+    // and once as soon as the build stages (so that one kill surely lands
+    // there, however fast this machine is today): the old output must
+    // verify every time.
+    for percent in [Some(3u32), Some(35), None, Some(85)] {
         fs::write(
             s.profile(),
             big_profile(BIG).replace("worker-7,", "worker-x,"),
         )
         .unwrap();
         let mut child = start_build(&s);
-        std::thread::sleep(delay);
+        let delay = match percent {
+            Some(percent) => {
+                let delay = whole * percent / 100;
+                std::thread::sleep(delay);
+                delay
+            }
+            None => {
+                let t = std::time::Instant::now();
+                while staging_dirs(&s).is_empty() && t.elapsed() < whole * 2 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                t.elapsed()
+            }
+        };
         let _ = child.kill();
         let _ = child.wait();
         killed_while_staging += usize::from(!staging_dirs(&s).is_empty());
         let (ok, text) = sha256sum_check(&s.path("out"));
-        assert!(ok, "after a kill at {percent}% ({delay:?}): {text}");
+        assert!(ok, "after a kill at {percent:?}% ({delay:?}): {text}");
         fs::write(s.profile(), big_profile(BIG)).unwrap();
     }
     assert!(killed_while_staging > 0, "no kill landed while staging");
