@@ -29,6 +29,27 @@ pub const RELEASE_VALUES: &str = "values";
 pub const RELEASE_JWT: &str = "jwt.hex";
 pub const RELEASE_LIST: &str = "releases.list";
 
+/// A step's state: the status file's second word, as the seed's
+/// `run_step` records it and the boot test reads it.
+pub mod state {
+    /// Not attempted yet.
+    pub const PENDING: &str = "pending";
+    /// An attempt is under way.
+    pub const RUNNING: &str = "running";
+    pub const DONE: &str = "done";
+    /// Not needed on this machine or profile (the message says why).
+    pub const SKIPPED: &str = "skipped";
+    /// Waiting for another step or machine; tried again.
+    pub const WAITING: &str = "waiting";
+    /// A step without the network failed: cloud-init reports it.
+    pub const FAILED: &str = "failed";
+    /// An online step failed and is tried again.
+    pub const RETRYING: &str = "retrying";
+}
+
+/// The states after which a step is not run again.
+pub const SETTLED: &[&str] = &[state::DONE, state::SKIPPED];
+
 /// Which machines run a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runs {
@@ -160,6 +181,16 @@ pub fn context() -> Value {
             "list": RELEASE_LIST,
         },
         "steps": steps,
+        "states": {
+            "pending": state::PENDING,
+            "running": state::RUNNING,
+            "done": state::DONE,
+            "skipped": state::SKIPPED,
+            "waiting": state::WAITING,
+            "failed": state::FAILED,
+            "retrying": state::RETRYING,
+        },
+        "settled": SETTLED,
     })
 }
 

@@ -90,6 +90,67 @@ pub fn load_profile_str(file: &str, text: &str) -> Result<Validated> {
     }
 }
 
+/// What every command that renders seeds starts from: the checked
+/// profile, its validator keys and the templates. Each command is its own
+/// few steps on top (secrets, payload, seeds, then write, print or boot).
+pub struct Session<'a> {
+    pub profile: &'a Path,
+    pub checked: Validated,
+    pub keys: Vec<staking::GroupKeys>,
+    pub engine: render::Engine,
+}
+
+impl<'a> Session<'a> {
+    /// Loads and checks the profile; `machines` must name machines of it
+    /// (`how` says where they were given, for the error).
+    pub fn open(
+        profile: &'a Path,
+        templates: Option<&Path>,
+        machines: &[String],
+        how: &str,
+    ) -> Result<Session<'a>> {
+        let checked = load_profile(profile)?;
+        check_machine_names(&checked.spec, machines, how)?;
+        let keys = read_validator_keys(&checked, profile)?;
+        let engine = render::Engine::new(templates)?;
+        Ok(Session {
+            profile,
+            checked,
+            keys,
+            engine,
+        })
+    }
+
+    pub fn spec(&self) -> &Spec {
+        &self.checked.spec
+    }
+
+    /// The profile's warnings, rendered.
+    pub fn warnings(&self) -> String {
+        self.checked.report.render_filtered(|d| !d.is_error())
+    }
+
+    /// The staking files each machine carries; with `charts`, the master's
+    /// chart archives too (from the folder, or fetched and verified).
+    pub fn payload(
+        &self,
+        secrets: &Secrets,
+        charts: Option<(Option<&Path>, &fetch::FetchOptions)>,
+    ) -> Result<payload::Payload> {
+        staking_payload(&self.checked, &self.keys, secrets, charts)
+    }
+
+    /// The rendered and checked seeds of `only` (empty: every machine).
+    pub fn seeds(
+        &self,
+        secrets: &Secrets,
+        only: &[String],
+        payload: &payload::Payload,
+    ) -> Result<Vec<(String, Seed)>> {
+        render_seeds(self.spec(), secrets, &self.engine, only, payload)
+    }
+}
+
 /// Everything `build` needs besides the profile.
 #[derive(Debug, Clone, Default)]
 pub struct BuildOptions {
@@ -173,10 +234,6 @@ pub fn render_seeds(
     Ok(seeds)
 }
 
-fn check_only(spec: &Spec, only: &[String]) -> Result<()> {
-    check_machine_names(spec, only, "--only ")
-}
-
 /// Every name is a machine of the profile; `how` names where it was given.
 fn check_machine_names(spec: &Spec, names: &[String], how: &str) -> Result<()> {
     for name in names {
@@ -201,10 +258,13 @@ pub fn secrets_path(profile: &Path, explicit: Option<&Path>) -> PathBuf {
 /// `nodeimg build`: validate, make or reuse the secrets, render, check,
 /// pack, and write the output atomically.
 pub fn build(profile_path: &Path, opts: &BuildOptions) -> Result<BuildSummary> {
-    let v = load_profile(profile_path)?;
-    check_only(&v.spec, &opts.only)?;
-    let keys = read_validator_keys(&v, profile_path)?;
-    let engine = render::Engine::new(opts.templates.as_deref())?;
+    let session = Session::open(
+        profile_path,
+        opts.templates.as_deref(),
+        &opts.only,
+        "--only ",
+    )?;
+    let v = &session.checked;
     let secrets_file = secrets_path(profile_path, opts.secrets.as_deref());
     let out_dir = opts
         .out_dir
@@ -222,16 +282,11 @@ pub fn build(profile_path: &Path, opts: &BuildOptions) -> Result<BuildSummary> {
     // Render and check with the secrets before persisting anything new, so
     // a template error leaves no new file behind.
     let (secrets, changes) = secrets::load_or_generate(&writing.secrets, &v.spec)?;
-    let payload = staking_payload(
-        &v,
-        &keys,
-        &secrets,
-        Some((opts.charts_dir.as_deref(), &opts.fetch)),
-    )?;
-    let seeds = render_seeds(&v.spec, &secrets, &engine, &opts.only, &payload)?;
+    let payload = session.payload(&secrets, Some((opts.charts_dir.as_deref(), &opts.fetch)))?;
+    let seeds = session.seeds(&secrets, &opts.only, &payload)?;
     let mut stage = output::Stage::new(writing.out, !opts.only.is_empty())?;
     let base = if opts.images {
-        Some(open_base_image(&v, opts, &stage.scratch())?)
+        Some(open_base_image(v, opts, &stage.scratch())?)
     } else {
         None
     };
@@ -239,7 +294,7 @@ pub fn build(profile_path: &Path, opts: &BuildOptions) -> Result<BuildSummary> {
         let iso = iso::seed_iso(seed).with_context(|| format!("packing the seed of {name}"))?;
         if let Some(base) = &base {
             let dir = stage.machine_dir(name)?;
-            write_machine_image(&v, base, &iso, name, &dir.join(DISK_IMAGE))?;
+            write_machine_image(v, base, &iso, name, &dir.join(DISK_IMAGE))?;
         }
         let files = [
             ("user-data", seed.user_data.as_bytes(), true),
@@ -260,8 +315,8 @@ pub fn build(profile_path: &Path, opts: &BuildOptions) -> Result<BuildSummary> {
         machines: seeds.into_iter().map(|(n, _)| n).collect(),
         secrets_file,
         secrets_changes: changes,
-        warnings: v.report.render_filtered(|d| !d.is_error()),
-        spec: v.spec,
+        warnings: session.warnings(),
+        spec: session.checked.spec,
         secrets,
     })
 }
@@ -639,17 +694,14 @@ pub fn validate_only(
     secrets: Option<&Path>,
     templates: Option<&Path>,
 ) -> Result<String> {
-    let v = load_profile(profile_path)?;
-    let keys = read_validator_keys(&v, profile_path)?;
-    let engine = render::Engine::new(templates)?;
+    let session = Session::open(profile_path, templates, &[], "")?;
     let secrets_file = secrets_path(profile_path, secrets);
-    let (secrets, _) = secrets::load_or_generate(&secrets_file, &v.spec)?;
-    let payload = staking_payload(&v, &keys, &secrets, None)?;
-    let seeds = render_seeds(&v.spec, &secrets, &engine, &[], &payload)?;
-    for (name, seed) in &seeds {
+    let (secrets, _) = secrets::load_or_generate(&secrets_file, session.spec())?;
+    let payload = session.payload(&secrets, None)?;
+    for (name, seed) in &session.seeds(&secrets, &[], &payload)? {
         iso::seed_iso(seed).with_context(|| format!("packing the seed of {name}"))?;
     }
-    Ok(v.report.render_filtered(|d| !d.is_error()))
+    Ok(session.warnings())
 }
 
 /// The files `show` can print.
@@ -671,9 +723,8 @@ pub fn show(
             SHOWABLE.join(", ")
         );
     }
-    let v = load_profile(profile_path)?;
-    check_machine_names(&v.spec, &[machine.to_string()], "show: machine ")?;
-    let engine = render::Engine::new(templates)?;
+    let only = [machine.to_string()];
+    let session = Session::open(profile_path, templates, &only, "show: machine ")?;
     let secrets_file = secrets_path(profile_path, secrets);
     if reveal && !secrets_file.exists() {
         bail!(
@@ -681,11 +732,10 @@ pub fn show(
             secrets_file.display()
         );
     }
-    let (secrets, _) = secrets::load_or_generate(&secrets_file, &v.spec)?;
-    let keys = read_validator_keys(&v, profile_path)?;
-    let payload = staking_payload(&v, &keys, &secrets, None)?;
-    let seeds = render_seeds(&v.spec, &secrets, &engine, &[machine.to_string()], &payload)?;
-    let (_, seed) = seeds
+    let (secrets, _) = secrets::load_or_generate(&secrets_file, session.spec())?;
+    let payload = session.payload(&secrets, None)?;
+    let (_, seed) = session
+        .seeds(&secrets, &only, &payload)?
         .into_iter()
         .next()
         .context("internal: no seed rendered")?;

@@ -21,140 +21,158 @@ struct Cli {
 enum Command {
     /// Render, check and write every machine's seed (user-data, meta-data,
     /// network-config, seed.iso) and SHA256SUMS.
-    Build {
-        /// The cluster profile (YAML).
-        profile: PathBuf,
-        /// Output directory [default: out/<cluster name>].
-        #[arg(short = 'o', long = "out")]
-        out: Option<PathBuf>,
-        /// Rebuild only this machine (repeatable); the others' files are left as they are.
-        #[arg(long = "only", value_name = "NAME")]
-        only: Vec<String>,
-        #[command(flatten)]
-        seed: SeedArgs,
-        /// Also write each machine's flashable disk image (disk.img): the
-        /// profile's base image with the seed embedded.
-        #[arg(long)]
-        images: bool,
-        /// With --images: use this local base image (raw or qcow2) instead
-        /// of the profile's `image` section.
-        #[arg(long, value_name = "FILE", requires = "images")]
-        base_image: Option<PathBuf>,
-        /// A staking profile's chart archives (<chart>-<version>.tgz) from
-        /// this folder instead of downloading them; still sha256-checked.
-        #[arg(long, value_name = "DIR")]
-        charts: Option<PathBuf>,
-        #[command(flatten)]
-        fetch: FetchArgs,
-    },
+    Build(BuildArgs),
     /// Write a disk image or seed ISO to a block device (or a file), then
     /// read it back to verify it. Refuses devices in use.
-    Flash {
-        /// The disk.img or seed.iso to write.
-        image: PathBuf,
-        /// The whole disk (e.g. /dev/sdc) or a regular file; everything on it is lost.
-        device: PathBuf,
-        /// Do not ask before overwriting.
-        #[arg(long)]
-        yes: bool,
-    },
+    Flash(FlashArgs),
     /// Write the staking release: chart archives (verified), Helm values,
     /// the storage manifest and install.sh with the exact helm commands.
-    Release {
-        /// The cluster profile (YAML).
-        profile: PathBuf,
-        /// Output directory [default: out/<cluster name>.release].
-        #[arg(short = 'o', long = "out")]
-        out: Option<PathBuf>,
-        /// Only the values, storage manifest and commands; fetch no chart.
-        #[arg(long)]
-        values_only: bool,
-        /// Take the chart archives (<chart>-<version>.tgz) from this folder
-        /// instead of downloading them; still checked against their sha256.
-        #[arg(long, value_name = "DIR", conflicts_with = "values_only")]
-        charts: Option<PathBuf>,
-        /// Secrets file [default: <profile dir>/<profile stem>.secrets.yaml].
-        #[arg(long)]
-        secrets: Option<PathBuf>,
-        #[command(flatten)]
-        fetch: FetchArgs,
-    },
+    Release(ReleaseArgs),
     /// Check the profile and render every seed in memory; write nothing.
-    Validate {
-        /// The cluster profile (YAML).
-        profile: PathBuf,
-        #[command(flatten)]
-        seed: SeedArgs,
-    },
+    Validate(ValidateArgs),
     /// Build the seeds, boot every machine in QEMU on a private network, and
     /// check from inside each one that its seed did its job.
-    BootTest {
-        /// The cluster profile (YAML).
-        profile: PathBuf,
-        /// Bootable base disk image (qcow2 or raw): an Ubuntu cloud image, or
-        /// the CI guest from qemu/build-guest. It is never written. With
-        /// --images it is the base of the disk images [default there: the
-        /// profile's `image` section].
-        #[arg(long, required_unless_present = "images")]
-        image: Option<PathBuf>,
-        /// Boot each machine from its disk image (seed embedded, as
-        /// `build --images` makes it) instead of the base image + seed ISO.
-        #[arg(long)]
-        images: bool,
-        /// A staking profile's chart archives from this folder (as `build --charts`).
-        #[arg(long, value_name = "DIR")]
-        charts: Option<PathBuf>,
-        #[command(flatten)]
-        fetch: FetchArgs,
-        /// Output directory [default: out/<cluster name>]; logs in DIR.boot-test/.
-        #[arg(short = 'o', long = "out")]
-        out: Option<PathBuf>,
-        /// Give up after this many seconds.
-        #[arg(long, default_value_t = 1200)]
-        timeout: u64,
-        /// Memory per machine, MiB.
-        #[arg(long, default_value_t = 768)]
-        memory: u32,
-        /// kvm or tcg [default: kvm where it boots guests, else tcg].
-        #[arg(long, value_parser = ["kvm", "tcg"])]
-        accel: Option<String>,
-        /// Keep the disk overlays and test seeds after the run.
-        #[arg(long)]
-        keep: bool,
-        /// Once the cluster is up, destroy this machine's disk, rebuild its
-        /// seed (--only) and boot it again; it must come back the same.
-        #[arg(long, value_name = "NAME")]
-        reprovision: Option<String>,
-        /// Then shut this machine down with its power button and boot it
-        /// again (repeatable): it must come back as configured, cloud-init off.
-        #[arg(long, value_name = "NAME")]
-        reboot: Vec<String>,
-        /// A throwaway private key whose public half is in ssh.authorized_keys:
-        /// each machine then logs in with it to the next one on ssh.port. It is
-        /// copied into the test machines: never use your own key.
-        #[arg(long, value_name = "FILE")]
-        login_key: Option<PathBuf>,
-        /// Print the result as JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        seed: SeedArgs,
-    },
+    BootTest(BootTestArgs),
     /// Print one rendered file of one machine, secrets masked.
-    Show {
-        /// The cluster profile (YAML).
-        profile: PathBuf,
-        /// The machine's name in the profile.
-        machine: String,
-        /// user-data, meta-data or network-config.
-        #[arg(default_value = "user-data")]
-        file: String,
-        /// Print the secrets instead of masking them.
-        #[arg(long)]
-        reveal: bool,
-        #[command(flatten)]
-        seed: SeedArgs,
-    },
+    Show(ShowArgs),
+}
+
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// The cluster profile (YAML).
+    profile: PathBuf,
+    /// Output directory [default: out/<cluster name>].
+    #[arg(short = 'o', long = "out")]
+    out: Option<PathBuf>,
+    /// Rebuild only this machine (repeatable); the others' files are left as they are.
+    #[arg(long = "only", value_name = "NAME")]
+    only: Vec<String>,
+    #[command(flatten)]
+    seed: SeedArgs,
+    /// Also write each machine's flashable disk image (disk.img): the
+    /// profile's base image with the seed embedded.
+    #[arg(long)]
+    images: bool,
+    /// With --images: use this local base image (raw or qcow2) instead
+    /// of the profile's `image` section.
+    #[arg(long, value_name = "FILE", requires = "images")]
+    base_image: Option<PathBuf>,
+    /// A staking profile's chart archives (<chart>-<version>.tgz) from
+    /// this folder instead of downloading them; still sha256-checked.
+    #[arg(long, value_name = "DIR")]
+    charts: Option<PathBuf>,
+    #[command(flatten)]
+    fetch: FetchArgs,
+}
+
+#[derive(clap::Args)]
+struct FlashArgs {
+    /// The disk.img or seed.iso to write.
+    image: PathBuf,
+    /// The whole disk (e.g. /dev/sdc) or a regular file; everything on it is lost.
+    device: PathBuf,
+    /// Do not ask before overwriting.
+    #[arg(long)]
+    yes: bool,
+}
+
+#[derive(clap::Args)]
+struct ReleaseArgs {
+    /// The cluster profile (YAML).
+    profile: PathBuf,
+    /// Output directory [default: out/<cluster name>.release].
+    #[arg(short = 'o', long = "out")]
+    out: Option<PathBuf>,
+    /// Only the values, storage manifest and commands; fetch no chart.
+    #[arg(long)]
+    values_only: bool,
+    /// Take the chart archives (<chart>-<version>.tgz) from this folder
+    /// instead of downloading them; still checked against their sha256.
+    #[arg(long, value_name = "DIR", conflicts_with = "values_only")]
+    charts: Option<PathBuf>,
+    /// Secrets file [default: <profile dir>/<profile stem>.secrets.yaml].
+    #[arg(long)]
+    secrets: Option<PathBuf>,
+    #[command(flatten)]
+    fetch: FetchArgs,
+}
+
+#[derive(clap::Args)]
+struct ValidateArgs {
+    /// The cluster profile (YAML).
+    profile: PathBuf,
+    #[command(flatten)]
+    seed: SeedArgs,
+}
+
+#[derive(clap::Args)]
+struct BootTestArgs {
+    /// The cluster profile (YAML).
+    profile: PathBuf,
+    /// Bootable base disk image (qcow2 or raw): an Ubuntu cloud image, or
+    /// the CI guest from qemu/build-guest. It is never written. With
+    /// --images it is the base of the disk images [default there: the
+    /// profile's `image` section].
+    #[arg(long, required_unless_present = "images")]
+    image: Option<PathBuf>,
+    /// Boot each machine from its disk image (seed embedded, as
+    /// `build --images` makes it) instead of the base image + seed ISO.
+    #[arg(long)]
+    images: bool,
+    /// A staking profile's chart archives from this folder (as `build --charts`).
+    #[arg(long, value_name = "DIR")]
+    charts: Option<PathBuf>,
+    #[command(flatten)]
+    fetch: FetchArgs,
+    /// Output directory [default: out/<cluster name>]; logs in DIR.boot-test/.
+    #[arg(short = 'o', long = "out")]
+    out: Option<PathBuf>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 1200)]
+    timeout: u64,
+    /// Memory per machine, MiB.
+    #[arg(long, default_value_t = 768)]
+    memory: u32,
+    /// kvm or tcg [default: kvm where it boots guests, else tcg].
+    #[arg(long, value_parser = ["kvm", "tcg"])]
+    accel: Option<String>,
+    /// Keep the disk overlays and test seeds after the run.
+    #[arg(long)]
+    keep: bool,
+    /// Once the cluster is up, destroy this machine's disk, rebuild its
+    /// seed (--only) and boot it again; it must come back the same.
+    #[arg(long, value_name = "NAME")]
+    reprovision: Option<String>,
+    /// Then shut this machine down with its power button and boot it
+    /// again (repeatable): it must come back as configured, cloud-init off.
+    #[arg(long, value_name = "NAME")]
+    reboot: Vec<String>,
+    /// A throwaway private key whose public half is in ssh.authorized_keys:
+    /// each machine then logs in with it to the next one on ssh.port. It is
+    /// copied into the test machines: never use your own key.
+    #[arg(long, value_name = "FILE")]
+    login_key: Option<PathBuf>,
+    /// Print the result as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    seed: SeedArgs,
+}
+
+#[derive(clap::Args)]
+struct ShowArgs {
+    /// The cluster profile (YAML).
+    profile: PathBuf,
+    /// The machine's name in the profile.
+    machine: String,
+    /// user-data, meta-data or network-config.
+    #[arg(default_value = "user-data")]
+    file: String,
+    /// Print the secrets instead of masking them.
+    #[arg(long)]
+    reveal: bool,
+    #[command(flatten)]
+    seed: SeedArgs,
 }
 
 /// How the seeds are rendered: the secrets they carry and the templates.
@@ -245,7 +263,18 @@ fn print_error(e: &anyhow::Error) {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Build {
+        Command::Build(args) => args.run(),
+        Command::Flash(args) => args.run(),
+        Command::Release(args) => args.run(),
+        Command::Validate(args) => args.run(),
+        Command::BootTest(args) => args.run(),
+        Command::Show(args) => args.run(),
+    }
+}
+
+impl BuildArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let BuildArgs {
             profile,
             out,
             only,
@@ -254,86 +283,103 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             base_image,
             charts,
             fetch,
-        } => {
-            let s = nodeimg::build(
-                &profile,
-                &nodeimg::BuildOptions {
-                    out_dir: out,
-                    only,
-                    secrets: seed.secrets,
-                    templates: seed.templates,
-                    images,
-                    base_image,
-                    charts_dir: charts,
-                    fetch: fetch.options(),
-                },
-            )?;
-            say(&s.warnings);
-            print_secrets_changes(&s.secrets_changes, &s.secrets_file);
-            println!(
-                "built {} seed(s){} in {}: {}",
-                s.machines.len(),
-                if images { " and disk image(s)" } else { "" },
-                s.out_dir.display(),
-                s.machines.join(", ")
-            );
-        }
-        Command::Release {
+        } = self;
+        let s = nodeimg::build(
+            &profile,
+            &nodeimg::BuildOptions {
+                out_dir: out,
+                only,
+                secrets: seed.secrets,
+                templates: seed.templates,
+                images,
+                base_image,
+                charts_dir: charts,
+                fetch: fetch.options(),
+            },
+        )?;
+        say(&s.warnings);
+        print_secrets_changes(&s.secrets_changes, &s.secrets_file);
+        println!(
+            "built {} seed(s){} in {}: {}",
+            s.machines.len(),
+            if images { " and disk image(s)" } else { "" },
+            s.out_dir.display(),
+            s.machines.join(", ")
+        );
+        Ok(())
+    }
+}
+
+impl FlashArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let FlashArgs { image, device, yes } = self;
+        let target = nodeimg::flash::Target::inspect(&device)?;
+        let mut confirm = |text: &str| {
+            if yes {
+                eprintln!("{text}");
+                Ok(true)
+            } else {
+                confirm_on_terminal(text)
+            }
+        };
+        let done = nodeimg::flash::flash(&image, &target, &mut confirm)?;
+        println!(
+            "wrote {} bytes to {} and read them back: sha256 {} verified",
+            done.bytes,
+            device.display(),
+            done.sha256
+        );
+        Ok(())
+    }
+}
+
+impl ReleaseArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let ReleaseArgs {
             profile,
             out,
             values_only,
             charts,
             secrets,
             fetch,
-        } => {
-            let s = nodeimg::release(
-                &profile,
-                &nodeimg::ReleaseOptions {
-                    out_dir: out,
-                    values_only,
-                    charts_dir: charts,
-                    secrets,
-                    fetch: fetch.options(),
-                },
-            )?;
-            say(&s.warnings);
-            print_secrets_changes(&s.secrets_changes, &s.secrets_file);
-            let names: Vec<&str> = s.releases.iter().map(|r| r.name.as_str()).collect();
-            println!(
-                "wrote the release ({}) to {}: run {}/install.sh",
-                names.join(", "),
-                s.out_dir.display(),
-                s.out_dir.display()
-            );
-        }
-        Command::Flash { image, device, yes } => {
-            let target = nodeimg::flash::Target::inspect(&device)?;
-            let mut confirm = |text: &str| {
-                if yes {
-                    eprintln!("{text}");
-                    Ok(true)
-                } else {
-                    confirm_on_terminal(text)
-                }
-            };
-            let done = nodeimg::flash::flash(&image, &target, &mut confirm)?;
-            println!(
-                "wrote {} bytes to {} and read them back: sha256 {} verified",
-                done.bytes,
-                device.display(),
-                done.sha256
-            );
-        }
-        Command::Validate { profile, seed } => {
-            let warnings = nodeimg::validate_only(
-                &profile,
-                seed.secrets.as_deref(),
-                seed.templates.as_deref(),
-            )?;
-            say(&warnings);
-            println!("{}: ok", profile.display());
-        }
-        Command::BootTest {
+        } = self;
+        let s = nodeimg::release(
+            &profile,
+            &nodeimg::ReleaseOptions {
+                out_dir: out,
+                values_only,
+                charts_dir: charts,
+                secrets,
+                fetch: fetch.options(),
+            },
+        )?;
+        say(&s.warnings);
+        print_secrets_changes(&s.secrets_changes, &s.secrets_file);
+        let names: Vec<&str> = s.releases.iter().map(|r| r.name.as_str()).collect();
+        println!(
+            "wrote the release ({}) to {}: run {}/install.sh",
+            names.join(", "),
+            s.out_dir.display(),
+            s.out_dir.display()
+        );
+        Ok(())
+    }
+}
+
+impl ValidateArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let ValidateArgs { profile, seed } = self;
+        let warnings =
+            nodeimg::validate_only(&profile, seed.secrets.as_deref(), seed.templates.as_deref())?;
+        say(&warnings);
+        println!("{}: ok", profile.display());
+        Ok(())
+    }
+}
+
+impl BootTestArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let BootTestArgs {
             profile,
             image,
             out,
@@ -349,70 +395,74 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             images,
             charts,
             fetch,
-        } => {
-            let accel = accel.map(|a| {
-                if a == "kvm" {
-                    nodeimg::boottest::Accel::Kvm
-                } else {
-                    nodeimg::boottest::Accel::Tcg
-                }
-            });
-            let opts = nodeimg::boottest::BootOptions {
-                image: image.clone().unwrap_or_default(),
-                timeout: std::time::Duration::from_secs(timeout),
-                memory_mib: memory,
-                accel,
-                keep,
-                reprovision,
-                reboot,
-                images_from: None,
-                login_key,
-            };
-            let build = nodeimg::BuildOptions {
-                out_dir: out,
-                only: Vec::new(),
-                secrets: seed.secrets,
-                templates: seed.templates,
-                images,
-                base_image: if images { image.clone() } else { None },
-                charts_dir: charts,
-                fetch: fetch.options(),
-            };
-            let report = nodeimg::boot_test(&profile, &build, &opts)?;
-            if json {
-                // The table still goes to the terminal, on stderr.
-                say(&report.table());
-                let json = serde_json::to_string_pretty(&report)?;
-                println!("{}", nodeimg::redact::redact(&json));
+        } = self;
+        let accel = accel.map(|a| {
+            if a == "kvm" {
+                nodeimg::boottest::Accel::Kvm
             } else {
-                print!("{}", nodeimg::redact::redact(&report.table()));
+                nodeimg::boottest::Accel::Tcg
             }
-            if !report.passed() {
-                anyhow::bail!(
-                    "boot-test failed: see the table above and the serial logs in {}",
-                    report.logs.display()
-                );
-            }
+        });
+        let opts = nodeimg::boottest::BootOptions {
+            image: image.clone().unwrap_or_default(),
+            timeout: std::time::Duration::from_secs(timeout),
+            memory_mib: memory,
+            accel,
+            keep,
+            reprovision,
+            reboot,
+            images_from: None,
+            login_key,
+        };
+        let build = nodeimg::BuildOptions {
+            out_dir: out,
+            only: Vec::new(),
+            secrets: seed.secrets,
+            templates: seed.templates,
+            images,
+            base_image: if images { image.clone() } else { None },
+            charts_dir: charts,
+            fetch: fetch.options(),
+        };
+        let report = nodeimg::boot_test(&profile, &build, &opts)?;
+        if json {
+            // The table still goes to the terminal, on stderr.
+            say(&report.table());
+            let json = serde_json::to_string_pretty(&report)?;
+            println!("{}", nodeimg::redact::redact(&json));
+        } else {
+            print!("{}", nodeimg::redact::redact(&report.table()));
         }
-        Command::Show {
+        if !report.passed() {
+            anyhow::bail!(
+                "boot-test failed: see the table above and the serial logs in {}",
+                report.logs.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl ShowArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let ShowArgs {
             profile,
             machine,
             file,
             reveal,
             seed,
-        } => {
-            let text = nodeimg::show(
-                &profile,
-                &machine,
-                &file,
-                reveal,
-                seed.secrets.as_deref(),
-                seed.templates.as_deref(),
-            )?;
-            print!("{text}");
-        }
+        } = self;
+        let text = nodeimg::show(
+            &profile,
+            &machine,
+            &file,
+            reveal,
+            seed.secrets.as_deref(),
+            seed.templates.as_deref(),
+        )?;
+        print!("{text}");
+        Ok(())
     }
-    Ok(())
 }
 
 fn main() -> ExitCode {

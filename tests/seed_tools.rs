@@ -374,3 +374,84 @@ fn the_release_install_script_passes_shellcheck() {
         );
     }
 }
+
+/// The states nodeimg-setup records, run by the real `sh` (its `run_step`
+/// on steps that succeed, skip, wait and fail, and a step never run), are
+/// the words nodeimg defines and the boot test reads; `is_settled` holds
+/// exactly for nodeimg's settled states.
+#[test]
+fn the_first_boot_script_records_the_states_nodeimg_defines() {
+    use nodeimg::firstboot::{state, SETTLED};
+    let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
+    s.build("out");
+    let ud = s.path("out/worker-1/user-data");
+    let script = seed_file(&ud, "/usr/local/sbin/nodeimg-setup");
+    let env = s.path("setup.env");
+    fs::write(&env, seed_file(&ud, "/etc/nodeimg/setup.env")).unwrap();
+    let definitions = script
+        .split("\n# ---- entry points")
+        .next()
+        .unwrap()
+        .replacen(
+            ". /etc/nodeimg/setup.env",
+            &format!(". '{}'", env.display()),
+            1,
+        );
+    let work = s.path("state");
+    fs::create_dir(&work).unwrap();
+    let test = format!(
+        "{definitions}
+STATE_DIR='{w}/steps'; LOG_DIR='{w}/logs'; STATUS_FILE='{w}/status'
+mkdir -p \"$STATE_DIR\" \"$LOG_DIR\"
+FAIL_STATE={failed}
+ALL_STEPS='t-ok t-skip t-wait t-fail t-never'
+step_t_ok() {{ return 0; }}
+step_t_skip() {{ say 'not here'; return 3; }}
+step_t_wait() {{ say 'after t-ok'; return 2; }}
+step_t_fail() {{ say 'broken'; return 1; }}
+for s in t-ok t-skip t-wait t-fail; do run_step \"$s\"; done
+for s in $ALL_STEPS; do
+  if is_settled \"$s\"; then echo \"settled $s\"; fi
+done
+",
+        w = work.display(),
+        failed = state::FAILED,
+    );
+    let file = s.path("states.sh");
+    fs::write(&file, test).unwrap();
+    let out = tool("sh", &[file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = fs::read_to_string(work.join("status")).unwrap();
+    let states: Vec<(&str, &str)> = status
+        .lines()
+        .map(|l| {
+            let mut w = l.split(' ');
+            (w.next().unwrap(), w.next().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("t-ok", state::DONE),
+            ("t-skip", state::SKIPPED),
+            ("t-wait", state::WAITING),
+            ("t-fail", state::FAILED),
+            ("t-never", state::PENDING),
+        ],
+        "{status}"
+    );
+    let settled: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("settled ").map(str::to_string))
+        .collect();
+    let expected: Vec<String> = states
+        .iter()
+        .filter(|(_, st)| SETTLED.contains(st))
+        .map(|(step, _)| step.to_string())
+        .collect();
+    assert_eq!(settled, expected, "{status}");
+}

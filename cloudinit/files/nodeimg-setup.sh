@@ -20,9 +20,10 @@ APT_OPTS="-o DPkg::Lock::Timeout=300 -o Acquire::Retries=3 -o Acquire::http::Tim
 
 is_k8s() { [ "$NODEIMG_ROLE" = master ] || [ "$NODEIMG_ROLE" = worker ]; }
 
-{# The step lists and paths come from nodeimg (src/firstboot.rs): plain
-   words, pasted as they are. -#}
+{# The step lists, the states' words and the paths come from nodeimg
+   (src/firstboot.rs): plain words, pasted as they are. -#}
 {%- set s = firstboot.steps -%}
+{%- set st = firstboot.states -%}
 LOCAL_STEPS="{{ s.everywhere.local | join(sep=" ") | safe }}"
 ONLINE_STEPS="{{ s.everywhere.online | join(sep=" ") | safe }}"
 if [ "$NODEIMG_ROLE" = nfs ]; then
@@ -50,9 +51,9 @@ log() {
 MESSAGE=""
 say() { MESSAGE="$*"; }
 
-state_of() { cut -d' ' -f1 "$STATE_DIR/$1" 2>/dev/null || echo pending; }
+state_of() { cut -d' ' -f1 "$STATE_DIR/$1" 2>/dev/null || echo {{ st.pending | safe }}; }
 attempts_of() { cut -d' ' -f2 "$STATE_DIR/$1" 2>/dev/null || echo 0; }
-is_settled() { case "$(state_of "$1")" in done|skipped) return 0 ;; *) return 1 ;; esac; }
+is_settled() { case "$(state_of "$1")" in {{ firstboot.settled | join(sep="|") | safe }}) return 0 ;; *) return 1 ;; esac; }
 
 write_status() {
   mkdir -p "$(dirname "$STATUS_FILE")"
@@ -60,7 +61,7 @@ write_status() {
     if [ -f "$STATE_DIR/$s" ]; then
       printf '%s %s\n' "$s" "$(cat "$STATE_DIR/$s")"
     else
-      printf '%s pending 0 0 -\n' "$s"
+      printf '%s {{ st.pending | safe }} 0 0 -\n' "$s"
     fi
   done > "$STATUS_FILE.tmp" && mv "$STATUS_FILE.tmp" "$STATUS_FILE"
 }
@@ -78,14 +79,14 @@ run_step() {
   n=$(( $(attempts_of "$step") + 1 ))
   MESSAGE=""
   # A long attempt shows as running, never as silence.
-  record "$step" running "$n" "attempt $n started"
+  record "$step" {{ st.running | safe }} "$n" "attempt $n started"
   fn=step_$(echo "$step" | tr '-' '_')
   "$fn" >> "$LOG_DIR/$step.log" 2>&1
   rc=$?
   case $rc in
-    0) record "$step" "done" "$n" "$MESSAGE"; log "$step: done" ;;
-    3) record "$step" skipped "$n" "$MESSAGE"; rc=0; log "$step: skipped ($MESSAGE)" ;;
-    2) record "$step" waiting "$n" "$MESSAGE"; log "$step: waiting ($MESSAGE)" ;;
+    0) record "$step" "{{ st.done | safe }}" "$n" "$MESSAGE"; log "$step: {{ st.done | safe }}" ;;
+    3) record "$step" {{ st.skipped | safe }} "$n" "$MESSAGE"; rc=0; log "$step: {{ st.skipped | safe }} ($MESSAGE)" ;;
+    2) record "$step" {{ st.waiting | safe }} "$n" "$MESSAGE"; log "$step: {{ st.waiting | safe }} ($MESSAGE)" ;;
     *) [ -n "$MESSAGE" ] || MESSAGE="exit $rc: $(tail -n 1 "$LOG_DIR/$step.log" 2>/dev/null)"
        record "$step" "$FAIL_STATE" "$n" "$MESSAGE"; rc=1; log "$step: $FAIL_STATE ($MESSAGE)" ;;
   esac
@@ -394,7 +395,7 @@ step_release() {
 mkdir -p "$STATE_DIR" "$LOG_DIR"
 case "${1:-}" in
   local)
-    FAIL_STATE=failed
+    FAIL_STATE={{ st.failed | safe }}
     failed=0
     for s in $LOCAL_STEPS; do
       run_step "$s"
@@ -408,7 +409,7 @@ case "${1:-}" in
     exit $failed
     ;;
   online)
-    FAIL_STATE=retrying
+    FAIL_STATE={{ st.retrying | safe }}
     delay=15
     while :; do
       pending=0

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::facts::Facts;
 use super::probe::ssh_target;
-use crate::firstboot;
+use crate::firstboot::{self, state};
 use crate::render::Seed;
 use crate::resolve;
 use crate::secrets::Secrets;
@@ -568,16 +568,16 @@ fn online_steps_check(s: &Seen) -> Outcome {
         ))
     } else if let Some(bad) = local
         .iter()
-        .find(|st| status.get(**st).map(|x| x.0.as_str()) != Some("done"))
+        .find(|st| status.get(**st).map(|x| x.0.as_str()) != Some(state::DONE))
     {
         Outcome::Failed(format!("local step {bad} is {:?}", status.get(*bad)))
-    } else if let Some((st, (state, msg))) = status.iter().find(|(_, (st, _))| st == "failed") {
+    } else if let Some((st, (state, msg))) = status.iter().find(|(_, (st, _))| st == state::FAILED)
+    {
         Outcome::Failed(format!("{st} {state}: {msg}"))
     } else if online.iter().all(|st| {
-        matches!(
-            status.get(*st).map(|x| x.0.as_str()),
-            Some("done" | "skipped")
-        )
+        status
+            .get(*st)
+            .is_some_and(|x| firstboot::SETTLED.contains(&x.0.as_str()))
     }) {
         Outcome::Ok("done online".into())
     } else if service != "active" {
@@ -590,7 +590,7 @@ fn online_steps_check(s: &Seen) -> Outcome {
             .filter_map(|st| {
                 status
                     .get(*st)
-                    .filter(|(state, _)| state == "retrying" || state == "running")
+                    .filter(|(st, _)| st == state::RETRYING || st == state::RUNNING)
                     .map(|(state, msg)| format!("{st} {state}: {msg}"))
             })
             .collect();
@@ -608,7 +608,7 @@ fn microk8s_ready_check(s: &Seen) -> Outcome {
         return Outcome::NotApplicable;
     }
     match s.status.get("microk8s-launch") {
-        Some((st, msg)) if st == "done" => Outcome::Ok(msg.clone()),
+        Some((st, msg)) if st == state::DONE => Outcome::Ok(msg.clone()),
         _ => Outcome::NotCheckableOffline("needs the snap store".into()),
     }
 }
@@ -619,7 +619,7 @@ fn microk8s_ready_check(s: &Seen) -> Outcome {
 fn seed_copies_check(s: &Seen) -> Outcome {
     let facts = s.facts;
     match s.status.get("forget-seed") {
-        Some((state, _)) if state == "done" => {}
+        Some((st, _)) if st == state::DONE => {}
         Some((state, msg)) => return Outcome::Failed(format!("forget-seed {state}: {msg}")),
         None => return Outcome::Failed("forget-seed not reported".into()),
     }
