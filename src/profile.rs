@@ -4,7 +4,8 @@
 //! and checked in `validate`, so that every mistake is reported with its
 //! position instead of the first one stopping the read.
 
-use serde::Deserialize;
+// Serialize: the README reference test walks a loaded profile's keys and defaults.
+use serde::{Deserialize, Serialize};
 
 use crate::diag::{Diagnostic, Path, Report};
 use crate::yaml::{self, Node};
@@ -16,7 +17,7 @@ pub const DEFAULT_CHRONY_POOL_OPTIONS: &str = "iburst maxsources 3";
 /// The reference setup's pool options (polls every 2-4 s).
 pub const REFERENCE_CHRONY_POOL_OPTIONS: &str = "iburst minpoll 1 maxpoll 2 maxsources 3";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Profile {
     pub version: Option<u32>,
     pub cluster: Option<Cluster>,
@@ -47,21 +48,21 @@ pub struct Profile {
     pub staking: Option<Staking>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Cluster {
     pub name: Option<String>,
     /// DNS domain for the machines' FQDNs in /etc/hosts (`nfs.<domain>`).
     pub domain: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Network {
     pub subnet: Option<String>,
     pub gateway: Option<String>,
     pub dns: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Machine {
     pub name: Option<String>,
     pub role: Option<String>,
@@ -74,7 +75,7 @@ pub struct Machine {
     pub ubuntu: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Ssh {
     #[serde(default = "default_ssh_port")]
     pub port: u16,
@@ -91,7 +92,7 @@ fn default_ssh_user() -> String {
     "staker".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Time {
     pub timezone: String,
@@ -109,7 +110,7 @@ impl Default for Time {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Chrony {
     /// Appended to every `pool` line.
@@ -133,7 +134,7 @@ impl Default for Chrony {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Apt {
     /// `apt-get update` on first boot.
@@ -151,7 +152,7 @@ impl Default for Apt {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Nfs {
     /// The exported directory on the NFS server.
@@ -177,7 +178,7 @@ impl Default for Nfs {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Microk8s {
     pub channel: String,
@@ -198,13 +199,13 @@ impl Default for Microk8s {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Firewall {
     pub extra_rules: Vec<FirewallRule>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct FirewallRule {
     pub port: Option<u16>,
     #[serde(default = "default_proto")]
@@ -225,7 +226,7 @@ fn default_from() -> String {
 }
 
 /// `image`: the base disk image the per-machine images are made from.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct Image {
     /// An Ubuntu release (20.04, 22.04, 24.04 or focal, jammy, noble):
     /// its cloud image URL and SHA256SUMS are the defaults.
@@ -241,7 +242,7 @@ pub struct Image {
 }
 
 /// `staking`: the Ethereum clients, their charts and the validator keys.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Staking {
     /// mainnet or hoodi.
     pub network: Option<String>,
@@ -293,14 +294,14 @@ fn default_true() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct ClientChoice {
     pub client: Option<String>,
     /// Container image, `repository:tag` or `repository@sha256:...`.
     pub image: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct ConsensusChoice {
     pub client: Option<String>,
     pub image: Option<String>,
@@ -308,7 +309,7 @@ pub struct ConsensusChoice {
     pub validator_image: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct P2p {
     /// The address peers dial, e.g. the public IPv4 of a NAT router that
     /// forwards the P2P ports [default: the address of the node each client
@@ -319,7 +320,7 @@ pub struct P2p {
     pub node: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct MevBoost {
     #[serde(default)]
     pub enabled: bool,
@@ -327,7 +328,7 @@ pub struct MevBoost {
     pub url: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ValidatorGroup {
     pub name: Option<String>,
     /// A folder of EIP-2335 keystores (keystore-*.json), relative to the profile.
@@ -342,13 +343,13 @@ fn default_replicas() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct LegacyPin {
     pub commit: Option<String>,
     pub sha256: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ChartPin {
     pub version: Option<String>,
     pub sha256: Option<String>,
