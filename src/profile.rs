@@ -382,3 +382,74 @@ pub fn load(file: &str, text: &str) -> Result<Loaded, Report> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<(u32, u32, String, String)> {
+        let report = load("p.yaml", text).expect_err("the profile is refused");
+        report
+            .diagnostics
+            .iter()
+            .map(|d| {
+                let pos = match &d.location {
+                    crate::diag::Location::Pos(p) => (p.line, p.col),
+                    other => panic!("no position: {other:?}"),
+                };
+                (pos.0, pos.1, d.message.clone(), d.hint.clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_shipped_profile_loads() {
+        for text in [
+            include_str!("../profiles/tutorial.yaml"),
+            include_str!("../profiles/homelab.yaml"),
+            include_str!("../profiles/hoodi.yaml"),
+        ] {
+            load("p.yaml", text).unwrap_or_else(|r| panic!("{r}"));
+        }
+    }
+
+    /// Sections left out take the documented defaults (the README's
+    /// reference test checks the table against these).
+    #[test]
+    fn left_out_sections_take_their_defaults() {
+        let p = load("p.yaml", "version: 1\n").unwrap().profile;
+        assert_eq!(p.time.timezone, "Etc/UTC");
+        assert_eq!(p.nfs.export_root, "/data");
+        assert_eq!((p.nfs.uid, p.nfs.gid), (1001, 2000));
+        assert_eq!(p.microk8s.channel, DEFAULT_MICROK8S_CHANNEL);
+        assert!(p.apt.update && p.apt.upgrade && p.microk8s.hold_refresh);
+        let ssh = load("p.yaml", "ssh: {authorized_keys: []}\n")
+            .unwrap()
+            .profile
+            .ssh
+            .unwrap();
+        assert_eq!((ssh.port, ssh.user.as_str()), (22, "staker"));
+    }
+
+    /// Every mistake is reported at once, at its line and column: an unknown
+    /// key with the nearest known one, a wrong type.
+    #[test]
+    fn mistakes_are_all_reported_where_they_are() {
+        let found = errors("version: 1\nnetwrk: {}\nssh:\n  port: many\n");
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!((found[0].0, found[0].1), (2, 1), "{found:?}");
+        assert!(found[0].2.contains("netwrk"), "{found:?}");
+        assert!(found[0].3.contains("network"), "{found:?}");
+        assert_eq!((found[1].0, found[1].1), (4, 9), "{found:?}");
+    }
+
+    /// YAML 1.1 reads `no`, `n`, `off` as booleans: a machine named so is
+    /// refused with the hint to quote it, not renamed `false`.
+    #[test]
+    fn a_name_yaml_reads_as_a_boolean_gets_the_quoting_hint() {
+        let found = errors("machines:\n  - {name: no, role: nfs}\n");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].2.contains("must be a string"), "{found:?}");
+        assert!(found[0].3.contains("quotes"), "{found:?}");
+    }
+}

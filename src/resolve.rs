@@ -274,3 +274,103 @@ pub fn image_location(image: &ImageSpec) -> (String, Checksum) {
         ImageSource::Url { url, checksum } => (url.clone(), checksum.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::ImageSpec;
+
+    fn spec(profile: &str) -> Spec {
+        crate::load_profile_str("p.yaml", profile)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .spec
+    }
+
+    /// ufw takes at most 15 ports in one rule ("ERROR: Too many ports
+    /// specified"): every role port is in exactly one rule of its protocol
+    /// and source, at most 15 a rule, ascending, and the profile's extra
+    /// rules come after, on the roles they name.
+    #[test]
+    fn every_port_is_in_one_ufw_rule_of_at_most_fifteen() {
+        let mut text = include_str!("../profiles/hoodi.yaml").to_string();
+        // Enough extra ports on workers to need several rules of one kind.
+        let extra: String = (30000..30020)
+            .map(|p| format!("    - {{port: {p}, proto: udp, from: cluster, roles: [worker]}}\n"))
+            .collect();
+        assert!(!text.contains("\nfirewall:"));
+        text.push_str(&format!("firewall:\n  extra_rules:\n{extra}"));
+        let spec = spec(&text);
+        for m in &spec.machines {
+            let rules = ufw_rules(&spec, m);
+            let role_rules = role_ports(m.role).len() + p2p_ports(&spec, m).len();
+            let mut seen = Vec::new();
+            let mut extras = 0;
+            for r in &rules {
+                let ports: Vec<u16> = r.ports.split(',').map(|p| p.parse().unwrap()).collect();
+                assert!(ports.len() <= 15, "{}: {}", m.name, r.ports);
+                assert!(ports.windows(2).all(|w| w[0] < w[1]), "{}", r.ports);
+                if ports.iter().all(|p| (30000..30020).contains(p)) {
+                    extras += 1;
+                    assert_eq!(ports.len(), 1, "extra rules are one port each");
+                } else {
+                    assert_eq!(extras, 0, "{}: a role rule after an extra one", m.name);
+                    seen.extend(ports.iter().map(|p| (*p, r.proto)));
+                }
+            }
+            assert_eq!(seen.len(), role_rules, "{}: {rules:?}", m.name);
+            let wanted = if m.role == Role::Worker { 20 } else { 0 };
+            assert_eq!(extras, wanted, "{}", m.name);
+        }
+    }
+
+    /// The P2P ports are open only where the clients may run: on
+    /// `p2p.node` alone when the profile pins them.
+    #[test]
+    fn p2p_ports_open_on_the_pinned_node_only() {
+        let text = include_str!("../profiles/hoodi.yaml").replace(
+            "  graffiti: \"nodeimg\"",
+            "  graffiti: \"nodeimg\"\n  p2p: {node: worker-1}",
+        );
+        let spec = spec(&text);
+        for m in &spec.machines {
+            let p2p = p2p_ports(&spec, m);
+            assert_eq!(!p2p.is_empty(), m.name == "worker-1", "{}: {p2p:?}", m.name);
+        }
+    }
+
+    /// Ubuntu publishes its cloud images and their SHA256SUMS at these
+    /// addresses (https://cloud-images.ubuntu.com/releases/22.04/release/).
+    #[test]
+    fn an_ubuntu_release_is_found_where_ubuntu_publishes_it() {
+        let image = |sha256: Option<&str>| ImageSpec {
+            source: ImageSource::Ubuntu {
+                version: "22.04",
+                sha256: sha256.map(str::to_string),
+            },
+            size: None,
+        };
+        let (url, checksum) = image_location(&image(None));
+        let dir = "https://cloud-images.ubuntu.com/releases/22.04/release";
+        assert_eq!(url, format!("{dir}/ubuntu-22.04-server-cloudimg-amd64.img"));
+        assert_eq!(
+            checksum,
+            Checksum::Sums {
+                url: format!("{dir}/SHA256SUMS"),
+                name: "ubuntu-22.04-server-cloudimg-amd64.img".into()
+            }
+        );
+        let pinned = "ab".repeat(32);
+        assert_eq!(
+            image_location(&image(Some(&pinned))).1,
+            Checksum::Sha256(pinned)
+        );
+    }
+
+    #[test]
+    fn the_master_gets_helm3_when_the_profile_stakes() {
+        let staking = spec(include_str!("../profiles/hoodi.yaml"));
+        assert!(addons(&staking).contains(&"helm3".to_string()));
+        let plain = spec(include_str!("../profiles/tutorial.yaml"));
+        assert!(!addons(&plain).contains(&"helm3".to_string()));
+    }
+}

@@ -325,3 +325,153 @@ pub fn load_or_generate(path: &Path, spec: &Spec) -> Result<(Secrets, Changes)> 
     crate::redact::register(&secrets.values());
     Ok((secrets, changes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(profile: &str) -> Spec {
+        crate::load_profile_str("p.yaml", profile)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .spec
+    }
+
+    fn tutorial() -> Spec {
+        spec(include_str!("../profiles/tutorial.yaml"))
+    }
+
+    #[test]
+    fn generated_secrets_have_the_forms_their_readers_demand_and_are_random() {
+        let spec = tutorial();
+        let a = Secrets::generate(&spec).unwrap();
+        let b = Secrets::generate(&spec).unwrap();
+        // microk8s join tokens: 32 lowercase hex characters, as add-node makes.
+        assert_eq!(a.microk8s_join_token.len(), 32);
+        assert!(a
+            .microk8s_join_token
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        assert_ne!(a.microk8s_join_token, b.microk8s_join_token);
+        // No staking section: no JWT.
+        assert_eq!(a.jwt_secret, None);
+        let names: Vec<&String> = a.machines.keys().collect();
+        let wanted: Vec<&String> = spec.machines.iter().map(|m| &m.name).collect();
+        assert_eq!(names.len(), wanted.len());
+        let mut keys = std::collections::BTreeSet::new();
+        for (name, m) in &a.machines {
+            let key = PrivateKey::from_openssh(&m.ssh_host_ed25519_key).unwrap();
+            assert_eq!(key.algorithm(), Algorithm::Ed25519);
+            assert!(!key.is_encrypted());
+            assert_eq!(key.comment(), format!("root@{name}"));
+            assert!(
+                keys.insert(m.ssh_host_ed25519_key.clone()),
+                "{name}: key repeated"
+            );
+            assert_ne!(m, &b.machines[name]);
+        }
+    }
+
+    #[test]
+    fn a_staking_profile_gets_a_32_byte_jwt_once() {
+        let spec = spec(include_str!("../profiles/hoodi.yaml"));
+        let mut s = Secrets::generate(&spec).unwrap();
+        let jwt = s.jwt().unwrap().to_string();
+        assert_eq!(jwt.len(), 64);
+        assert!(jwt.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(!s.add_jwt(&spec), "a second JWT replaced the first");
+        assert_eq!(s.jwt().unwrap(), jwt);
+    }
+
+    #[test]
+    fn the_file_reads_back_as_written_and_writes_the_same_bytes() {
+        let s = Secrets::generate(&tutorial()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.secrets.yaml");
+        s.write(&path).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let back = Secrets::read(&path).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.to_yaml(), std::fs::read_to_string(&path).unwrap());
+    }
+
+    #[test]
+    fn a_new_machine_gets_a_key_and_the_others_keep_theirs() {
+        let spec = tutorial();
+        let mut s = Secrets::generate(&spec).unwrap();
+        let before = s.clone();
+        let removed = s.machines.pop_last().unwrap().0;
+        let added = s.add_missing(&spec).unwrap();
+        assert_eq!(added, std::slice::from_ref(&removed));
+        for (name, m) in &before.machines {
+            if *name != removed {
+                assert_eq!(&s.machines[name], m, "{name} got a new key");
+            }
+        }
+        assert_ne!(s.machines[&removed], before.machines[&removed]);
+        assert_eq!(s.add_missing(&spec).unwrap(), Vec::<String>::new());
+    }
+
+    /// A damaged file is refused with its path and line, and no message
+    /// quotes what the file holds.
+    #[test]
+    fn damaged_files_are_refused_without_quoting_them() {
+        let good = Secrets::generate(&tutorial()).unwrap().to_yaml();
+        let token = good
+            .lines()
+            .find_map(|l| l.strip_prefix("microk8s_join_token: "))
+            .unwrap()
+            .trim_matches('"')
+            .to_string();
+        let key_line = good
+            .lines()
+            .find(|l| l.starts_with("      ") && !l.contains("OPENSSH"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let cases = [
+            (
+                good.replace("version: 1", "version: 2"),
+                "version 2 is not supported",
+            ),
+            (good.replace(&token, &token[..20]), "at least 32 lowercase"),
+            (
+                good.replace("machines:", "jwt_secret: \"abc\"\nmachines:"),
+                "jwt_secret must be 64 hex digits",
+            ),
+            (
+                good.replace(&key_line, "AAAA"),
+                "is not an unencrypted ed25519",
+            ),
+            (
+                good.replace("version: 1", &format!("version: 1\nextra: {token}")),
+                "damaged",
+            ),
+            (format!("{good}\n  : : [{key_line}"), "damaged"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.secrets.yaml");
+        for (text, expected) in cases {
+            std::fs::write(&path, &text).unwrap();
+            let message = format!("{:#}", Secrets::read(&path).unwrap_err());
+            assert!(message.contains(expected), "{expected}: {message}");
+            assert!(
+                message.starts_with(&path.display().to_string()),
+                "{message}"
+            );
+            assert!(!message.contains(&token[..16]), "{message}");
+            assert!(!message.contains(&key_line[..16]), "{message}");
+        }
+    }
+
+    #[test]
+    fn the_default_path_is_beside_the_profile() {
+        assert_eq!(
+            default_path(Path::new("/x/y/cluster.yaml")),
+            Path::new("/x/y/cluster.secrets.yaml")
+        );
+    }
+}
