@@ -116,13 +116,18 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// The user-facing error: at the rendered file's line and column.
+    pub fn failure(&self) -> crate::diag::Failure {
+        crate::diag::Failure::new(crate::diag::Kind::Seed, self.message.clone())
+            .at(format!("{}:{}:{}", self.file, self.line, self.col))
+            .hint("the templates produced this; check a --templates override, or report a bug")
+    }
+}
+
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: error: {}\n  hint: the templates produced this; check a --templates override, or report a bug",
-            self.file, self.line, self.col, self.message
-        )
+        self.failure().fmt(f)
     }
 }
 

@@ -282,6 +282,102 @@ impl fmt::Display for Report {
 
 impl std::error::Error for Report {}
 
+/// What a [`Failure`] is about, for callers and tests to match on (the
+/// message is for people and may be reworded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A command-line argument names something that is not there or not
+    /// usable (`--only`, `show`'s file, `--login-key`, `--charts`).
+    Usage,
+    /// The secrets file: missing folder, damaged, not private, a dangling link.
+    Secrets,
+    /// The output folder (`-o`) cannot be made or replaced safely.
+    Output,
+    /// A download or the download cache: refused, too large, wrong sha256.
+    Download,
+    /// A base image that nodeimg cannot embed a seed into.
+    Image,
+    /// `flash`: the device is a partition, in use, or did not verify.
+    Device,
+    /// A rendered seed failed nodeimg's own checks (a template's doing).
+    Seed,
+    /// A tool nodeimg runs is missing.
+    Tool,
+    /// A template does not parse or render (tera names its line).
+    Template,
+}
+
+/// A user-facing error that is not about a line of the profile (those are
+/// [`Report`]s): what is wrong, where (a file, `file:line:col` when known, or
+/// an argument), and how to fix it. Printed as
+/// `PLACE: error: WHAT` and `  hint: HOW`, like the profile's diagnostics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: Kind,
+    /// Empty when the error is about no file or argument.
+    pub place: String,
+    pub message: String,
+    pub hint: String,
+}
+
+impl Failure {
+    pub fn new(kind: Kind, message: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            place: String::new(),
+            message: message.into(),
+            hint: String::new(),
+        }
+    }
+
+    /// Where: a path (shown as it is) or an argument (`-o out`).
+    pub fn at(mut self, place: impl fmt::Display) -> Failure {
+        self.place = place.to_string();
+        self
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Failure {
+        self.hint = hint.into();
+        self
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if !self.place.is_empty() {
+            write!(f, "{}: ", self.place)?;
+        }
+        write!(f, "error: {}", self.message)?;
+        if !self.hint.is_empty() {
+            write!(f, "\n  hint: {}", self.hint)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// Several [`Failure`]s found together (every seed problem, not the first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failures(pub Vec<Failure>);
+
+impl fmt::Display for Failures {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let text: Vec<String> = self.0.iter().map(Failure::to_string).collect();
+        f.write_str(&text.join("\n"))
+    }
+}
+
+impl std::error::Error for Failures {}
+
+/// The [`Failure`] an error is or wraps (the first of [`Failures`]), if any.
+pub fn failure_of(e: &anyhow::Error) -> Option<&Failure> {
+    e.chain().find_map(|c| {
+        c.downcast_ref::<Failure>()
+            .or_else(|| c.downcast_ref::<Failures>().and_then(|f| f.0.first()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::diag::{Failure, Kind};
 use anyhow::{bail, Context, Result};
 use gptman::{GPTPartitionEntry, GPT};
 
@@ -87,10 +88,12 @@ impl BaseImage {
     pub fn open(image: &Path, scratch: &Path) -> Result<BaseImage> {
         let (raw, converted) = if is_qcow2(image)? {
             if let Some(what) = qcow2_external_reference(image)? {
-                bail!(
-                    "{}: the qcow2 image refers to {what}, whose bytes qemu-img would copy into every disk image\n  hint: use Ubuntu's cloud image as downloaded, or flatten it first (`qemu-img convert -O qcow2 IN OUT` on a machine you trust)",
-                    image.display()
-                );
+                bail!(Failure::new(
+                    Kind::Image,
+                    format!("the qcow2 image refers to {what}, whose bytes qemu-img would copy into every disk image")
+                )
+                .at(image.display())
+                .hint("use Ubuntu's cloud image as downloaded, or flatten it first (`qemu-img convert -O qcow2 IN OUT` on a machine you trust)"));
             }
             let raw = scratch.join("base.raw");
             let out = Command::new("qemu-img")
@@ -114,9 +117,10 @@ impl BaseImage {
         };
         let mut f = File::open(&raw).with_context(|| format!("cannot open {}", raw.display()))?;
         let gpt = GPT::read_from(&mut f, SECTOR).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: no GUID partition table ({e})\n  hint: nodeimg embeds seeds in GPT cloud images (Ubuntu 20.04 and later); other images need the seed ISO (seed.iso)",
-                image.display()
+            anyhow::Error::new(
+                Failure::new(Kind::Image, format!("no GUID partition table ({e})"))
+                    .at(image.display())
+                    .hint("nodeimg embeds seeds in GPT cloud images (Ubuntu 20.04 and later); other images need the seed ISO (seed.iso)"),
             )
         })?;
         let (root, entry) = gpt
@@ -126,10 +130,12 @@ impl BaseImage {
             .context("the base image's partition table is empty")?;
         let kinds = [guid_bytes(LINUX_FS), guid_bytes(LINUX_ROOT_X86_64)];
         if !kinds.contains(&entry.partition_type_guid) {
-            bail!(
-                "{}: its last partition (number {root}) is not a Linux file system, so it is not a cloud image's root\n  hint: use a cloud image whose root partition is last (Ubuntu's are)",
-                image.display()
-            );
+            bail!(Failure::new(
+                Kind::Image,
+                format!("its last partition (number {root}) is not a Linux file system, so it is not a cloud image's root")
+            )
+            .at(image.display())
+            .hint("use a cloud image whose root partition is last (Ubuntu's are)"));
         }
         Ok(BaseImage {
             raw,

@@ -12,6 +12,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::diag::{Failure, Kind};
 use anyhow::{bail, Context, Result};
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::StatusCode;
@@ -106,9 +107,12 @@ impl Fetcher {
             crate::io::input::open_regular(&path, cap).map_err(anyhow::Error::msg)?;
             let actual = sha256_file(&path)?;
             if actual != sha256 {
-                bail!(
-                    "{shown}: sha256 mismatch: expected {sha256}, got {actual}\n  hint: the file is not the one the profile pins; fix the sha256 or the file"
-                );
+                bail!(Failure::new(
+                    Kind::Download,
+                    format!("sha256 mismatch: expected {sha256}, got {actual}")
+                )
+                .at(&shown)
+                .hint("the file is not the one the profile pins; fix the sha256 or the file"));
             }
             return Ok(path);
         }
@@ -122,10 +126,17 @@ impl Fetcher {
                 .with_context(|| format!("cannot remove the damaged {}", cached.display()))?;
         }
         let Some(client) = &self.client else {
-            bail!(
-                "--offline: {shown} (sha256 {sha256}) is not in the cache {}\n  hint: run once without --offline, or put the file there as sha256/{sha256}",
-                self.opts.cache_dir.display()
-            );
+            bail!(Failure::new(
+                Kind::Download,
+                format!(
+                    "{shown} (sha256 {sha256}) is not in the cache {}",
+                    self.opts.cache_dir.display()
+                )
+            )
+            .at("--offline")
+            .hint(format!(
+                "run once without --offline, or put the file there as sha256/{sha256}"
+            )));
         };
         for dir in ["sha256", "partial"] {
             let d = self.opts.cache_dir.join(dir);
@@ -140,18 +151,21 @@ impl Fetcher {
                 Ok(actual) => {
                     // Nothing unverified is kept: the next run starts afresh.
                     let _ = fs::remove_file(&part);
-                    bail!(
-                        "{shown}: sha256 mismatch: expected {sha256}, got {actual}; nothing was cached\n  hint: the server sent other bytes than the profile pins; check the URL and the sha256"
-                    );
+                    bail!(Failure::new(
+                        Kind::Download,
+                        format!("sha256 mismatch: expected {sha256}, got {actual}; nothing was cached")
+                    )
+                    .at(&shown)
+                    .hint("the server sent other bytes than the profile pins; check the URL and the sha256"));
                 }
-                Err(Failure::Fatal(e)) => return Err(e),
-                Err(Failure::Cut(e)) if attempt >= ATTEMPTS => {
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Cut(e)) if attempt >= ATTEMPTS => {
                     let have = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
                     return Err(e.context(format!(
                         "{shown}: gave up after {ATTEMPTS} attempts with {have} bytes; run again to resume from there"
                     )));
                 }
-                Err(Failure::Cut(_)) => {
+                Err(Attempt::Cut(_)) => {
                     std::thread::sleep(pause);
                     pause *= 2;
                     attempt += 1;
@@ -172,7 +186,7 @@ impl Fetcher {
         url: &str,
         part: &Path,
         cap: u64,
-    ) -> std::result::Result<String, Failure> {
+    ) -> std::result::Result<String, Attempt> {
         let shown = shown_url(url);
         let url_shown = shown.as_str();
         let have = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
@@ -183,9 +197,9 @@ impl Fetcher {
         let mut resp = req.send().map_err(|e| {
             if e.is_redirect() {
                 // Another attempt would follow the same loop.
-                Failure::Fatal(request_error(url, e))
+                Attempt::Fatal(request_error(url, e))
             } else {
-                Failure::Cut(request_error(url, e))
+                Attempt::Cut(request_error(url, e))
             }
         })?;
         let status = resp.status();
@@ -195,19 +209,24 @@ impl Fetcher {
         if status == StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
             // The part file is as long as (or longer than) the body: start over.
             let _ = fs::remove_file(part);
-            return Err(Failure::Cut(anyhow::anyhow!(
+            return Err(Attempt::Cut(anyhow::anyhow!(
                 "{url_shown}: the server refused to resume"
             )));
         }
         if !status.is_success() {
-            return Err(Failure::Fatal(anyhow::anyhow!(
-                "{url_shown}: the server answered {status}\n  hint: check the URL{}",
-                if status == StatusCode::NOT_FOUND {
-                    " (the file is not there)"
-                } else {
-                    ""
-                }
-            )));
+            return Err(Attempt::Fatal(
+                Failure::new(Kind::Download, format!("the server answered {status}"))
+                    .at(url_shown)
+                    .hint(format!(
+                        "check the URL{}",
+                        if status == StatusCode::NOT_FOUND {
+                            " (the file is not there)"
+                        } else {
+                            ""
+                        }
+                    ))
+                    .into(),
+            ));
         }
         let mut hasher = Sha256::new();
         let mut file = OpenOptions::new()
@@ -217,25 +236,33 @@ impl Fetcher {
             .truncate(!resumed)
             .open(part)
             .map_err(|e| {
-                Failure::Fatal(
+                Attempt::Fatal(
                     anyhow::Error::new(e).context(format!("cannot write {}", part.display())),
                 )
             })?;
         let mut done = 0;
         if resumed {
             // The hash covers the whole file: feed it what is already there.
-            let mut old = File::open(part).map_err(|e| Failure::Fatal(e.into()))?;
+            let mut old = File::open(part).map_err(|e| Attempt::Fatal(e.into()))?;
             io::copy(&mut old, &mut HashWriter(&mut hasher))
-                .map_err(|e| Failure::Fatal(e.into()))?;
+                .map_err(|e| Attempt::Fatal(e.into()))?;
             done = have;
         }
         let total = resp.content_length().map(|n| n + done);
         let too_big = |n: u64| {
             let _ = fs::remove_file(part);
-            Failure::Fatal(anyhow::anyhow!(
-                "{url_shown}: the file is {n} bytes or more, more than the {} nodeimg accepts for it; nothing was kept\n  hint: check the URL: it names something much larger than expected",
-                crate::io::input::human(cap)
-            ))
+            Attempt::Fatal(
+                Failure::new(
+                    Kind::Download,
+                    format!(
+                        "the file is {n} bytes or more, more than the {} nodeimg accepts for it; nothing was kept",
+                        crate::io::input::human(cap)
+                    ),
+                )
+                .at(url_shown)
+                .hint("check the URL: it names something much larger than expected")
+                .into(),
+            )
         };
         if let Some(total) = total.filter(|&t| t > cap) {
             return Err(too_big(total));
@@ -250,13 +277,13 @@ impl Fetcher {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     bar.abandon();
-                    return Err(Failure::Cut(anyhow::Error::new(e).context(format!(
+                    return Err(Attempt::Cut(anyhow::Error::new(e).context(format!(
                         "{url_shown}: the transfer stopped after {done} bytes"
                     ))));
                 }
             };
             file.write_all(&buf[..n]).map_err(|e| {
-                Failure::Fatal(
+                Attempt::Fatal(
                     anyhow::Error::new(e).context(format!("cannot write {}", part.display())),
                 )
             })?;
@@ -272,7 +299,7 @@ impl Fetcher {
         bar.finish_and_clear();
         if let Some(total) = total {
             if done < total {
-                return Err(Failure::Cut(anyhow::anyhow!(
+                return Err(Attempt::Cut(anyhow::anyhow!(
                     "{url_shown}: the transfer stopped after {done} of {total} bytes"
                 )));
             }
@@ -293,27 +320,42 @@ impl Fetcher {
         let key = crate::io::hash::sha256_hex(url.as_bytes());
         let cached = self.opts.cache_dir.join("by-url").join(&key);
         let Some(client) = &self.client else {
-            return fs::read_to_string(&cached).with_context(|| {
-                format!(
-                    "--offline: {shown} is not in the cache {}\n  hint: run once without --offline",
-                    self.opts.cache_dir.display()
+            return fs::read_to_string(&cached).map_err(|_| {
+                Failure::new(
+                    Kind::Download,
+                    format!(
+                        "{shown} is not in the cache {}",
+                        self.opts.cache_dir.display()
+                    ),
                 )
+                .at("--offline")
+                .hint("run once without --offline")
+                .into()
             });
         };
         let resp = client.get(url).send().map_err(|e| request_error(url, e))?;
         let status = resp.status();
         if !status.is_success() {
-            bail!("{shown}: the server answered {status}\n  hint: check the URL");
+            bail!(
+                Failure::new(Kind::Download, format!("the server answered {status}"))
+                    .at(&shown)
+                    .hint("check the URL")
+            );
         }
         let mut bytes = Vec::new();
         resp.take(cap + 1)
             .read_to_end(&mut bytes)
             .with_context(|| format!("{shown}: the transfer failed"))?;
         if bytes.len() as u64 > cap {
-            bail!(
-                "{shown}: more than the {} nodeimg reads for a checksum list\n  hint: check the URL: it should name a SHA256SUMS file",
-                crate::io::input::human(cap)
-            );
+            bail!(Failure::new(
+                Kind::Download,
+                format!(
+                    "more than the {} nodeimg reads for a checksum list",
+                    crate::io::input::human(cap)
+                )
+            )
+            .at(&shown)
+            .hint("check the URL: it should name a SHA256SUMS file"));
         }
         let text = String::from_utf8(bytes).with_context(|| format!("{shown}: not text"))?;
         crate::io::write::write_private_atomic(&cached, text.as_bytes())?;
@@ -321,7 +363,7 @@ impl Fetcher {
     }
 }
 
-enum Failure {
+enum Attempt {
     /// Worth another attempt that resumes the part file.
     Cut(anyhow::Error),
     /// Another attempt would fail the same way.

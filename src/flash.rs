@@ -9,6 +9,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::diag::{Failure, Kind};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
@@ -92,10 +93,12 @@ impl Target {
         if ft.is_block_device() {
             let sys = sysfs_block(meta.rdev());
             if sys.join("partition").is_file() {
-                bail!(
-                    "{} is a partition: an image is written to a whole disk\n  hint: name the disk (e.g. /dev/sdb, not /dev/sdb1); lsblk lists them",
-                    path.display()
-                );
+                bail!(Failure::new(
+                    Kind::Device,
+                    "a partition: an image is written to a whole disk"
+                )
+                .at(path.display())
+                .hint("name the disk (e.g. /dev/sdb, not /dev/sdb1); lsblk lists them"));
             }
             let sectors: u64 = read_trim(&sys.join("size"))
                 .and_then(|s| s.parse().ok())
@@ -222,11 +225,12 @@ impl Target {
         users.sort();
         users.dedup();
         if !users.is_empty() {
-            bail!(
-                "{} is in use: {}; nothing was written\n  hint: unmount it (and stop whatever holds it) first, and make sure it is the disk you mean to overwrite",
-                self.path.display(),
-                users.join(", ")
-            );
+            bail!(Failure::new(
+                Kind::Device,
+                format!("in use: {}; nothing was written", users.join(", "))
+            )
+            .at(self.path.display())
+            .hint("unmount it (and stop whatever holds it) first, and make sure it is the disk you mean to overwrite"));
         }
         Ok(())
     }
@@ -250,21 +254,35 @@ pub fn flash(
     let mut src = File::open(image).with_context(|| format!("cannot open {}", image.display()))?;
     let meta = src.metadata()?;
     if !meta.is_file() || meta.len() == 0 {
-        bail!("{} is not an image file", image.display());
+        bail!(Failure::new(
+            Kind::Usage,
+            "not an image file (a disk.img or seed.iso nodeimg wrote)"
+        )
+        .at(image.display())
+        .hint("give the disk.img or seed.iso of a machine, e.g. out/staking/worker-1/disk.img"));
     }
     let len = meta.len();
     let dev_meta = fs::metadata(&target.path)?;
     if dev_meta.dev() == meta.dev() && dev_meta.ino() == meta.ino() {
-        bail!("the image and the device are the same file");
+        bail!(
+            Failure::new(Kind::Usage, "the image and the device are the same file")
+                .at(target.path.display())
+                .hint("name the disk to write the image onto")
+        );
     }
     if len > target.size {
-        bail!(
-            "{} ({}) does not fit on {} ({})",
-            image.display(),
-            human_size(len),
-            target.path.display(),
-            human_size(target.size)
-        );
+        bail!(Failure::new(
+            Kind::Device,
+            format!(
+                "{} ({}) does not fit on {} ({})",
+                image.display(),
+                human_size(len),
+                target.path.display(),
+                human_size(target.size)
+            )
+        )
+        .at(target.path.display())
+        .hint("use a larger disk, or build the image smaller (image.size)"));
     }
     target.check_not_in_use()?;
     let text = format!(
@@ -274,7 +292,11 @@ pub fn flash(
         target.describe()
     );
     if !confirm(&text)? {
-        bail!("not confirmed: nothing was written");
+        bail!(
+            Failure::new(Kind::Device, "not confirmed: nothing was written")
+                .at(target.path.display())
+                .hint("type yes when asked, or pass --yes once you are sure of the device")
+        );
     }
     let mut options = OpenOptions::new();
     options.read(true).write(true);
@@ -306,7 +328,11 @@ pub fn flash(
     }
     progress.finish_and_clear();
     if done != len {
-        bail!("{} changed while it was written", image.display());
+        bail!(
+            Failure::new(Kind::Device, "the image changed while it was written")
+                .at(image.display())
+                .hint("let whatever writes the image finish (a running build?), then flash again")
+        );
     }
     dev.sync_all()
         .with_context(|| format!("cannot sync {}", target.path.display()))?;
@@ -329,10 +355,12 @@ pub fn flash(
     progress.finish_and_clear();
     let read_back = hex::encode(check.finalize());
     if read_back != written {
-        bail!(
-            "{}: verification failed: wrote sha256 {written}, read back {read_back}\n  hint: the device may be failing; do not boot from it",
-            target.path.display()
-        );
+        bail!(Failure::new(
+            Kind::Device,
+            format!("verification failed: wrote sha256 {written}, read back {read_back}")
+        )
+        .at(target.path.display())
+        .hint("the device may be failing; do not boot from it"));
     }
     if target.block.is_some() {
         // Let the kernel see the new partition table (best effort).

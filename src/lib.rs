@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use diag::{Failure, Kind};
 use firstboot::{RELEASE_CHARTS, RELEASE_JWT, RELEASE_STORAGE, RELEASE_VALUES};
 
 pub use diag::Report;
@@ -47,8 +48,10 @@ pub struct Validated {
 /// Load and validate: every problem of the profile, or the checked spec.
 /// A profile error comes back as a [`Report`] inside the `anyhow::Error`.
 pub fn load_profile(path: &Path) -> Result<Validated> {
-    let bytes = io::input::read_regular(path, io::input::MAX_PROFILE)
-        .map_err(|why| anyhow::anyhow!("{}", io::input::about("the profile", &why)))?;
+    let bytes = io::input::read_regular(path, io::input::MAX_PROFILE).map_err(|why| {
+        Failure::new(Kind::Usage, io::input::about("the profile", &why))
+            .hint("give the path of a cluster profile (YAML), e.g. profiles/tutorial.yaml")
+    })?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let file = path.display().to_string();
         Report::positioned(&file, vec![not_utf8(e.as_bytes(), e.utf8_error())])
@@ -228,8 +231,9 @@ pub fn render_seeds(
         seeds.push((m.name.clone(), seed));
     }
     if !problems.is_empty() {
-        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-        bail!("{}", text.join("\n"));
+        bail!(diag::Failures(
+            problems.iter().map(check::Problem::failure).collect()
+        ));
     }
     Ok(seeds)
 }
@@ -240,9 +244,9 @@ fn check_machine_names(spec: &Spec, names: &[String], how: &str) -> Result<()> {
         if spec.machine(name).is_none() {
             let known: Vec<&str> = spec.machines.iter().map(|m| m.name.as_str()).collect();
             bail!(
-                "{how}{:?}: the profile has no machine of that name\n  hint: machines: {}",
-                diag::shorten(name),
-                known.join(", ")
+                Failure::new(Kind::Usage, "the profile has no machine of that name")
+                    .at(format!("{how}{:?}", diag::shorten(name)))
+                    .hint(format!("machines: {}", known.join(", ")))
             );
         }
     }
@@ -372,10 +376,12 @@ impl Writing {
         // Under the locks: no other nodeimg run changes the output meanwhile.
         let out = output::check_target(real_out, out_dir, &inputs.protected())?;
         if !secrets_dir.is_dir() {
-            bail!(
-                "{}: error: the folder of the secrets file does not exist\n  hint: create it, or give another path with --secrets",
-                secrets.display()
-            );
+            bail!(Failure::new(
+                Kind::Secrets,
+                "the folder of the secrets file does not exist"
+            )
+            .at(secrets.display())
+            .hint("create it, or give another path with --secrets"));
         }
         secrets::sweep_stale_temporaries(&secrets);
         Ok(Writing {
@@ -411,8 +417,10 @@ fn open_base_image(v: &Validated, opts: &BuildOptions, scratch: &Path) -> Result
                 validate::Checksum::Sha256(h) => h.clone(),
                 validate::Checksum::Sums { url, name } => {
                     let list = fetcher.fetch_text(url)?;
-                    crate::io::hash::sums_entry(&list, name).with_context(|| {
-                        format!("{} has no entry for {name}\n  hint: check image.url and image.sha256sums, or pin image.sha256", fetch::shown_url(url))
+                    crate::io::hash::sums_entry(&list, name).ok_or_else(|| {
+                        Failure::new(Kind::Download, format!("no entry for {name}"))
+                            .at(fetch::shown_url(url))
+                            .hint("check image.url and image.sha256sums, or pin image.sha256")
                     })?
                 }
             };
@@ -508,10 +516,9 @@ fn archive_source(charts_dir: Option<&Path>, file: &str, url: String) -> Result<
     };
     let path = dir.join(file);
     if !path.is_file() {
-        bail!(
-            "--charts {}: no {file} there\n  hint: put the archive ({url}) in that folder",
-            dir.display()
-        );
+        bail!(Failure::new(Kind::Usage, format!("no {file} there"))
+            .at(format!("--charts {}", dir.display()))
+            .hint(format!("put the archive ({url}) in that folder")));
     }
     Ok(format!("file://{}", path.canonicalize()?.display()))
 }
@@ -718,19 +725,19 @@ pub fn show(
     templates: Option<&Path>,
 ) -> Result<String> {
     if !SHOWABLE.contains(&file) {
-        bail!(
-            "cannot show {file:?}\n  hint: choose one of: {}",
-            SHOWABLE.join(", ")
-        );
+        bail!(Failure::new(Kind::Usage, format!("cannot show {file:?}"))
+            .hint(format!("choose one of: {}", SHOWABLE.join(", "))));
     }
     let only = [machine.to_string()];
     let session = Session::open(profile_path, templates, &only, "show: machine ")?;
     let secrets_file = secrets_path(profile_path, secrets);
     if reveal && !secrets_file.exists() {
-        bail!(
-            "{}: no secrets file yet, so there is nothing to reveal\n  hint: run `nodeimg build` first; it creates the secrets",
-            secrets_file.display()
-        );
+        bail!(Failure::new(
+            Kind::Secrets,
+            "no secrets file yet, so there is nothing to reveal"
+        )
+        .at(secrets_file.display())
+        .hint("run `nodeimg build` first; it creates the secrets"));
     }
     let (secrets, _) = secrets::load_or_generate(&secrets_file, session.spec())?;
     let payload = session.payload(&secrets, None)?;
@@ -780,7 +787,11 @@ pub fn boot_test(
     opts: &boottest::BootOptions,
 ) -> Result<boottest::BootReport> {
     if !build_opts.only.is_empty() {
-        bail!("boot-test boots the whole cluster: --only is not supported here");
+        bail!(
+            Failure::new(Kind::Usage, "boot-test boots the whole cluster")
+                .at("--only")
+                .hint("leave --only out; to rebuild one machine during a boot test, use --reprovision NAME")
+        );
     }
     let summary = build(profile_path, build_opts)?;
     let mut opts = opts.clone();

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use nodeimg::diag::{Failure, Kind};
 
 #[derive(Parser)]
 #[command(
@@ -214,7 +215,11 @@ fn confirm_on_terminal(text: &str) -> anyhow::Result<bool> {
     use std::io::{BufRead, IsTerminal, Write};
     eprintln!("{text}");
     if !std::io::stdin().is_terminal() {
-        anyhow::bail!("not confirmed: stdin is not a terminal, so nodeimg cannot ask\n  hint: check the device above, then run again with --yes");
+        anyhow::bail!(Failure::new(
+            Kind::Device,
+            "not confirmed: stdin is not a terminal, so nodeimg cannot ask"
+        )
+        .hint("check the device above, then run again with --yes"));
     }
     eprint!("type yes to overwrite it: ");
     std::io::stderr().flush()?;
@@ -251,13 +256,23 @@ fn print_error(e: &anyhow::Error) {
             if n == 1 { "" } else { "s" },
             report.file
         ));
-    } else {
-        let text = format!("{e:#}");
-        if text.contains(": error: ") {
-            say(&format!("{text}\n"));
-        } else {
-            say(&format!("error: {text}\n"));
+    } else if let Some(failure) = e.chain().find(|c| {
+        c.downcast_ref::<nodeimg::diag::Failure>().is_some()
+            || c.downcast_ref::<nodeimg::diag::Failures>().is_some()
+    }) {
+        // What the caller was doing when it failed, if it said so.
+        let doing: Vec<String> = e
+            .chain()
+            .take_while(|c| !std::ptr::eq(*c, failure))
+            .map(|c| c.to_string())
+            .collect();
+        say(&format!("{failure}\n"));
+        if !doing.is_empty() {
+            say(&format!("  while {}\n", doing.join(": ")));
         }
+    } else {
+        // Not a mistake nodeimg knows how to explain: what failed, on what.
+        say(&format!("error: {e:#}\n"));
     }
 }
 

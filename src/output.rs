@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use crate::diag::{Failure, Kind};
+
 use crate::io::write::parent_of;
 use crate::io::{interrupt, lock};
 
@@ -227,13 +229,24 @@ pub fn resolve_output(out: &Path) -> Result<PathBuf> {
         Ok(meta) if meta.file_type().is_symlink() => {
             let target = fs::read_link(out).unwrap_or_default();
             let real = fs::canonicalize(out).map_err(|_| {
-                anyhow::anyhow!(
-                    "-o {shown} is a symbolic link to {}, which does not exist\n  hint: create that folder, or remove the link",
-                    target.display()
+                output_failure(
+                    out,
+                    format!(
+                        "a symbolic link to {}, which does not exist",
+                        target.display()
+                    ),
+                    "create that folder, or remove the link",
                 )
             })?;
             if !real.is_dir() {
-                bail!("-o {shown} is a symbolic link to {}, which is not a folder\n  hint: choose another output with -o", real.display());
+                bail!(output_failure(
+                    out,
+                    format!(
+                        "a symbolic link to {}, which is not a folder",
+                        real.display()
+                    ),
+                    "choose another output with -o",
+                ));
             }
             check_not_mount(&real, out)?;
             Ok(real)
@@ -243,14 +256,20 @@ pub fn resolve_output(out: &Path) -> Result<PathBuf> {
             check_not_mount(&real, out)?;
             Ok(real)
         }
-        Ok(_) => bail!("{shown} exists and is not a directory: choose another output with -o"),
+        Ok(_) => bail!(output_failure(
+            out,
+            "exists and is not a folder",
+            "choose another output with -o"
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let parent = parent_of(out);
             fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
-            let name = out.file_name().with_context(|| {
-                format!(
-                    "-o {shown}: not a folder name\n  hint: give a folder path such as out/staking"
+            let name = out.file_name().ok_or_else(|| {
+                output_failure(
+                    out,
+                    "not a folder name",
+                    "give a folder path such as out/staking",
                 )
             })?;
             let parent = fs::canonicalize(parent)
@@ -261,10 +280,21 @@ pub fn resolve_output(out: &Path) -> Result<PathBuf> {
     }
 }
 
+/// A [`Failure`] about the output folder `-o OUT`.
+fn output_failure(out: &Path, message: impl Into<String>, hint: impl Into<String>) -> Failure {
+    Failure::new(Kind::Output, message)
+        .at(format!("-o {}", out.display()))
+        .hint(hint)
+}
+
 /// A mount point (or /) cannot be renamed: the swap would fail with EBUSY.
 fn check_not_mount(real: &Path, shown: &Path) -> Result<()> {
     let Some(parent) = real.parent() else {
-        bail!("-o {}: nodeimg replaces its output folder whole, and / cannot be replaced\n  hint: give a folder of its own, e.g. out/staking", shown.display());
+        bail!(output_failure(
+            shown,
+            "nodeimg replaces its output folder whole, and / cannot be replaced",
+            "give a folder of its own, e.g. out/staking",
+        ));
     };
     let dev = |p: &Path| {
         fs::metadata(p)
@@ -272,12 +302,14 @@ fn check_not_mount(real: &Path, shown: &Path) -> Result<()> {
             .with_context(|| format!("cannot read {}", p.display()))
     };
     if dev(real)? != dev(parent)? {
-        bail!(
-            "-o {}: {} is a mount point, and nodeimg replaces its output folder whole by renaming it, which a mount point refuses\n  hint: use a folder inside it, e.g. -o {}",
-            shown.display(),
-            real.display(),
-            shown.join("staking").display()
-        );
+        bail!(output_failure(
+            shown,
+            format!(
+                "{} is a mount point, and nodeimg replaces its output folder whole by renaming it, which a mount point refuses",
+                real.display()
+            ),
+            format!("use a folder inside it, e.g. -o {}", shown.join("staking").display()),
+        ));
     }
     Ok(())
 }
@@ -287,13 +319,18 @@ fn check_not_mount(real: &Path, shown: &Path) -> Result<()> {
 fn check_output(out: &Path, shown: &Path, protected: &[Protected]) -> Result<()> {
     for p in protected {
         if resolved(&p.path).starts_with(out) {
-            bail!(
-                "-o {}: the output folder would hold the {} {}, and nodeimg replaces its output folder whole\n  hint: write the output elsewhere (the default is out/<cluster name>), or keep the {} outside it",
-                shown.display(),
-                p.what,
-                p.path.display(),
-                p.what
-            );
+            bail!(output_failure(
+                shown,
+                format!(
+                    "the output folder would hold the {} {}, and nodeimg replaces its output folder whole",
+                    p.what,
+                    p.path.display()
+                ),
+                format!(
+                    "write the output elsewhere (the default is out/<cluster name>), or keep the {} outside it",
+                    p.what
+                ),
+            ));
         }
     }
     if !out.is_dir() {
@@ -305,11 +342,14 @@ fn check_output(out: &Path, shown: &Path, protected: &[Protected]) -> Result<()>
         if foreign.len() > 3 {
             names.push("...");
         }
-        bail!(
-            "-o {}: the folder holds files nodeimg did not write ({}), so nodeimg will not replace it\n  hint: choose another output with -o (a new or empty folder), or move those files out",
-            shown.display(),
-            names.join(", ")
-        );
+        bail!(output_failure(
+            shown,
+            format!(
+                "the folder holds files nodeimg did not write ({}), so nodeimg will not replace it",
+                names.join(", ")
+            ),
+            "choose another output with -o (a new or empty folder), or move those files out",
+        ));
     }
     Ok(())
 }

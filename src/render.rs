@@ -17,6 +17,7 @@ use std::path::Path;
 use anyhow::{bail, Context as _, Result};
 use tera::{Context, Kwargs, State, Tera, Value};
 
+use crate::diag::{Failure, Kind};
 use crate::model::sh_quote;
 
 /// The embedded templates, by name (path under cloudinit/).
@@ -197,10 +198,10 @@ fn new_tera(suffix: &str, escape: tera::EscapeFn) -> Tera {
 pub fn render_own_sh(shown: &str, text: &str, ctx: &serde_json::Value) -> Result<String> {
     let mut sh = new_tera(".sh", escape_sh);
     sh.add_raw_template(shown, text)
-        .map_err(|e| anyhow::anyhow!("{}", render_error(&e)))?;
+        .map_err(|e| anyhow::Error::new(render_error(&e)))?;
     let ctx = Context::from_serialize(ctx).context("internal: context not serializable")?;
     sh.render(shown, &ctx)
-        .map_err(|e| anyhow::anyhow!("{}", render_error(&e)))
+        .map_err(|e| anyhow::Error::new(render_error(&e)))
 }
 
 impl Engine {
@@ -213,7 +214,9 @@ impl Engine {
             .collect();
         if let Some(dir) = dir {
             if !dir.is_dir() {
-                bail!("--templates {}: no such directory", dir.display());
+                bail!(Failure::new(Kind::Usage, "no such directory")
+                    .at(format!("--templates {}", dir.display()))
+                    .hint("give a folder of templates laid out as cloudinit/ (e.g. files/chrony.conf)"));
             }
             for rel in walk(dir)? {
                 let path = dir.join(&rel);
@@ -241,7 +244,7 @@ impl Engine {
             };
             engine
                 .add_raw_template(shown, text)
-                .map_err(|e| anyhow::anyhow!("{}", render_error(&e)))?;
+                .map_err(|e| anyhow::Error::new(render_error(&e)))?;
             shown_names.insert(name.clone(), shown.clone());
         }
         Ok(Engine {
@@ -267,7 +270,7 @@ impl Engine {
             .with_context(|| format!("template {name} is missing"))?;
         engine
             .render(shown, ctx)
-            .map_err(|e| anyhow::anyhow!("{}", render_error(&e)))
+            .map_err(|e| anyhow::Error::new(render_error(&e)))
     }
 
     /// Prepares what every machine shares: the cluster context, converted
@@ -356,7 +359,7 @@ fn instance_id(user_data: &str, network_config: &str) -> String {
     format!("iid-nodeimg-{}", &hex::encode(h.finalize())[..16])
 }
 
-fn render_error(e: &tera::Error) -> String {
+fn render_error(e: &tera::Error) -> Failure {
     // tera 2 errors carry file:line:col and a caret in their Display and
     // in their source chain.
     let mut out = e.to_string();
@@ -365,7 +368,8 @@ fn render_error(e: &tera::Error) -> String {
         out.push_str(&format!("\n  {s}"));
         src = s.source();
     }
-    format!("template error: {out}")
+    Failure::new(Kind::Template, format!("template error: {out}"))
+        .hint("fix the template at that line (a --templates override, or report a bug)")
 }
 
 fn walk(dir: &Path) -> Result<Vec<String>> {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use ssh_key::rand_core::{OsRng, RngCore};
 use ssh_key::{Algorithm, LineEnding, PrivateKey};
 
+use crate::diag::{Failure, Kind};
 use crate::validate::Spec;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -161,44 +162,49 @@ impl Secrets {
                     .location()
                     .map(|l| format!(":{}:{}", l.line(), l.column()))
                     .unwrap_or_default();
-                bail!(
-                    "{}{at}: error: the secrets file is damaged (it is not in the form nodeimg writes)\n  hint: restore it from your backup; deleting it makes new secrets, and machines built with the old ones will not join or will show new host keys",
-                    path.display()
-                );
+                bail!(Failure::new(Kind::Secrets, "the secrets file is damaged (it is not in the form nodeimg writes)")
+                    .at(format!("{}{at}", path.display()))
+                    .hint("restore it from your backup; deleting it makes new secrets, and machines built with the old ones will not join or will show new host keys"));
             }
         };
         if s.version != 1 {
-            bail!(
-                "{}: error: secrets file version {} is not supported by this nodeimg",
-                path.display(),
-                s.version
-            );
+            bail!(Failure::new(
+                Kind::Secrets,
+                format!(
+                    "secrets file version {} is not supported by this nodeimg",
+                    s.version
+                )
+            )
+            .at(path.display())
+            .hint("use the nodeimg that wrote it, or restore a version 1 file from your backup"));
         }
         let token_ok = s.microk8s_join_token.len() >= 32
             && s.microk8s_join_token
                 .chars()
                 .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase());
         if !token_ok {
-            bail!(
-                "{}: error: microk8s_join_token must be at least 32 lowercase letters and digits\n  hint: restore the file from your backup",
-                path.display()
-            );
+            bail!(Failure::new(
+                Kind::Secrets,
+                "microk8s_join_token must be at least 32 lowercase letters and digits"
+            )
+            .at(path.display())
+            .hint("restore the file from your backup"));
         }
         if let Some(jwt) = &s.jwt_secret {
             if jwt.len() != 64 || !jwt.bytes().all(|b| b.is_ascii_hexdigit()) {
                 bail!(
-                    "{}: error: jwt_secret must be 64 hex digits (32 bytes)\n  hint: restore the file from your backup",
-                    path.display()
+                    Failure::new(Kind::Secrets, "jwt_secret must be 64 hex digits (32 bytes)")
+                        .at(path.display())
+                        .hint("restore the file from your backup")
                 );
             }
         }
         for (name, m) in &s.machines {
             match PrivateKey::from_openssh(&m.ssh_host_ed25519_key) {
                 Ok(k) if k.algorithm() == Algorithm::Ed25519 && !k.is_encrypted() => {}
-                _ => bail!(
-                    "{}: error: the SSH host key of machine {name} is not an unencrypted ed25519 private key\n  hint: restore the file from your backup, or delete that machine's entry to give it a new host key",
-                    path.display()
-                ),
+                _ => bail!(Failure::new(Kind::Secrets, format!("the SSH host key of machine {name} is not an unencrypted ed25519 private key"))
+                    .at(path.display())
+                    .hint("restore the file from your backup, or delete that machine's entry to give it a new host key")),
             }
         }
         Ok(s)
@@ -245,10 +251,16 @@ pub fn resolve_path(path: &Path) -> Result<PathBuf> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path).map_err(|_| {
             let target = std::fs::read_link(path).unwrap_or_default();
-            anyhow::anyhow!(
-                "{}: error: the secrets file is a symbolic link to {}, which does not exist\n  hint: fix the link (is the drive with your secrets mounted?); nodeimg makes new secrets only where there is no file and no link",
-                path.display(),
-                target.display()
+            anyhow::Error::new(
+                Failure::new(
+                    Kind::Secrets,
+                    format!(
+                        "the secrets file is a symbolic link to {}, which does not exist",
+                        target.display()
+                    ),
+                )
+                .at(path.display())
+                .hint("fix the link (is the drive with your secrets mounted?); nodeimg makes new secrets only where there is no file and no link"),
             )
         }),
         _ => Ok(path.to_path_buf()),
@@ -263,26 +275,30 @@ fn check_private(path: &Path) -> Result<()> {
         .with_context(|| format!("cannot read the secrets file {}", path.display()))?;
     if !meta.is_file() {
         bail!(
-            "{}: error: the secrets file is not a regular file\n  hint: point --secrets at the file nodeimg wrote",
-            path.display()
+            Failure::new(Kind::Secrets, "the secrets file is not a regular file")
+                .at(path.display())
+                .hint("point --secrets at the file nodeimg wrote")
         );
     }
     let me = crate::io::euid();
     if meta.uid() != me {
-        bail!(
-            "{}: error: the secrets file belongs to uid {}, not to you (uid {me}), so someone else controls the cluster's keys\n  hint: if it is yours, `chown {me} {}`; else restore your own copy",
-            path.display(),
-            meta.uid(),
-            path.display()
-        );
+        bail!(Failure::new(Kind::Secrets, format!("the secrets file belongs to uid {}, not to you (uid {me}), so someone else controls the cluster's keys", meta.uid()))
+            .at(path.display())
+            .hint(format!("if it is yours, `chown {me} {}`; else restore your own copy", path.display())));
     }
     if meta.mode() & 0o077 != 0 {
-        bail!(
-            "{}: error: the secrets file can be read by other users (mode {:04o})\n  hint: `chmod 600 {}`, and treat the join token and host keys as exposed if others had access",
-            path.display(),
-            meta.mode() & 0o7777,
+        bail!(Failure::new(
+            Kind::Secrets,
+            format!(
+                "the secrets file can be read by other users (mode {:04o})",
+                meta.mode() & 0o7777
+            )
+        )
+        .at(path.display())
+        .hint(format!(
+            "`chmod 600 {}`, and treat the join token and host keys as exposed if others had access",
             path.display()
-        );
+        )));
     }
     Ok(())
 }

@@ -579,8 +579,9 @@ fn unreadable_profiles_get_clear_messages() {
     let r = s.run(&["show", "profile.yaml", "../../etc", "user-data"]);
     assert_eq!(r.code(), Some(1));
     assert!(
-        r.stderr()
-            .contains("show: machine \"../../etc\": the profile has no machine of that name"),
+        r.stderr().contains(
+            "show: machine \"../../etc\": error: the profile has no machine of that name"
+        ),
         "{}",
         r.stderr()
     );

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::diag::{Failure, Kind};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
@@ -56,7 +57,11 @@ pub fn firmware() -> Result<PathBuf> {
             return Ok(PathBuf::from(p));
         }
     }
-    bail!("no UEFI firmware for QEMU (/usr/share/ovmf/OVMF.fd)\n  hint: apt-get install ovmf")
+    bail!(Failure::new(
+        Kind::Tool,
+        "no UEFI firmware for QEMU (/usr/share/ovmf/OVMF.fd)"
+    )
+    .hint("apt-get install ovmf"))
 }
 
 /// The format qemu-img sees in a disk image (raw, qcow2, ...).

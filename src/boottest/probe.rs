@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
+use crate::diag::{Failure, Kind};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
@@ -110,17 +111,29 @@ pub fn read_login_key(path: &Path, spec: &Spec) -> Result<String> {
     let meta =
         fs::metadata(path).with_context(|| format!("--login-key {shown}: cannot read it"))?;
     if !meta.is_file() || meta.len() > MAX {
-        bail!("--login-key {shown}: not a private key file (a regular file of at most 64 KiB)");
+        bail!(Failure::new(
+            Kind::Usage,
+            "not a private key file (a regular file of at most 64 KiB)"
+        )
+        .at(format!("--login-key {shown}"))
+        .hint("make a throwaway one with ssh-keygen -t ed25519 -N '' -f KEY"));
     }
     let text =
         fs::read_to_string(path).with_context(|| format!("--login-key {shown}: cannot read it"))?;
     let key = ssh_key::PrivateKey::from_openssh(&text).map_err(|_| {
-        anyhow::anyhow!(
-            "--login-key {shown}: not an OpenSSH private key\n  hint: make a throwaway one with ssh-keygen -t ed25519 -N '' -f KEY"
+        anyhow::Error::new(
+            Failure::new(Kind::Usage, "not an OpenSSH private key")
+                .at(format!("--login-key {shown}"))
+                .hint("make a throwaway one with ssh-keygen -t ed25519 -N '' -f KEY"),
         )
     })?;
     if key.is_encrypted() {
-        bail!("--login-key {shown}: the key has a passphrase; the probe cannot use it\n  hint: a throwaway key without one: ssh-keygen -t ed25519 -N '' -f KEY");
+        bail!(Failure::new(
+            Kind::Usage,
+            "the key has a passphrase; the probe cannot use it"
+        )
+        .at(format!("--login-key {shown}"))
+        .hint("a throwaway key without one: ssh-keygen -t ed25519 -N '' -f KEY"));
     }
     let public = key
         .public_key()
@@ -132,7 +145,14 @@ pub fn read_login_key(path: &Path, spec: &Spec) -> Result<String> {
             .eq(public.split_whitespace().take(2))
     });
     if !authorized {
-        bail!("--login-key {shown}: its public key is not in the profile's ssh.authorized_keys\n  hint: add the content of {shown}.pub there (a throwaway key: it is copied into the test machines)");
+        bail!(Failure::new(
+            Kind::Usage,
+            "its public key is not in the profile's ssh.authorized_keys"
+        )
+        .at(format!("--login-key {shown}"))
+        .hint(format!(
+            "add the content of {shown}.pub there (a throwaway key: it is copied into the test machines)"
+        )));
     }
     Ok(text)
 }
