@@ -314,6 +314,17 @@ fn the_first_boot_script_runs_the_steps_nodeimg_defines() {
     }
 }
 
+/// `text`, written to `file`, passes shellcheck as a POSIX sh script.
+fn assert_shellcheck_passes(file: &std::path::Path, text: &str) {
+    fs::write(file, text).unwrap();
+    let out = tool("shellcheck", &["-s", "sh", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}\n{text}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 /// The probe's vendor-data, as boot-test renders it (with and without a
 /// login key), passes shellcheck.
 #[test]
@@ -338,14 +349,7 @@ fn the_probe_vendor_data_passes_shellcheck() {
             login_key.is_some(),
             "{text}"
         );
-        let file = s.path("vendor-data");
-        fs::write(&file, &text).unwrap();
-        let out = tool("shellcheck", &["-s", "sh", file.to_str().unwrap()]);
-        assert!(
-            out.status.success(),
-            "{}\n{text}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        assert_shellcheck_passes(&s.path("vendor-data"), &text);
     }
 }
 
@@ -364,14 +368,7 @@ fn the_release_install_script_passes_shellcheck() {
             !verified_archives,
             "{text}"
         );
-        let file = dir.path().join("install.sh");
-        fs::write(&file, &text).unwrap();
-        let out = tool("shellcheck", &["-s", "sh", file.to_str().unwrap()]);
-        assert!(
-            out.status.success(),
-            "{}\n{text}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        assert_shellcheck_passes(&dir.path().join("install.sh"), &text);
     }
 }
 

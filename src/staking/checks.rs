@@ -627,21 +627,13 @@ fn chart_pins(
             );
             continue;
         }
-        let sha = pin
-            .sha256
-            .as_deref()
-            .and_then(crate::io::hash::parse_sha256);
-        if sha.is_none() {
-            c.error(
-                if pin.sha256.is_some() {
-                    p.key("sha256")
-                } else {
-                    p.clone()
-                },
-                format!("the {name} chart pin has no valid sha256"),
-                "give the .tgz's sha256 (the `digest` in the chart repository's index.yaml)",
-            );
-        }
+        let sha = sha256_pin(
+            c,
+            [p.key("sha256"), p.clone()],
+            pin.sha256.as_deref(),
+            format!("the {name} chart pin has no valid sha256"),
+            "give the .tgz's sha256 (the `digest` in the chart repository's index.yaml)".into(),
+        );
         let Some(version) = pin.version.clone().filter(|v| !v.is_empty()) else {
             c.error(
                 p.clone(),
@@ -684,6 +676,27 @@ fn chart_pins(
     }
     charts.retain(|n, _| n == execution || n == consensus);
     charts
+}
+
+/// A pin's sha256 (64 hex digits, lowercased); an error at
+/// `[if malformed, if missing]` otherwise.
+fn sha256_pin(
+    c: &mut Checker,
+    [malformed_at, missing_at]: [Path; 2],
+    sha256: Option<&str>,
+    problem: String,
+    hint: String,
+) -> Option<String> {
+    let parsed = sha256.and_then(crate::io::hash::parse_sha256);
+    if parsed.is_none() {
+        let place = if sha256.is_some() {
+            malformed_at
+        } else {
+            missing_at
+        };
+        c.error(place, problem, hint);
+    }
+    parsed
 }
 
 /// `chart_source`: the ethpandaops charts (default) or the reference's
@@ -730,24 +743,17 @@ fn legacy_chart(
                     format!("pin the 40-hex-digit commit, e.g. {LEGACY_COMMIT}"),
                 );
             }
-            let sha = pin
-                .sha256
-                .as_deref()
-                .and_then(crate::io::hash::parse_sha256);
-            if sha.is_none() {
-                c.error(
-                    if pin.sha256.is_some() {
-                        at.key("eth2xk8s").key("sha256")
-                    } else {
-                        p
-                    },
-                    "the eth2xk8s archive has no valid sha256 pin (`staking.eth2xk8s.sha256`)",
-                    format!(
-                        "download {} once, check it, and pin its sha256 (sha256sum prints it)",
-                        legacy_url(&commit)
-                    ),
-                );
-            }
+            // Missing, the error is on chart_source (what asked for the archive).
+            let sha = sha256_pin(
+                c,
+                [at.key("eth2xk8s").key("sha256"), p],
+                pin.sha256.as_deref(),
+                "the eth2xk8s archive has no valid sha256 pin (`staking.eth2xk8s.sha256`)".into(),
+                format!(
+                    "download {} once, check it, and pin its sha256 (sha256sum prints it)",
+                    legacy_url(&commit)
+                ),
+            );
             Some(LegacyChart {
                 commit,
                 sha256: sha.unwrap_or_default(),
