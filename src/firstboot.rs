@@ -50,6 +50,12 @@ pub mod state {
 /// The states after which a step is not run again.
 pub const SETTLED: &[&str] = &[state::DONE, state::SKIPPED];
 
+/// The interfaces Calico routes pod traffic through between nodes: the
+/// `ufw` step allows traffic in and out on them on every Kubernetes
+/// machine (as the MicroK8s docs ask under ufw), and the boot test expects
+/// those rules.
+pub const CALICO_INTERFACES: &[&str] = &["vxlan.calico", "cali+"];
+
 /// Which machines run a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runs {
@@ -191,6 +197,7 @@ pub fn context() -> Value {
             "retrying": state::RETRYING,
         },
         "settled": SETTLED,
+        "calico_interfaces": CALICO_INTERFACES,
     })
 }
 

@@ -95,7 +95,7 @@ impl Target {
             if sys.join("partition").is_file() {
                 bail!(Failure::new(
                     Kind::Device,
-                    "a partition: an image is written to a whole disk"
+                    "the device is a partition: an image is written to a whole disk"
                 )
                 .at(path.display())
                 .hint("name the disk (e.g. /dev/sdb, not /dev/sdb1); lsblk lists them"));
@@ -227,7 +227,7 @@ impl Target {
         if !users.is_empty() {
             bail!(Failure::new(
                 Kind::Device,
-                format!("in use: {}; nothing was written", users.join(", "))
+                format!("the device is in use: {}; nothing was written", users.join(", "))
             )
             .at(self.path.display())
             .hint("unmount it (and stop whatever holds it) first, and make sure it is the disk you mean to overwrite"));

@@ -500,73 +500,6 @@ pub struct ReleaseSummary {
     pub warnings: String,
 }
 
-/// Where the ethpandaops project publishes a chart version.
-pub fn chart_url(chart: &str, version: &str) -> String {
-    format!(
-        "https://github.com/ethpandaops/ethereum-helm-charts/releases/download/{chart}-{version}/{}",
-        staking::chart_archive(chart, version)
-    )
-}
-
-/// Where a pinned archive comes from: `file` in `charts_dir` (a `file://`
-/// URL) when given, else `url`.
-fn archive_source(charts_dir: Option<&Path>, file: &str, url: String) -> Result<String> {
-    let Some(dir) = charts_dir else {
-        return Ok(url);
-    };
-    let path = dir.join(file);
-    if !path.is_file() {
-        bail!(Failure::new(Kind::Usage, format!("no {file} there"))
-            .at(format!("--charts {}", dir.display()))
-            .hint(format!("put the archive ({url}) in that folder")));
-    }
-    Ok(format!("file://{}", path.canonicalize()?.display()))
-}
-
-/// The staking profile's chart archives, verified against their pins:
-/// from `charts_dir` if given, else downloaded (or from the cache).
-/// Returns (file name, path).
-pub fn fetch_charts(
-    s: &staking::StakingSpec,
-    charts_dir: Option<&Path>,
-    fetch_opts: &fetch::FetchOptions,
-) -> Result<Vec<(String, PathBuf)>> {
-    let fetcher = fetch::Fetcher::new(fetch_opts.clone())?;
-    let mut archives = Vec::new();
-    for (chart, pin) in &s.charts {
-        let file = staking::chart_archive(chart, &pin.version);
-        let url = archive_source(charts_dir, &file, chart_url(chart, &pin.version))?;
-        let path = fetcher
-            .fetch(&url, &pin.sha256, io::input::MAX_CHART)
-            .with_context(|| {
-                format!(
-                    "the {chart} chart {} (pinned in staking.charts or nodeimg's defaults)",
-                    pin.version
-                )
-            })?;
-        archives.push((file, path));
-    }
-    Ok(archives)
-}
-
-/// The eth2xk8s archive (verified): from `charts_dir` as
-/// `eth2xk8s-<commit>.zip`, else downloaded from GitHub.
-pub fn fetch_legacy_archive(
-    legacy: &staking::LegacyChart,
-    charts_dir: Option<&Path>,
-    fetch_opts: &fetch::FetchOptions,
-) -> Result<PathBuf> {
-    let fetcher = fetch::Fetcher::new(fetch_opts.clone())?;
-    let url = archive_source(
-        charts_dir,
-        &format!("eth2xk8s-{}.zip", legacy.commit),
-        staking::legacy_url(&legacy.commit),
-    )?;
-    fetcher
-        .fetch(&url, &legacy.sha256, io::input::MAX_CHART)
-        .context("the eth2xk8s archive (pinned in staking.eth2xk8s)")
-}
-
 /// The seeds' staking payload for a build (charts fetched) or a check
 /// (`charts: None`: rendered without the archives).
 fn staking_payload(
@@ -581,7 +514,7 @@ fn staking_payload(
     let archives = match charts {
         // The legacy chart is installed by hand: the master carries nothing.
         Some(_) if s.legacy.is_some() => Vec::new(),
-        Some((dir, opts)) => fetch_charts(s, dir, opts)?
+        Some((dir, opts)) => staking::fetch_charts(s, dir, opts)?
             .into_iter()
             .map(|(f, p)| {
                 Ok((
@@ -620,7 +553,7 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
     let archives = if opts.values_only {
         Vec::new()
     } else {
-        fetch_charts(&s, opts.charts_dir.as_deref(), &opts.fetch)?
+        staking::fetch_charts(&s, opts.charts_dir.as_deref(), &opts.fetch)?
     };
     let secrets_file = secrets_path(profile_path, opts.secrets.as_deref());
     let out_dir = opts
@@ -659,7 +592,8 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
     }
     if let Some(legacy) = &s.legacy {
         if !opts.values_only {
-            let zip = fetch_legacy_archive(legacy, opts.charts_dir.as_deref(), &opts.fetch)?;
+            let zip =
+                staking::fetch_legacy_archive(legacy, opts.charts_dir.as_deref(), &opts.fetch)?;
             let dest = stage
                 .machine_dir(RELEASE_CHARTS)?
                 .join(staking::LEGACY_CHART);

@@ -140,7 +140,7 @@ fn flash_refuses_a_mounted_device_and_the_file_behind_it() {
     assert_eq!(r.code(), Some(1), "{}", r.stdout());
     assert!(
         r.stderr().contains(&format!(
-            "{} is in use: mounted on {}",
+            "{}: error: the device is in use: mounted on {}",
             lo.dev,
             mnt.display()
         )),

@@ -134,7 +134,7 @@ firewall_commands() {
   if is_k8s; then
     # Pod traffic between nodes (Calico), as the MicroK8s docs ask under ufw.
     printf 'default%sallow%srouted\n' "$t" "$t"
-    for iface in vxlan.calico 'cali+'; do
+    for iface in{% for i in firstboot.calico_interfaces %} {{ i }}{% endfor %}; do
       printf 'allow%sin%son%s%s\n' "$t" "$t" "$t" "$iface"
       printf 'allow%sout%son%s%s\n' "$t" "$t" "$t" "$iface"
     done

@@ -113,7 +113,7 @@ fn expected_ufw(spec: &Spec, m: &MachineSpec) -> Vec<(String, String)> {
         rules.push((format!("{}/{}", r.ports, r.proto), from));
     }
     if m.role.is_kubernetes() {
-        for iface in ["vxlan.calico", "cali+"] {
+        for iface in firstboot::CALICO_INTERFACES {
             rules.push((format!("Anywhere on {iface}"), "Anywhere".into()));
             rules.push(("Anywhere".into(), format!("Anywhere on {iface} (out)")));
         }

@@ -1,8 +1,14 @@
-//! The legacy eth2xk8s chart, extracted from its GitHub archive.
+//! The charts' archives: fetched (or taken from `--charts`) and verified
+//! against their pins, and the legacy eth2xk8s chart extracted from its
+//! GitHub archive.
 
-use std::path::Path as FsPath;
+use std::path::{Path as FsPath, PathBuf};
 
-use super::LEGACY_FOLDER;
+use anyhow::{bail, Context, Result};
+
+use super::{chart_archive, chart_url, legacy_url, LegacyChart, StakingSpec, LEGACY_FOLDER};
+use crate::diag::{Failure, Kind};
+use crate::fetch;
 
 /// Extracts the eth2xk8s chart (`prysm/helm` of the GitHub archive) into
 /// `dest`. Refuses the whole archive if any entry is absolute, climbs with
@@ -57,4 +63,63 @@ pub fn extract_legacy_chart(zip_path: &FsPath, dest: &FsPath) -> anyhow::Result<
         );
     }
     Ok(written)
+}
+
+/// Where a pinned archive comes from: `file` in `charts_dir` (a `file://`
+/// URL) when given, else `url`.
+fn archive_source(charts_dir: Option<&FsPath>, file: &str, url: String) -> Result<String> {
+    let Some(dir) = charts_dir else {
+        return Ok(url);
+    };
+    let path = dir.join(file);
+    if !path.is_file() {
+        bail!(Failure::new(Kind::Usage, format!("no {file} there"))
+            .at(format!("--charts {}", dir.display()))
+            .hint(format!("put the archive ({url}) in that folder")));
+    }
+    Ok(format!("file://{}", path.canonicalize()?.display()))
+}
+
+/// The staking profile's chart archives, verified against their pins:
+/// from `charts_dir` if given, else downloaded (or from the cache).
+/// Returns (file name, path).
+pub fn fetch_charts(
+    s: &StakingSpec,
+    charts_dir: Option<&FsPath>,
+    fetch_opts: &fetch::FetchOptions,
+) -> Result<Vec<(String, PathBuf)>> {
+    let fetcher = fetch::Fetcher::new(fetch_opts.clone())?;
+    let mut archives = Vec::new();
+    for (chart, pin) in &s.charts {
+        let file = chart_archive(chart, &pin.version);
+        let url = archive_source(charts_dir, &file, chart_url(chart, &pin.version))?;
+        let path = fetcher
+            .fetch(&url, &pin.sha256, crate::io::input::MAX_CHART)
+            .with_context(|| {
+                format!(
+                    "the {chart} chart {} (pinned in staking.charts or nodeimg's defaults)",
+                    pin.version
+                )
+            })?;
+        archives.push((file, path));
+    }
+    Ok(archives)
+}
+
+/// The eth2xk8s archive (verified): from `charts_dir` as
+/// `eth2xk8s-<commit>.zip`, else downloaded from GitHub.
+pub fn fetch_legacy_archive(
+    legacy: &LegacyChart,
+    charts_dir: Option<&FsPath>,
+    fetch_opts: &fetch::FetchOptions,
+) -> Result<PathBuf> {
+    let fetcher = fetch::Fetcher::new(fetch_opts.clone())?;
+    let url = archive_source(
+        charts_dir,
+        &format!("eth2xk8s-{}.zip", legacy.commit),
+        legacy_url(&legacy.commit),
+    )?;
+    fetcher
+        .fetch(&url, &legacy.sha256, crate::io::input::MAX_CHART)
+        .context("the eth2xk8s archive (pinned in staking.eth2xk8s)")
 }

@@ -13,7 +13,7 @@ mod payload;
 mod pins;
 mod values;
 
-pub use charts::extract_legacy_chart;
+pub use charts::{extract_legacy_chart, fetch_charts, fetch_legacy_archive};
 pub(crate) use checks::check;
 pub use checks::{eip55, is_unpinned, OVERRIDES};
 pub use keys::{read_keys, GroupKeys};

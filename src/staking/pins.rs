@@ -67,3 +67,11 @@ pub const DELAY_IMAGE: &str = "busybox:1.36.1";
 pub fn chart_archive(chart: &str, version: &str) -> String {
     format!("{chart}-{version}.tgz")
 }
+
+/// Where the ethpandaops project publishes a chart version.
+pub fn chart_url(chart: &str, version: &str) -> String {
+    format!(
+        "https://github.com/ethpandaops/ethereum-helm-charts/releases/download/{chart}-{version}/{}",
+        chart_archive(chart, version)
+    )
+}
