@@ -5,8 +5,10 @@ set -eu
 cd "$(dirname "$0")"
 {#- Every value is a word nodeimg checked (release, chart and file names,
     versions, the namespace), pasted as it is. The master's `release` step
-    in cloudinit/files/nodeimg-setup.sh runs the same commands over the same
-    files. #}
+    in cloudinit/files/nodeimg-setup.sh takes the same steps (storage, then
+    each release in this order, the same values and JWT file) from the
+    verified archives; with --values-only this script installs from the
+    ethpandaops repository instead. #}
 {%- if repository %}
 helm repo add ethpandaops {{ repository | safe }} --force-update >/dev/null
 {%- endif %}

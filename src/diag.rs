@@ -357,6 +357,14 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
+/// A tool nodeimg runs could not be started: a [`Failure`] naming the
+/// Debian package that has it.
+pub fn tool_missing(tool: &str, package: &str, e: std::io::Error) -> anyhow::Error {
+    Failure::new(Kind::Tool, format!("cannot run {tool}: {e}"))
+        .hint(format!("apt-get install {package}"))
+        .into()
+}
+
 /// Several [`Failure`]s found together (every seed problem, not the first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failures(pub Vec<Failure>);

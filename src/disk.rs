@@ -101,9 +101,7 @@ impl BaseImage {
                 .arg(image)
                 .arg(&raw)
                 .output()
-                .context(
-                    "cannot run qemu-img to convert the base image (apt-get install qemu-utils)",
-                )?;
+                .map_err(|e| crate::diag::tool_missing("qemu-img", "qemu-utils", e))?;
             if !out.status.success() {
                 bail!(
                     "{}: qemu-img could not convert it to raw: {}",

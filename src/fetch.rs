@@ -320,8 +320,8 @@ impl Fetcher {
         let key = crate::io::hash::sha256_hex(url.as_bytes());
         let cached = self.opts.cache_dir.join("by-url").join(&key);
         let Some(client) = &self.client else {
-            return fs::read_to_string(&cached).map_err(|_| {
-                Failure::new(
+            return match fs::read_to_string(&cached) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Failure::new(
                     Kind::Download,
                     format!(
                         "{shown} is not in the cache {}",
@@ -330,8 +330,9 @@ impl Fetcher {
                 )
                 .at("--offline")
                 .hint("run once without --offline")
-                .into()
-            });
+                .into()),
+                read => read.with_context(|| format!("cannot read {}", cached.display())),
+            };
         };
         let resp = client.get(url).send().map_err(|e| request_error(url, e))?;
         let status = resp.status();

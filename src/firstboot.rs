@@ -28,6 +28,11 @@ pub const RELEASE_CHARTS: &str = "charts";
 pub const RELEASE_VALUES: &str = "values";
 pub const RELEASE_JWT: &str = "jwt.hex";
 pub const RELEASE_LIST: &str = "releases.list";
+/// The values key the charts take the JWT file as (`--set-file KEY=FILE`).
+pub const RELEASE_JWT_KEY: &str = "jwt";
+/// The legacy eth2xk8s chart's wallet passwords (`nodeimg release` only;
+/// the chart takes them as files).
+pub const RELEASE_PASSWORDS: &str = "passwords";
 
 /// A step's state: the status file's second word, as the seed's
 /// `run_step` records it and the boot test reads it.
@@ -184,6 +189,7 @@ pub fn context() -> Value {
             "storage": RELEASE_STORAGE,
             "charts": RELEASE_CHARTS,
             "jwt": RELEASE_JWT,
+            "jwt_key": RELEASE_JWT_KEY,
             "list": RELEASE_LIST,
         },
         "steps": steps,

@@ -87,8 +87,20 @@ fn describe_partitions(path: &Path) -> Vec<String> {
 
 impl Target {
     pub fn inspect(path: &Path) -> Result<Target> {
-        let meta = fs::metadata(path)
-            .with_context(|| format!("{}: no such device or file", path.display()))?;
+        let meta = fs::metadata(path).map_err(|e| {
+            anyhow::Error::new(
+                Failure::new(
+                    Kind::Device,
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        "no such device or file".to_string()
+                    } else {
+                        format!("cannot use it as the target: {e}")
+                    },
+                )
+                .at(path.display())
+                .hint("name the whole disk (lsblk lists them) or a file to write"),
+            )
+        })?;
         let ft = meta.file_type();
         if ft.is_block_device() {
             let sys = sysfs_block(meta.rdev());

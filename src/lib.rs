@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use diag::{Failure, Kind};
-use firstboot::{RELEASE_CHARTS, RELEASE_JWT, RELEASE_STORAGE, RELEASE_VALUES};
+use firstboot::{RELEASE_CHARTS, RELEASE_JWT, RELEASE_PASSWORDS, RELEASE_STORAGE, RELEASE_VALUES};
 
 pub use diag::Report;
 pub use render::Seed;
@@ -96,28 +96,26 @@ pub fn load_profile_str(file: &str, text: &str) -> Result<Validated> {
 /// What every command that renders seeds starts from: the checked
 /// profile, its validator keys and the templates. Each command is its own
 /// few steps on top (secrets, payload, seeds, then write, print or boot).
-pub struct Session<'a> {
-    pub profile: &'a Path,
+pub struct Session {
     pub checked: Validated,
     pub keys: Vec<staking::GroupKeys>,
     pub engine: render::Engine,
 }
 
-impl<'a> Session<'a> {
+impl Session {
     /// Loads and checks the profile; `machines` must name machines of it
     /// (`how` says where they were given, for the error).
     pub fn open(
-        profile: &'a Path,
+        profile: &Path,
         templates: Option<&Path>,
         machines: &[String],
         how: &str,
-    ) -> Result<Session<'a>> {
+    ) -> Result<Session> {
         let checked = load_profile(profile)?;
         check_machine_names(&checked.spec, machines, how)?;
         let keys = read_validator_keys(&checked, profile)?;
         let engine = render::Engine::new(templates)?;
         Ok(Session {
-            profile,
             checked,
             keys,
             engine,
@@ -574,8 +572,8 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
     for r in &releases {
         let file = r
             .values_file
-            .trim_start_matches(RELEASE_VALUES)
-            .trim_start_matches('/');
+            .strip_prefix(&format!("{RELEASE_VALUES}/"))
+            .unwrap_or(&r.values_file);
         stage.write(
             RELEASE_VALUES,
             file,
@@ -599,10 +597,10 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
                 .join(staking::LEGACY_CHART);
             staking::extract_legacy_chart(&zip, &dest)?;
             // The chart takes each wallet password from a file (--set-file).
-            stage.machine_dir("passwords")?;
+            stage.machine_dir(RELEASE_PASSWORDS)?;
             for g in read_validator_keys(&v, profile_path)? {
                 stage.write(
-                    "passwords",
+                    RELEASE_PASSWORDS,
                     &format!("{}.txt", g.group),
                     String::from_utf8_lossy(&g.password).trim_end().as_bytes(),
                     true,

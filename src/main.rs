@@ -263,12 +263,12 @@ fn print_error(e: &anyhow::Error) {
         // What the caller was doing when it failed, if it said so.
         let doing: Vec<String> = e
             .chain()
-            .take_while(|c| !std::ptr::eq(*c, failure))
+            .take_while(|c| !std::ptr::addr_eq(*c, failure))
             .map(|c| c.to_string())
             .collect();
         say(&format!("{failure}\n"));
         if !doing.is_empty() {
-            say(&format!("  while {}\n", doing.join(": ")));
+            say(&format!("  context: {}\n", doing.join(": ")));
         }
     } else {
         // Not a mistake nodeimg knows how to explain: what failed, on what.

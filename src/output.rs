@@ -232,7 +232,7 @@ pub fn resolve_output(out: &Path) -> Result<PathBuf> {
                 output_failure(
                     out,
                     format!(
-                        "a symbolic link to {}, which does not exist",
+                        "the output is a symbolic link to {}, which does not exist",
                         target.display()
                     ),
                     "create that folder, or remove the link",
@@ -242,7 +242,7 @@ pub fn resolve_output(out: &Path) -> Result<PathBuf> {
                 bail!(output_failure(
                     out,
                     format!(
-                        "a symbolic link to {}, which is not a folder",
+                        "the output is a symbolic link to {}, which is not a folder",
                         real.display()
                     ),
                     "choose another output with -o",
@@ -258,7 +258,7 @@ pub fn resolve_output(out: &Path) -> Result<PathBuf> {
         }
         Ok(_) => bail!(output_failure(
             out,
-            "exists and is not a folder",
+            "the output exists and is not a directory",
             "choose another output with -o"
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -268,7 +268,7 @@ pub fn resolve_output(out: &Path) -> Result<PathBuf> {
             let name = out.file_name().ok_or_else(|| {
                 output_failure(
                     out,
-                    "not a folder name",
+                    "the output is not a folder name",
                     "give a folder path such as out/staking",
                 )
             })?;

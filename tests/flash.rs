@@ -83,7 +83,8 @@ fn flash_refuses_a_disk_too_small_or_the_image_itself() {
     let r = s.run(&["flash", "disk.img", "nowhere", "--yes"]);
     assert_eq!(r.code(), Some(1));
     assert!(
-        r.stderr().contains("nowhere: no such device or file"),
+        r.stderr()
+            .contains("nowhere: error: no such device or file"),
         "{}",
         r.stderr()
     );

@@ -394,6 +394,16 @@ fn the_first_boot_script_records_the_states_nodeimg_defines() {
             &format!(". '{}'", env.display()),
             1,
         );
+    // The entry points set the failure state: a local step fails, an
+    // online one is retried.
+    let entry_points = script.split("\n# ---- entry points").nth(1).unwrap();
+    for (branch, word) in [("  local)", state::FAILED), ("  online)", state::RETRYING)] {
+        let body = entry_points.split(branch).nth(1).unwrap();
+        let set = body
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("FAIL_STATE="));
+        assert_eq!(set, Some(word), "{branch}");
+    }
     let work = s.path("state");
     fs::create_dir(&work).unwrap();
     let test = format!(

@@ -21,7 +21,8 @@ APT_OPTS="-o DPkg::Lock::Timeout=300 -o Acquire::Retries=3 -o Acquire::http::Tim
 is_k8s() { [ "$NODEIMG_ROLE" = master ] || [ "$NODEIMG_ROLE" = worker ]; }
 
 {# The step lists, the states' words and the paths come from nodeimg
-   (src/firstboot.rs): plain words, pasted as they are. -#}
+   (src/firstboot.rs): plain words, pasted as they are (`| safe`); the
+   Calico interfaces below are quoted like any other value. -#}
 {%- set s = firstboot.steps -%}
 {%- set st = firstboot.states -%}
 LOCAL_STEPS="{{ s.everywhere.local | join(sep=" ") | safe }}"
@@ -383,7 +384,7 @@ step_release() {
   while read -r name chart values jwt; do
     [ -n "$name" ] || continue
     set -- upgrade --install "$name" "{{ r.charts | safe }}/$chart" -n "$STAKING_NAMESPACE" -f "$values"
-    [ "$jwt" = yes ] && set -- "$@" --set-file "jwt={{ r.jwt | safe }}"
+    [ "$jwt" = yes ] && set -- "$@" --set-file "{{ r.jwt_key | safe }}={{ r.jwt | safe }}"
     timeout 600 microk8s helm3 "$@" || { say "helm upgrade --install $name failed"; return 1; }
     installed="$installed $name"
   done < {{ r.list | safe }}

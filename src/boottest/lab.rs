@@ -70,7 +70,7 @@ pub fn image_format(image: &Path) -> Result<String> {
         .args(["info", "--output=json"])
         .arg(image)
         .output()
-        .context("cannot run qemu-img (apt-get install qemu-utils)")?;
+        .map_err(|e| crate::diag::tool_missing("qemu-img", "qemu-utils", e))?;
     if !out.status.success() {
         bail!(
             "{}: not a disk image qemu-img can read: {}",
@@ -173,7 +173,7 @@ impl Lab {
         die_with_parent(&mut cmd);
         let switch = cmd
             .spawn()
-            .context("cannot start vde_switch (apt-get install vde2)")?;
+            .map_err(|e| crate::diag::tool_missing("vde_switch", "vde2", e))?;
         let mut lab = Lab {
             dir: dir.to_path_buf(),
             sock_dir,
@@ -259,7 +259,7 @@ impl Lab {
         die_with_parent(&mut cmd);
         let qemu = cmd
             .spawn()
-            .context("cannot start qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
+            .map_err(|e| crate::diag::tool_missing("qemu-system-x86_64", "qemu-system-x86", e))?;
         let running = Running {
             qemu,
             disk: disk.to_path_buf(),

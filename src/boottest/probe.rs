@@ -108,8 +108,13 @@ fn rotate(marker: &str) -> String {
 pub fn read_login_key(path: &Path, spec: &Spec) -> Result<String> {
     const MAX: u64 = 64 * 1024;
     let shown = path.display();
-    let meta =
-        fs::metadata(path).with_context(|| format!("--login-key {shown}: cannot read it"))?;
+    let unreadable = |e: std::io::Error| -> anyhow::Error {
+        Failure::new(Kind::Usage, format!("cannot read it: {e}"))
+            .at(format!("--login-key {shown}"))
+            .hint("give the path of a throwaway private key (ssh-keygen -t ed25519 -N '' -f KEY)")
+            .into()
+    };
+    let meta = fs::metadata(path).map_err(unreadable)?;
     if !meta.is_file() || meta.len() > MAX {
         bail!(Failure::new(
             Kind::Usage,
@@ -118,8 +123,7 @@ pub fn read_login_key(path: &Path, spec: &Spec) -> Result<String> {
         .at(format!("--login-key {shown}"))
         .hint("make a throwaway one with ssh-keygen -t ed25519 -N '' -f KEY"));
     }
-    let text =
-        fs::read_to_string(path).with_context(|| format!("--login-key {shown}: cannot read it"))?;
+    let text = fs::read_to_string(path).map_err(unreadable)?;
     let key = ssh_key::PrivateKey::from_openssh(&text).map_err(|_| {
         anyhow::Error::new(
             Failure::new(Kind::Usage, "not an OpenSSH private key")

@@ -28,10 +28,12 @@ pub fn extract_legacy_chart(zip_path: &FsPath, dest: &FsPath) -> anyhow::Result<
             || raw.split('/').any(|c| c == "..")
             || entry.enclosed_name().is_none();
         if unsafe_path || entry.is_symlink() {
-            bail!(
-                "{}: entry {raw:?} would be written outside the chart folder; the archive is refused and nothing was extracted",
-                zip_path.display()
-            );
+            bail!(Failure::new(
+                Kind::Download,
+                format!("entry {raw:?} would be written outside the chart folder; the archive is refused and nothing was extracted")
+            )
+            .at(zip_path.display())
+            .hint("the archive is not GitHub's archive of eth2xk8s: check staking.eth2xk8s's commit and sha256"));
         }
         // GitHub archives hold one top folder, <repo>-<commit>/.
         let Some((_, inside)) = raw.split_once('/') else {

@@ -3,13 +3,14 @@
 
 use serde_json::json;
 
-use super::values::{pvc, JWT_KEY};
+use super::values::pvc;
 use super::{
     chart_archive, releases, to_yaml, GroupKeys, Release, StakingSpec, CHART_REPOSITORY,
     KEYSTORE_DIR, PASSWORD_FILE,
 };
 use crate::firstboot::{
-    KEYS_STAGING, RELEASE_CHARTS, RELEASE_DIR, RELEASE_JWT, RELEASE_LIST, RELEASE_STORAGE,
+    KEYS_STAGING, RELEASE_CHARTS, RELEASE_DIR, RELEASE_JWT, RELEASE_JWT_KEY as JWT_KEY,
+    RELEASE_LIST, RELEASE_STORAGE,
 };
 
 /// Static NFS PersistentVolumes and their claims, one per workload folder,

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::firstboot::{RELEASE_JWT, RELEASE_VALUES};
+use crate::firstboot::{RELEASE_JWT, RELEASE_JWT_KEY as JWT_KEY, RELEASE_VALUES};
 
 use super::{
     clients, ChartPin, LegacyChart, Network, StakingSpec, DELAY_IMAGE, LEGACY_CHART, LEGACY_VERSION,
@@ -31,8 +31,6 @@ pub struct Release {
 /// The directory inside the data folder where a group's keys are placed.
 pub const KEYSTORE_DIR: &str = "keystores";
 pub const PASSWORD_FILE: &str = "password.txt";
-/// The values key the charts take the JWT secret's file as (`--set-file`).
-pub(super) const JWT_KEY: &str = "jwt";
 
 pub(super) fn pvc(folder: &str) -> String {
     format!("staking-{folder}")
