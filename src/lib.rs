@@ -152,6 +152,14 @@ impl Session {
     }
 }
 
+/// The checked spec of a profile's text, for unit tests (panics on errors).
+#[cfg(test)]
+pub(crate) fn checked_spec(text: &str) -> Spec {
+    load_profile_str("p.yaml", text)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .spec
+}
+
 /// Everything `build` needs besides the profile.
 #[derive(Debug, Clone, Default)]
 pub struct BuildOptions {

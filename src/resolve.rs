@@ -280,11 +280,7 @@ mod tests {
     use super::*;
     use crate::validate::ImageSpec;
 
-    fn spec(profile: &str) -> Spec {
-        crate::load_profile_str("p.yaml", profile)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .spec
-    }
+    use crate::checked_spec as spec;
 
     /// ufw takes at most 15 ports in one rule ("ERROR: Too many ports
     /// specified"): every role port is in exactly one rule of its protocol

@@ -346,11 +346,7 @@ pub fn load_or_generate(path: &Path, spec: &Spec) -> Result<(Secrets, Changes)> 
 mod tests {
     use super::*;
 
-    fn spec(profile: &str) -> Spec {
-        crate::load_profile_str("p.yaml", profile)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .spec
-    }
+    use crate::checked_spec as spec;
 
     fn tutorial() -> Spec {
         spec(include_str!("../profiles/tutorial.yaml"))

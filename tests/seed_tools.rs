@@ -114,13 +114,7 @@ fn the_first_boot_script_passes_shellcheck() {
                 .then(|| (path, get("content").unwrap()))
         }) {
             let file = s.path(&format!("{m}-{}", name.rsplit('/').next().unwrap()));
-            fs::write(&file, content).unwrap();
-            let out = tool("shellcheck", &["-s", "sh", file.to_str().unwrap()]);
-            assert!(
-                out.status.success(),
-                "{m}:{name}:\n{}",
-                String::from_utf8_lossy(&out.stdout)
-            );
+            assert_shellcheck_passes(&file, &content);
         }
     }
 }
@@ -257,6 +251,26 @@ fn validate_and_ssh_keygen_agree_on_public_keys() {
     }
 }
 
+/// A machine's nodeimg-setup from its built seed (`out/MACHINE`), cut at
+/// its entry points: (the definitions, reading the machine's own setup.env
+/// written beside the scratch's profile; the entry points).
+fn script_definitions(s: &Scratch, machine: &str) -> (String, String) {
+    let ud = s.path(&format!("out/{machine}/user-data"));
+    let script = seed_file(&ud, "/usr/local/sbin/nodeimg-setup");
+    let env = s.path(&format!("{machine}-setup.env"));
+    fs::write(&env, seed_file(&ud, "/etc/nodeimg/setup.env")).unwrap();
+    let (definitions, entry_points) = script
+        .split_once("\n# ---- entry points")
+        .expect("nodeimg-setup has its entry points");
+    let definitions = definitions.replacen(
+        ". /etc/nodeimg/setup.env",
+        &format!(". '{}'", env.display()),
+        1,
+    );
+    assert!(!definitions.contains(". /etc/nodeimg/setup.env"));
+    (definitions, entry_points.to_string())
+}
+
 /// The step lists nodeimg-setup composes for its role, read by the real `sh`
 /// from each machine's own seed (the script's definitions up to its entry
 /// points, with the machine's setup.env), are nodeimg's lists: the ones the
@@ -268,20 +282,7 @@ fn the_first_boot_script_runs_the_steps_nodeimg_defines() {
     assert!(r.ok(), "{}", r.stderr());
     let v = nodeimg::load_profile_str("p.yaml", &shipped_profile("hoodi.yaml")).unwrap();
     for m in &v.spec.machines {
-        let ud = s.path(&format!("out/{}/user-data", m.name));
-        let script = seed_file(&ud, "/usr/local/sbin/nodeimg-setup");
-        let env = s.path(&format!("{}-setup.env", m.name));
-        fs::write(&env, seed_file(&ud, "/etc/nodeimg/setup.env")).unwrap();
-        let definitions = script
-            .split("\n# ---- entry points")
-            .next()
-            .unwrap()
-            .replacen(
-                ". /etc/nodeimg/setup.env",
-                &format!(". '{}'", env.display()),
-                1,
-            );
-        assert!(!definitions.contains(". /etc/nodeimg/setup.env"));
+        let (definitions, _) = script_definitions(&s, &m.name);
         let file = s.path(&format!("{}-steps.sh", m.name));
         fs::write(
             &file,
@@ -381,22 +382,9 @@ fn the_first_boot_script_records_the_states_nodeimg_defines() {
     use nodeimg::firstboot::{state, SETTLED};
     let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
     s.build("out");
-    let ud = s.path("out/worker-1/user-data");
-    let script = seed_file(&ud, "/usr/local/sbin/nodeimg-setup");
-    let env = s.path("setup.env");
-    fs::write(&env, seed_file(&ud, "/etc/nodeimg/setup.env")).unwrap();
-    let definitions = script
-        .split("\n# ---- entry points")
-        .next()
-        .unwrap()
-        .replacen(
-            ". /etc/nodeimg/setup.env",
-            &format!(". '{}'", env.display()),
-            1,
-        );
+    let (definitions, entry_points) = script_definitions(&s, "worker-1");
     // The entry points set the failure state: a local step fails, an
     // online one is retried.
-    let entry_points = script.split("\n# ---- entry points").nth(1).unwrap();
     for (branch, word) in [("  local)", state::FAILED), ("  online)", state::RETRYING)] {
         let body = entry_points.split(branch).nth(1).unwrap();
         let set = body

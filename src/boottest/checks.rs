@@ -970,6 +970,11 @@ mod evaluate_tests {
     }
 
     fn eval(w: &World, serial: &str) -> MachineResult {
+        eval_boot(w, serial, Boot::First)
+    }
+
+    /// worker-1's checks on what its probe printed on that boot.
+    fn eval_boot(w: &World, serial: &str, boot: Boot) -> MachineResult {
         let m = w.spec.machine("worker-1").unwrap();
         evaluate(
             &w.spec,
@@ -977,7 +982,7 @@ mod evaluate_tests {
             &w.seeds["worker-1"],
             m,
             &Facts::parse(serial),
-            Boot::First,
+            boot,
         )
     }
 
@@ -1035,17 +1040,7 @@ mod evaluate_tests {
     #[test]
     fn a_later_boot_must_come_back_with_cloud_init_off() {
         let w = world();
-        let m = w.spec.machine("worker-1").unwrap();
-        let later = |serial: &str| {
-            evaluate(
-                &w.spec,
-                &w.secrets,
-                &w.seeds["worker-1"],
-                m,
-                &Facts::parse(serial),
-                Boot::Later,
-            )
-        };
+        let later = |serial: &str| eval_boot(&w, serial, Boot::Later);
         let first = healthy_worker(&w).replace(
             "@@P@@ result {\"v1\": {\"errors\": []}}\n",
             "@@P@@ boot first\n@@P@@ result\n",
