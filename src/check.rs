@@ -118,8 +118,8 @@ pub struct Problem {
 
 impl Problem {
     /// The user-facing error: at the rendered file's line and column.
-    pub fn failure(&self) -> crate::diag::Failure {
-        crate::diag::Failure::new(crate::diag::Kind::Seed, self.message.clone())
+    pub fn diagnostic(&self) -> crate::diag::Diagnostic {
+        crate::diag::Diagnostic::new(crate::diag::Kind::Seed, self.message.clone())
             .at(format!("{}:{}:{}", self.file, self.line, self.col))
             .hint("the templates produced this; check a --templates override, or report a bug")
     }
@@ -127,7 +127,7 @@ impl Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        self.failure().fmt(f)
+        self.diagnostic().fmt(f)
     }
 }
 

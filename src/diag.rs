@@ -1,4 +1,5 @@
-//! Diagnostics: what is wrong, where, and how to fix it.
+//! Diagnostics: what kind of mistake, where, what is wrong and how to fix
+//! it; the one user-facing error of every stage.
 //!
 //! Checks speak in paths (`machines[2].ip`); the path becomes
 //! `file:line:col` only when the report is printed, from the YAML tree.
@@ -94,55 +95,209 @@ pub enum Severity {
     Warning,
 }
 
+/// What a finding is about, for callers and tests to match on: the message
+/// is for people and may be reworded, the kind stays (as butane's one error
+/// vocabulary). The first group names what is wrong with a value of the
+/// profile, the second what went wrong in a later stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The file is not a YAML document nodeimg can read: empty, not UTF-8,
+    /// bad syntax, past the parser's limits.
+    Syntax,
+    /// A key the profile format does not have (usually a typo).
+    UnknownKey,
+    /// A value of the wrong type: a list for a string, text for a number.
+    WrongType,
+    /// A key or section the profile needs is not there.
+    Missing,
+    /// A value that is not in its form: not an address, a subnet, a MAC, a
+    /// name, a URL, a sha256, an image reference, an Ethereum address.
+    Malformed,
+    /// A name that is none of the choices: a role, a client, an override, a
+    /// release, a machine the key must name.
+    Unknown,
+    /// Something used twice that must be unique: a name, an address, a key.
+    Duplicate,
+    /// A number or size outside what it may be.
+    OutOfRange,
+    /// A value in a reserved range or name: loopback, broadcast, the
+    /// gateway's address, a system folder or account, the zero address.
+    Reserved,
+    /// Two settings that contradict each other.
+    Conflict,
+    /// Known, but not supported by this nodeimg or with these settings.
+    Unsupported,
+    /// Follows a moving target: an image tag, a channel, no checksum.
+    Unpinned,
+    /// A staking setting with a slashing or loss risk (an override may
+    /// waive it; the message names the risk).
+    Unsafe,
+    /// Legal, but probably not what was meant (warnings).
+    Risky,
+    /// A validator keystore folder or password file nodeimg cannot use.
+    Keystore,
+
+    /// A command-line argument names something that is not there or not
+    /// usable (`--only`, `show`'s file, `--login-key`, `--charts`).
+    Usage,
+    /// The secrets file: missing folder, damaged, not private, a dangling link.
+    Secrets,
+    /// The output folder (`-o`) cannot be made or replaced safely.
+    Output,
+    /// A download or the download cache: refused, too large, wrong sha256.
+    Download,
+    /// A base image that nodeimg cannot embed a seed into.
+    Image,
+    /// `flash`: the device is a partition, in use, or did not verify.
+    Device,
+    /// A rendered seed failed nodeimg's own checks (a template's doing).
+    Seed,
+    /// A tool nodeimg runs is missing.
+    Tool,
+    /// A template does not parse or render (tera names its line).
+    Template,
+}
+
+/// Where a finding is: a path into the profile (made a line and column from
+/// the YAML tree when printed), a position already known, or another place
+/// (a file, `file:line:col` of a rendered seed, an argument such as `-o out`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     Path(Path),
     Pos(Pos),
+    Place(String),
+    /// About no file or argument.
+    Nowhere,
 }
 
-/// One finding: where, what, and what to do about it.
+/// The one user-facing error (and warning) of every stage: what kind, where,
+/// what is wrong and how to fix it. Printed as `PLACE: error: WHAT` and
+/// `  hint: HOW`; a profile's findings come together in a [`Report`], which
+/// turns their paths into `FILE:LINE:COL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
+    pub kind: Kind,
     pub severity: Severity,
     pub location: Location,
     pub message: String,
+    /// Empty when there is nothing to add.
     pub hint: String,
 }
 
 impl Diagnostic {
-    pub fn error(path: Path, message: impl Into<String>, hint: impl Into<String>) -> Self {
+    /// An error about no place yet: add one with [`Diagnostic::at`].
+    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
         Diagnostic {
+            kind,
             severity: Severity::Error,
-            location: Location::Path(path),
+            location: Location::Nowhere,
             message: message.into(),
-            hint: hint.into(),
+            hint: String::new(),
         }
     }
-    pub fn warning(path: Path, message: impl Into<String>, hint: impl Into<String>) -> Self {
+    /// Where: a path (shown as it is) or an argument (`-o out`).
+    pub fn at(mut self, place: impl fmt::Display) -> Self {
+        self.location = Location::Place(place.to_string());
+        self
+    }
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = hint.into();
+        self
+    }
+    fn located(kind: Kind, location: Location, message: String, hint: String) -> Self {
+        Diagnostic {
+            location,
+            ..Diagnostic::new(kind, message).hint(hint)
+        }
+    }
+    /// A finding about the value at `path` in the profile.
+    pub fn error(
+        kind: Kind,
+        path: Path,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Diagnostic::located(kind, Location::Path(path), message.into(), hint.into())
+    }
+    pub fn warning(
+        kind: Kind,
+        path: Path,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             severity: Severity::Warning,
-            ..Diagnostic::error(path, message, hint)
+            ..Diagnostic::error(kind, path, message, hint)
         }
     }
-    pub fn at_pos(pos: Pos, message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Diagnostic {
-            severity: Severity::Error,
-            location: Location::Pos(pos),
-            message: message.into(),
-            hint: hint.into(),
-        }
+    /// A finding at a known line and column of the profile.
+    pub fn at_pos(
+        kind: Kind,
+        pos: Pos,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Diagnostic::located(kind, Location::Pos(pos), message.into(), hint.into())
     }
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
+    /// The line and column in the profile; line 0 for a finding placed
+    /// elsewhere, 1:1 for a path with no tree to look it up in.
     pub fn pos(&self, tree: Option<&dyn Positions>) -> Pos {
         match (&self.location, tree) {
             (Location::Pos(p), _) => *p,
             (Location::Path(path), Some(tree)) => tree.pos_of(path),
             (Location::Path(_), None) => Pos { line: 1, col: 1 },
+            (Location::Place(_) | Location::Nowhere, _) => Pos { line: 0, col: 0 },
+        }
+    }
+
+    /// Writes `PLACE: error: WHAT` and the hint line; `file` and `tree`
+    /// place a finding about the profile.
+    fn write(
+        &self,
+        f: &mut impl fmt::Write,
+        file: &str,
+        tree: Option<&dyn Positions>,
+    ) -> fmt::Result {
+        match &self.location {
+            Location::Path(_) | Location::Pos(_) => {
+                let pos = self.pos(tree);
+                write!(f, "{file}:{}:{}: ", pos.line, pos.col)?;
+            }
+            Location::Place(place) => write!(f, "{place}: ")?,
+            Location::Nowhere => {}
+        }
+        let severity = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{severity}: {}", shorten(&self.message))?;
+        if !self.hint.is_empty() {
+            write!(f, "\n  hint: {}", self.hint)?;
+        }
+        Ok(())
+    }
+}
+
+/// Alone (outside a [`Report`]), a finding about the profile names its path.
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match &self.location {
+            Location::Path(path) => {
+                let placed = Diagnostic {
+                    location: Location::Place(path.to_string()),
+                    ..self.clone()
+                };
+                placed.write(f, "", None)
+            }
+            _ => self.write(f, "", None),
         }
     }
 }
+
+impl std::error::Error for Diagnostic {}
 
 /// Collects the findings of a check run: what is wrong where (paths), and
 /// how to fix it.
@@ -157,19 +312,23 @@ impl Checker {
     }
     pub(crate) fn error(
         &mut self,
+        kind: Kind,
         path: Path,
         message: impl Into<String>,
         hint: impl Into<String>,
     ) {
-        self.diags.push(Diagnostic::error(path, message, hint));
+        self.diags
+            .push(Diagnostic::error(kind, path, message, hint));
     }
     pub(crate) fn warning(
         &mut self,
+        kind: Kind,
         path: Path,
         message: impl Into<String>,
         hint: impl Into<String>,
     ) {
-        self.diags.push(Diagnostic::warning(path, message, hint));
+        self.diags
+            .push(Diagnostic::warning(kind, path, message, hint));
     }
 }
 
@@ -189,6 +348,11 @@ impl Report {
     ) -> Self {
         let tree = tree.map(|t| Arc::new(t) as Arc<dyn Positions>);
         Report::with_positions(file.into(), tree, diagnostics)
+    }
+    /// Several findings, each with a place of its own (every problem of the
+    /// rendered seeds, not the first).
+    pub fn several(diagnostics: Vec<Diagnostic>) -> Self {
+        Report::with_positions(String::new(), None, diagnostics)
     }
     /// A report whose diagnostics all carry their position already.
     pub fn positioned(file: impl Into<String>, diagnostics: Vec<Diagnostic>) -> Self {
@@ -231,25 +395,21 @@ impl Report {
     pub fn pos(&self, d: &Diagnostic) -> Pos {
         d.pos(self.tree.as_deref())
     }
-    /// Renders only the diagnostics that `keep` selects.
+    /// Renders only the diagnostics that `keep` selects, a line and its hint
+    /// each.
     pub fn render_filtered(&self, keep: impl Fn(&Diagnostic) -> bool) -> String {
         let mut out = String::new();
         for d in self.diagnostics.iter().filter(|d| keep(d)) {
-            let pos = self.pos(d);
-            let kind = match d.severity {
-                Severity::Error => "error",
-                Severity::Warning => "warning",
-            };
-            out.push_str(&format!(
-                "{}:{}:{}: {kind}: {}\n  hint: {}\n",
-                self.file,
-                pos.line,
-                pos.col,
-                shorten(&d.message),
-                d.hint
-            ));
+            // Writing to a String cannot fail.
+            let _ = d.write(&mut out, &self.file, self.tree.as_deref());
+            out.push('\n');
         }
         out
+    }
+    /// Whether this is about a profile (its findings carry positions in
+    /// [`Report::file`]) rather than findings each with a place of its own.
+    pub fn is_about_profile(&self) -> bool {
+        !self.file.is_empty()
     }
 }
 
@@ -282,107 +442,22 @@ impl fmt::Display for Report {
 
 impl std::error::Error for Report {}
 
-/// What a [`Failure`] is about, for callers and tests to match on (the
-/// message is for people and may be reworded).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A command-line argument names something that is not there or not
-    /// usable (`--only`, `show`'s file, `--login-key`, `--charts`).
-    Usage,
-    /// The secrets file: missing folder, damaged, not private, a dangling link.
-    Secrets,
-    /// The output folder (`-o`) cannot be made or replaced safely.
-    Output,
-    /// A download or the download cache: refused, too large, wrong sha256.
-    Download,
-    /// A base image that nodeimg cannot embed a seed into.
-    Image,
-    /// `flash`: the device is a partition, in use, or did not verify.
-    Device,
-    /// A rendered seed failed nodeimg's own checks (a template's doing).
-    Seed,
-    /// A tool nodeimg runs is missing.
-    Tool,
-    /// A template does not parse or render (tera names its line).
-    Template,
-}
-
-/// A user-facing error that is not about a line of the profile (those are
-/// [`Report`]s): what is wrong, where (a file, `file:line:col` when known, or
-/// an argument), and how to fix it. Printed as
-/// `PLACE: error: WHAT` and `  hint: HOW`, like the profile's diagnostics.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub kind: Kind,
-    /// Empty when the error is about no file or argument.
-    pub place: String,
-    pub message: String,
-    pub hint: String,
-}
-
-impl Failure {
-    pub fn new(kind: Kind, message: impl Into<String>) -> Failure {
-        Failure {
-            kind,
-            place: String::new(),
-            message: message.into(),
-            hint: String::new(),
-        }
-    }
-
-    /// Where: a path (shown as it is) or an argument (`-o out`).
-    pub fn at(mut self, place: impl fmt::Display) -> Failure {
-        self.place = place.to_string();
-        self
-    }
-
-    pub fn hint(mut self, hint: impl Into<String>) -> Failure {
-        self.hint = hint.into();
-        self
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        if !self.place.is_empty() {
-            write!(f, "{}: ", self.place)?;
-        }
-        write!(f, "error: {}", self.message)?;
-        if !self.hint.is_empty() {
-            write!(f, "\n  hint: {}", self.hint)?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Failure {}
-
-/// A tool nodeimg runs could not be started: a [`Failure`] naming the
-/// Debian package that has it.
+/// A tool nodeimg runs could not be started: an error naming the Debian
+/// package that has it.
 pub fn tool_missing(tool: &str, package: &str, e: std::io::Error) -> anyhow::Error {
-    Failure::new(Kind::Tool, format!("cannot run {tool}: {e}"))
+    Diagnostic::new(Kind::Tool, format!("cannot run {tool}: {e}"))
         .hint(format!("apt-get install {package}"))
         .into()
 }
 
-/// Several [`Failure`]s found together (every seed problem, not the first).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failures(pub Vec<Failure>);
-
-impl fmt::Display for Failures {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let text: Vec<String> = self.0.iter().map(Failure::to_string).collect();
-        f.write_str(&text.join("\n"))
-    }
-}
-
-impl std::error::Error for Failures {}
-
-/// The [`Failure`] an error is or wraps (the first of [`Failures`]), if any.
-pub fn failure_of(e: &anyhow::Error) -> Option<&Failure> {
+/// The user-facing error an error is or wraps, if any: a [`Diagnostic`], or
+/// the first error of a [`Report`].
+pub fn diagnostic_of(e: &anyhow::Error) -> Option<&Diagnostic> {
     e.chain().find_map(|c| {
-        c.downcast_ref::<Failure>()
-            .or_else(|| c.downcast_ref::<Failures>().and_then(|f| f.0.first()))
+        c.downcast_ref::<Diagnostic>().or_else(|| {
+            c.downcast_ref::<Report>()
+                .and_then(|r| r.diagnostics.iter().find(|d| d.is_error()))
+        })
     })
 }
 
@@ -424,11 +499,11 @@ mod tests {
     #[test]
     fn a_report_is_ordered_by_position_without_repeats() {
         let d = vec![
-            Diagnostic::warning(Path::parse("a"), "w at a", "h1"),
-            Diagnostic::error(Path::parse("a.b.c"), "deep", "h2"),
-            Diagnostic::error(Path::parse("a"), "e at a", "h3"),
-            Diagnostic::error(Path::parse("a"), "e at a", "h3"),
-            Diagnostic::at_pos(Pos { line: 1, col: 1 }, "first", "h4"),
+            Diagnostic::warning(Kind::Risky, Path::parse("a"), "w at a", "h1"),
+            Diagnostic::error(Kind::Malformed, Path::parse("a.b.c"), "deep", "h2"),
+            Diagnostic::error(Kind::Malformed, Path::parse("a"), "e at a", "h3"),
+            Diagnostic::error(Kind::Malformed, Path::parse("a"), "e at a", "h3"),
+            Diagnostic::at_pos(Kind::Syntax, Pos { line: 1, col: 1 }, "first", "h4"),
         ];
         let r = Report::new("p.yaml", Some(ByDepth), d);
         assert_eq!(r.error_count(), 3);
@@ -443,9 +518,69 @@ mod tests {
         // Without a tree a path has no position to name but the start.
         let alone = Report::positioned(
             "p.yaml",
-            vec![Diagnostic::error(Path::parse("x"), "m", "h")],
+            vec![Diagnostic::error(
+                Kind::Malformed,
+                Path::parse("x"),
+                "m",
+                "h",
+            )],
         );
         assert_eq!(alone.to_string(), "p.yaml:1:1: error: m\n  hint: h\n");
+    }
+
+    /// A finding outside the profile prints at its own place, with the hint
+    /// line only when there is a hint; several print in the order found and
+    /// are not about a profile (main prints no "N errors in FILE" for them).
+    #[test]
+    fn a_finding_elsewhere_prints_at_its_place_in_the_same_form() {
+        let d = Diagnostic::new(Kind::Output, "holds a file nodeimg did not write")
+            .at("-o out")
+            .hint("move it away");
+        assert_eq!(
+            d.to_string(),
+            "-o out: error: holds a file nodeimg did not write\n  hint: move it away"
+        );
+        let bare = Diagnostic::new(Kind::Tool, "cannot run qemu-img");
+        assert_eq!(bare.to_string(), "error: cannot run qemu-img");
+        // A profile finding alone (no Report to place it) names its path.
+        let alone = Diagnostic::error(Kind::Missing, Path::parse("network.dns"), "empty", "h");
+        assert_eq!(alone.to_string(), "network.dns: error: empty\n  hint: h");
+
+        let seeds = Report::several(vec![
+            Diagnostic::new(Kind::Seed, "b").at("worker-1/user-data:3:1"),
+            Diagnostic::new(Kind::Seed, "a").at("master/user-data:9:2"),
+        ]);
+        assert!(!seeds.is_about_profile());
+        assert_eq!(
+            seeds.to_string(),
+            "worker-1/user-data:3:1: error: b\nmaster/user-data:9:2: error: a\n"
+        );
+        let e: anyhow::Error = seeds.into();
+        assert_eq!(diagnostic_of(&e).map(|d| d.kind), Some(Kind::Seed));
+        let wrapped = anyhow::Error::from(d).context("writing the seeds");
+        assert_eq!(diagnostic_of(&wrapped).map(|d| d.kind), Some(Kind::Output));
+    }
+
+    /// Only an error names a report's kind: a report of warnings alone has
+    /// no error to name.
+    #[test]
+    fn the_error_of_a_report_is_its_first_error_not_a_warning() {
+        let r = Report::new(
+            "p.yaml",
+            Some(ByDepth),
+            vec![
+                Diagnostic::warning(Kind::Risky, Path::parse("a"), "w", "h"),
+                Diagnostic::error(Kind::Duplicate, Path::parse("a.b"), "e", "h"),
+            ],
+        );
+        let e: anyhow::Error = r.into();
+        assert_eq!(diagnostic_of(&e).map(|d| d.kind), Some(Kind::Duplicate));
+        let warnings_only = Report::new(
+            "p.yaml",
+            Some(ByDepth),
+            vec![Diagnostic::warning(Kind::Risky, Path::parse("a"), "w", "h")],
+        );
+        assert_eq!(diagnostic_of(&warnings_only.into()), None);
     }
 
     #[test]
@@ -461,6 +596,7 @@ mod tests {
         let r = Report::positioned(
             "p",
             vec![Diagnostic::at_pos(
+                Kind::Syntax,
                 Pos { line: 1, col: 1 },
                 big.clone(),
                 "h",

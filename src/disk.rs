@@ -17,7 +17,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::diag::{Failure, Kind};
+use crate::diag::{Diagnostic, Kind};
 use anyhow::{bail, Context, Result};
 use gptman::{GPTPartitionEntry, GPT};
 
@@ -88,7 +88,7 @@ impl BaseImage {
     pub fn open(image: &Path, scratch: &Path) -> Result<BaseImage> {
         let (raw, converted) = if is_qcow2(image)? {
             if let Some(what) = qcow2_external_reference(image)? {
-                bail!(Failure::new(
+                bail!(Diagnostic::new(
                     Kind::Image,
                     format!("the qcow2 image refers to {what}, whose bytes qemu-img would copy into every disk image")
                 )
@@ -116,7 +116,7 @@ impl BaseImage {
         let mut f = File::open(&raw).with_context(|| format!("cannot open {}", raw.display()))?;
         let gpt = GPT::read_from(&mut f, SECTOR).map_err(|e| {
             anyhow::Error::new(
-                Failure::new(Kind::Image, format!("no GUID partition table ({e})"))
+                Diagnostic::new(Kind::Image, format!("no GUID partition table ({e})"))
                     .at(image.display())
                     .hint("nodeimg embeds seeds in GPT cloud images (Ubuntu 20.04 and later); other images need the seed ISO (seed.iso)"),
             )
@@ -128,7 +128,7 @@ impl BaseImage {
             .context("the base image's partition table is empty")?;
         let kinds = [guid_bytes(LINUX_FS), guid_bytes(LINUX_ROOT_X86_64)];
         if !kinds.contains(&entry.partition_type_guid) {
-            bail!(Failure::new(
+            bail!(Diagnostic::new(
                 Kind::Image,
                 format!("its last partition (number {root}) is not a Linux file system, so it is not a cloud image's root")
             )

@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::diag::{Failure, Kind};
+use crate::diag::{Diagnostic, Kind};
 use anyhow::{bail, Context, Result};
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::StatusCode;
@@ -107,7 +107,7 @@ impl Fetcher {
             crate::io::input::open_regular(&path, cap).map_err(anyhow::Error::msg)?;
             let actual = sha256_file(&path)?;
             if actual != sha256 {
-                bail!(Failure::new(
+                bail!(Diagnostic::new(
                     Kind::Download,
                     format!("sha256 mismatch: expected {sha256}, got {actual}")
                 )
@@ -126,7 +126,7 @@ impl Fetcher {
                 .with_context(|| format!("cannot remove the damaged {}", cached.display()))?;
         }
         let Some(client) = &self.client else {
-            bail!(Failure::new(
+            bail!(Diagnostic::new(
                 Kind::Download,
                 format!(
                     "{shown} (sha256 {sha256}) is not in the cache {}",
@@ -151,7 +151,7 @@ impl Fetcher {
                 Ok(actual) => {
                     // Nothing unverified is kept: the next run starts afresh.
                     let _ = fs::remove_file(&part);
-                    bail!(Failure::new(
+                    bail!(Diagnostic::new(
                         Kind::Download,
                         format!("sha256 mismatch: expected {sha256}, got {actual}; nothing was cached")
                     )
@@ -215,7 +215,7 @@ impl Fetcher {
         }
         if !status.is_success() {
             return Err(Attempt::Fatal(
-                Failure::new(Kind::Download, format!("the server answered {status}"))
+                Diagnostic::new(Kind::Download, format!("the server answered {status}"))
                     .at(url_shown)
                     .hint(format!(
                         "check the URL{}",
@@ -252,7 +252,7 @@ impl Fetcher {
         let too_big = |n: u64| {
             let _ = fs::remove_file(part);
             Attempt::Fatal(
-                Failure::new(
+                Diagnostic::new(
                     Kind::Download,
                     format!(
                         "the file is {n} bytes or more, more than the {} nodeimg accepts for it; nothing was kept",
@@ -321,7 +321,7 @@ impl Fetcher {
         let cached = self.opts.cache_dir.join("by-url").join(&key);
         let Some(client) = &self.client else {
             return match fs::read_to_string(&cached) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Failure::new(
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Diagnostic::new(
                     Kind::Download,
                     format!(
                         "{shown} is not in the cache {}",
@@ -338,7 +338,7 @@ impl Fetcher {
         let status = resp.status();
         if !status.is_success() {
             bail!(
-                Failure::new(Kind::Download, format!("the server answered {status}"))
+                Diagnostic::new(Kind::Download, format!("the server answered {status}"))
                     .at(&shown)
                     .hint("check the URL")
             );
@@ -348,7 +348,7 @@ impl Fetcher {
             .read_to_end(&mut bytes)
             .with_context(|| format!("{shown}: the transfer failed"))?;
         if bytes.len() as u64 > cap {
-            bail!(Failure::new(
+            bail!(Diagnostic::new(
                 Kind::Download,
                 format!(
                     "more than the {} nodeimg reads for a checksum list",

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use crate::model::Role;
 
-/// Where each machine reports the state of its first-boot steps, one line a
-/// step: `STEP STATE ATTEMPTS UNIX-TIME MESSAGE`.
+/// Where each machine reports the state of its first-boot steps, one
+/// [`StatusLine`] a step.
 pub const STATUS_FILE: &str = "/var/lib/nodeimg/status";
 
 /// Where the NFS server's seed puts the validator keys until the step
@@ -54,6 +54,50 @@ pub mod state {
 
 /// The states after which a step is not run again.
 pub const SETTLED: &[&str] = &[state::DONE, state::SKIPPED];
+
+/// The longest message a status line keeps (the script cuts it there and
+/// makes it one line).
+pub const STATUS_MESSAGE_MAX: usize = 200;
+
+/// The message of a status line that has none.
+const NO_MESSAGE: &str = "-";
+
+/// One line of [`STATUS_FILE`], as the seed's `record`/`write_status`
+/// write it: `STEP STATE ATTEMPTS UNIX-TIME MESSAGE`, the message last (it
+/// may hold spaces; `-` when there is none). Read by the boot test (and by
+/// anyone reading a machine's status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusLine {
+    pub step: String,
+    /// One of [`state`]'s words.
+    pub state: String,
+    pub attempts: u32,
+    /// When the state was recorded (seconds since 1970; 0: never).
+    pub time: u64,
+    pub message: Option<String>,
+}
+
+impl StatusLine {
+    /// A line of the status file; `None` when it is not in that form.
+    pub fn parse(line: &str) -> Option<StatusLine> {
+        let mut words = line.splitn(5, ' ');
+        let step = words.next().filter(|w| !w.is_empty())?.to_string();
+        let state = words.next().filter(|w| !w.is_empty())?.to_string();
+        let attempts = words.next()?.parse().ok()?;
+        let time = words.next()?.parse().ok()?;
+        let message = match words.next()? {
+            NO_MESSAGE => None,
+            m => Some(m.to_string()),
+        };
+        Some(StatusLine {
+            step,
+            state,
+            attempts,
+            time,
+            message,
+        })
+    }
+}
 
 /// The interfaces Calico routes pod traffic through between nodes: the
 /// `ufw` step allows traffic in and out on them on every Kubernetes
@@ -203,6 +247,8 @@ pub fn context() -> Value {
             "retrying": state::RETRYING,
         },
         "settled": SETTLED,
+        "status_message_max": STATUS_MESSAGE_MAX,
+        "no_message": NO_MESSAGE,
         "calico_interfaces": CALICO_INTERFACES,
     })
 }
@@ -225,6 +271,36 @@ mod tests {
                 s.name
             );
             assert!(s.local || s.online, "{} never runs", s.name);
+        }
+    }
+
+    /// A status line reads back as the script writes it: the message is
+    /// the rest of the line, spaces and all; `-` is no message; a line
+    /// missing a field or with a word for a number is not a status line.
+    #[test]
+    fn status_lines_parse_as_the_script_writes_them() {
+        assert_eq!(
+            StatusLine::parse(
+                "apt-update retrying 3 1764780000 no package index reachable (offline?)"
+            ),
+            Some(StatusLine {
+                step: "apt-update".into(),
+                state: state::RETRYING.into(),
+                attempts: 3,
+                time: 1764780000,
+                message: Some("no package index reachable (offline?)".into()),
+            })
+        );
+        let pending = StatusLine::parse("release pending 0 0 -").unwrap();
+        assert_eq!((pending.attempts, pending.message), (0, None));
+        for bad in [
+            "",
+            "ssh done",
+            "ssh done 1 1",
+            "ssh done x 1 -",
+            "ssh done 1 -1 -",
+        ] {
+            assert_eq!(StatusLine::parse(bad), None, "{bad:?}");
         }
     }
 

@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::diag::{Failure, Kind};
+use crate::diag::{Diagnostic, Kind};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
@@ -89,7 +89,7 @@ impl Target {
     pub fn inspect(path: &Path) -> Result<Target> {
         let meta = fs::metadata(path).map_err(|e| {
             anyhow::Error::new(
-                Failure::new(
+                Diagnostic::new(
                     Kind::Device,
                     if e.kind() == std::io::ErrorKind::NotFound {
                         "no such device or file".to_string()
@@ -105,7 +105,7 @@ impl Target {
         if ft.is_block_device() {
             let sys = sysfs_block(meta.rdev());
             if sys.join("partition").is_file() {
-                bail!(Failure::new(
+                bail!(Diagnostic::new(
                     Kind::Device,
                     "the device is a partition: an image is written to a whole disk"
                 )
@@ -237,7 +237,7 @@ impl Target {
         users.sort();
         users.dedup();
         if !users.is_empty() {
-            bail!(Failure::new(
+            bail!(Diagnostic::new(
                 Kind::Device,
                 format!("the device is in use: {}; nothing was written", users.join(", "))
             )
@@ -266,7 +266,7 @@ pub fn flash(
     let mut src = File::open(image).with_context(|| format!("cannot open {}", image.display()))?;
     let meta = src.metadata()?;
     if !meta.is_file() || meta.len() == 0 {
-        bail!(Failure::new(
+        bail!(Diagnostic::new(
             Kind::Usage,
             "not an image file (a disk.img or seed.iso nodeimg wrote)"
         )
@@ -277,13 +277,13 @@ pub fn flash(
     let dev_meta = fs::metadata(&target.path)?;
     if dev_meta.dev() == meta.dev() && dev_meta.ino() == meta.ino() {
         bail!(
-            Failure::new(Kind::Usage, "the image and the device are the same file")
+            Diagnostic::new(Kind::Usage, "the image and the device are the same file")
                 .at(target.path.display())
                 .hint("name the disk to write the image onto")
         );
     }
     if len > target.size {
-        bail!(Failure::new(
+        bail!(Diagnostic::new(
             Kind::Device,
             format!(
                 "{} ({}) does not fit on {} ({})",
@@ -305,7 +305,7 @@ pub fn flash(
     );
     if !confirm(&text)? {
         bail!(
-            Failure::new(Kind::Device, "not confirmed: nothing was written")
+            Diagnostic::new(Kind::Device, "not confirmed: nothing was written")
                 .at(target.path.display())
                 .hint("type yes when asked, or pass --yes once you are sure of the device")
         );
@@ -341,7 +341,7 @@ pub fn flash(
     progress.finish_and_clear();
     if done != len {
         bail!(
-            Failure::new(Kind::Device, "the image changed while it was written")
+            Diagnostic::new(Kind::Device, "the image changed while it was written")
                 .at(image.display())
                 .hint("let whatever writes the image finish (a running build?), then flash again")
         );
@@ -367,7 +367,7 @@ pub fn flash(
     progress.finish_and_clear();
     let read_back = hex::encode(check.finalize());
     if read_back != written {
-        bail!(Failure::new(
+        bail!(Diagnostic::new(
             Kind::Device,
             format!("verification failed: wrote sha256 {written}, read back {read_back}")
         )

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use diag::{Failure, Kind};
+use diag::{Diagnostic, Kind};
 use firstboot::{RELEASE_CHARTS, RELEASE_JWT, RELEASE_PASSWORDS, RELEASE_STORAGE, RELEASE_VALUES};
 
 pub use diag::Report;
@@ -49,7 +49,7 @@ pub struct Validated {
 /// A profile error comes back as a [`Report`] inside the `anyhow::Error`.
 pub fn load_profile(path: &Path) -> Result<Validated> {
     let bytes = io::input::read_regular(path, io::input::MAX_PROFILE).map_err(|why| {
-        Failure::new(Kind::Usage, io::input::about("the profile", &why))
+        Diagnostic::new(Kind::Usage, io::input::about("the profile", &why))
             .hint("give the path of a cluster profile (YAML), e.g. profiles/tutorial.yaml")
     })?;
     let text = String::from_utf8(bytes).map_err(|e| {
@@ -70,6 +70,7 @@ fn not_utf8(bytes: &[u8], e: std::str::Utf8Error) -> diag::Diagnostic {
         .count()
         + 1;
     diag::Diagnostic::at_pos(
+        Kind::Syntax,
         diag::Pos {
             line: line as u32,
             col: col as u32,
@@ -237,8 +238,8 @@ pub fn render_seeds(
         seeds.push((m.name.clone(), seed));
     }
     if !problems.is_empty() {
-        bail!(diag::Failures(
-            problems.iter().map(check::Problem::failure).collect()
+        bail!(Report::several(
+            problems.iter().map(check::Problem::diagnostic).collect()
         ));
     }
     Ok(seeds)
@@ -250,7 +251,7 @@ fn check_machine_names(spec: &Spec, names: &[String], how: &str) -> Result<()> {
         if spec.machine(name).is_none() {
             let known: Vec<&str> = spec.machines.iter().map(|m| m.name.as_str()).collect();
             bail!(
-                Failure::new(Kind::Usage, "the profile has no machine of that name")
+                Diagnostic::new(Kind::Usage, "the profile has no machine of that name")
                     .at(format!("{how}{:?}", diag::shorten(name)))
                     .hint(format!("machines: {}", known.join(", ")))
             );
@@ -382,7 +383,7 @@ impl Writing {
         // Under the locks: no other nodeimg run changes the output meanwhile.
         let out = output::check_target(real_out, out_dir, &inputs.protected())?;
         if !secrets_dir.is_dir() {
-            bail!(Failure::new(
+            bail!(Diagnostic::new(
                 Kind::Secrets,
                 "the folder of the secrets file does not exist"
             )
@@ -411,6 +412,7 @@ fn open_base_image(v: &Validated, opts: &BuildOptions, scratch: &Path) -> Result
                 return Err(v
                     .report
                     .about(diag::Diagnostic::error(
+                        Kind::Missing,
                         diag::Path::root(),
                         "--images needs a base image, and the profile has no `image` section",
                         "add `image:` with `release: \"22.04\"` (Ubuntu's cloud image), or `url:` and `sha256:`",
@@ -424,7 +426,7 @@ fn open_base_image(v: &Validated, opts: &BuildOptions, scratch: &Path) -> Result
                 validate::Checksum::Sums { url, name } => {
                     let list = fetcher.fetch_text(url)?;
                     crate::io::hash::sums_entry(&list, name).ok_or_else(|| {
-                        Failure::new(Kind::Download, format!("no entry for {name}"))
+                        Diagnostic::new(Kind::Download, format!("no entry for {name}"))
                             .at(fetch::shown_url(url))
                             .hint("check image.url and image.sha256sums, or pin image.sha256")
                     })?
@@ -450,6 +452,7 @@ fn write_machine_image(
             Some(small) => v
                 .report
                 .about(diag::Diagnostic::error(
+                    Kind::OutOfRange,
                     diag::Path::parse("image.size"),
                     small.to_string(),
                     format!(
@@ -549,6 +552,7 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
         return Err(v
             .report
             .about(diag::Diagnostic::error(
+                Kind::Missing,
                 diag::Path::root(),
                 "the profile has no `staking` section, so there is no release to write",
                 "add a staking section: see profiles/hoodi.yaml",
@@ -665,14 +669,16 @@ pub fn show(
     templates: Option<&Path>,
 ) -> Result<String> {
     if !SHOWABLE.contains(&file) {
-        bail!(Failure::new(Kind::Usage, format!("cannot show {file:?}"))
-            .hint(format!("choose one of: {}", SHOWABLE.join(", "))));
+        bail!(
+            Diagnostic::new(Kind::Usage, format!("cannot show {file:?}"))
+                .hint(format!("choose one of: {}", SHOWABLE.join(", ")))
+        );
     }
     let only = [machine.to_string()];
     let session = Session::open(profile_path, templates, &only, "show: machine ")?;
     let secrets_file = secrets_path(profile_path, secrets);
     if reveal && !secrets_file.exists() {
-        bail!(Failure::new(
+        bail!(Diagnostic::new(
             Kind::Secrets,
             "no secrets file yet, so there is nothing to reveal"
         )
@@ -728,7 +734,7 @@ pub fn boot_test(
 ) -> Result<boottest::BootReport> {
     if !build_opts.only.is_empty() {
         bail!(
-            Failure::new(Kind::Usage, "boot-test boots the whole cluster")
+            Diagnostic::new(Kind::Usage, "boot-test boots the whole cluster")
                 .at("--only")
                 .hint("leave --only out; to rebuild one machine during a boot test, use --reprovision NAME")
         );

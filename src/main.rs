@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use nodeimg::diag::{Failure, Kind};
+use nodeimg::diag::{Diagnostic, Kind};
 
 #[derive(Parser)]
 #[command(
@@ -215,7 +215,7 @@ fn confirm_on_terminal(text: &str) -> anyhow::Result<bool> {
     use std::io::{BufRead, IsTerminal, Write};
     eprintln!("{text}");
     if !std::io::stdin().is_terminal() {
-        anyhow::bail!(Failure::new(
+        anyhow::bail!(Diagnostic::new(
             Kind::Device,
             "not confirmed: stdin is not a terminal, so nodeimg cannot ask"
         )
@@ -249,30 +249,36 @@ fn say(text: &str) {
 }
 
 fn print_error(e: &anyhow::Error) {
-    if let Some(report) = e.downcast_ref::<nodeimg::Report>() {
-        let n = report.error_count();
-        say(&format!(
-            "{report}{n} error{} in {}: nothing was written\n",
-            if n == 1 { "" } else { "s" },
-            report.file
-        ));
-    } else if let Some(failure) = e.chain().find(|c| {
-        c.downcast_ref::<nodeimg::diag::Failure>().is_some()
-            || c.downcast_ref::<nodeimg::diag::Failures>().is_some()
-    }) {
-        // What the caller was doing when it failed, if it said so.
-        let doing: Vec<String> = e
-            .chain()
-            .take_while(|c| !std::ptr::addr_eq(*c, failure))
-            .map(|c| c.to_string())
-            .collect();
-        say(&format!("{failure}\n"));
-        if !doing.is_empty() {
-            say(&format!("  context: {}\n", doing.join(": ")));
-        }
-    } else {
+    use nodeimg::diag::Diagnostic;
+    let known = e.chain().find(|c| {
+        c.downcast_ref::<nodeimg::Report>().is_some() || c.downcast_ref::<Diagnostic>().is_some()
+    });
+    let Some(known) = known else {
         // Not a mistake nodeimg knows how to explain: what failed, on what.
         say(&format!("error: {e:#}\n"));
+        return;
+    };
+    if let Some(report) = known.downcast_ref::<nodeimg::Report>() {
+        say(&report.to_string());
+        if report.is_about_profile() {
+            let n = report.error_count();
+            say(&format!(
+                "{n} error{} in {}: nothing was written\n",
+                if n == 1 { "" } else { "s" },
+                report.file
+            ));
+        }
+    } else {
+        say(&format!("{known}\n"));
+    }
+    // What the caller was doing when it failed, if it said so.
+    let doing: Vec<String> = e
+        .chain()
+        .take_while(|c| !std::ptr::addr_eq(*c, known))
+        .map(|c| c.to_string())
+        .collect();
+    if !doing.is_empty() {
+        say(&format!("  context: {}\n", doing.join(": ")));
     }
 }
 

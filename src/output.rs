@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::diag::{Failure, Kind};
+use crate::diag::{Diagnostic, Kind};
 
 use crate::io::write::parent_of;
 use crate::io::{interrupt, lock};
@@ -280,9 +280,9 @@ pub fn resolve_output(out: &Path) -> Result<PathBuf> {
     }
 }
 
-/// A [`Failure`] about the output folder `-o OUT`.
-fn output_failure(out: &Path, message: impl Into<String>, hint: impl Into<String>) -> Failure {
-    Failure::new(Kind::Output, message)
+/// An error about the output folder `-o OUT`.
+fn output_failure(out: &Path, message: impl Into<String>, hint: impl Into<String>) -> Diagnostic {
+    Diagnostic::new(Kind::Output, message)
         .at(format!("-o {}", out.display()))
         .hint(hint)
 }

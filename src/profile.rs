@@ -7,7 +7,7 @@
 // Serialize: the README reference test walks a loaded profile's keys and defaults.
 use serde::{Deserialize, Serialize};
 
-use crate::diag::{Diagnostic, Path, Report};
+use crate::diag::{Diagnostic, Kind, Path, Report};
 use crate::yaml::{self, Node};
 
 pub const DEFAULT_MICROK8S_CHANNEL: &str = "1.34/stable";
@@ -373,6 +373,7 @@ pub fn load(file: &str, text: &str) -> Result<Loaded, Report> {
             let mut diags = diags;
             if diags.is_empty() {
                 diags.push(Diagnostic::error(
+                    Kind::Malformed,
                     Path::root(),
                     "the profile could not be read",
                     "check its structure against profiles/tutorial.yaml",

@@ -17,7 +17,7 @@ use std::path::Path;
 use anyhow::{bail, Context as _, Result};
 use tera::{Context, Kwargs, State, Tera, Value};
 
-use crate::diag::{Failure, Kind};
+use crate::diag::{Diagnostic, Kind};
 use crate::model::sh_quote;
 
 /// The embedded templates, by name (path under cloudinit/).
@@ -214,7 +214,7 @@ impl Engine {
             .collect();
         if let Some(dir) = dir {
             if !dir.is_dir() {
-                bail!(Failure::new(Kind::Usage, "no such directory")
+                bail!(Diagnostic::new(Kind::Usage, "no such directory")
                     .at(format!("--templates {}", dir.display()))
                     .hint("give a folder of templates laid out as cloudinit/ (e.g. files/chrony.conf)"));
             }
@@ -359,7 +359,7 @@ fn instance_id(user_data: &str, network_config: &str) -> String {
     format!("iid-nodeimg-{}", &hex::encode(h.finalize())[..16])
 }
 
-fn render_error(e: &tera::Error) -> Failure {
+fn render_error(e: &tera::Error) -> Diagnostic {
     // tera 2 errors carry file:line:col and a caret in their Display and
     // in their source chain.
     let mut out = e.to_string();
@@ -368,7 +368,7 @@ fn render_error(e: &tera::Error) -> Failure {
         out.push_str(&format!("\n  {s}"));
         src = s.source();
     }
-    Failure::new(Kind::Template, format!("template error: {out}"))
+    Diagnostic::new(Kind::Template, format!("template error: {out}"))
         .hint("fix the template at that line (a --templates override, or report a bug)")
 }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use ssh_key::rand_core::{OsRng, RngCore};
 use ssh_key::{Algorithm, LineEnding, PrivateKey};
 
-use crate::diag::{Failure, Kind};
+use crate::diag::{Diagnostic, Kind};
 use crate::validate::Spec;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -162,13 +162,13 @@ impl Secrets {
                     .location()
                     .map(|l| format!(":{}:{}", l.line(), l.column()))
                     .unwrap_or_default();
-                bail!(Failure::new(Kind::Secrets, "the secrets file is damaged (it is not in the form nodeimg writes)")
+                bail!(Diagnostic::new(Kind::Secrets, "the secrets file is damaged (it is not in the form nodeimg writes)")
                     .at(format!("{}{at}", path.display()))
                     .hint("restore it from your backup; deleting it makes new secrets, and machines built with the old ones will not join or will show new host keys"));
             }
         };
         if s.version != 1 {
-            bail!(Failure::new(
+            bail!(Diagnostic::new(
                 Kind::Secrets,
                 format!(
                     "secrets file version {} is not supported by this nodeimg",
@@ -183,7 +183,7 @@ impl Secrets {
                 .chars()
                 .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase());
         if !token_ok {
-            bail!(Failure::new(
+            bail!(Diagnostic::new(
                 Kind::Secrets,
                 "microk8s_join_token must be at least 32 lowercase letters and digits"
             )
@@ -192,17 +192,18 @@ impl Secrets {
         }
         if let Some(jwt) = &s.jwt_secret {
             if jwt.len() != 64 || !jwt.bytes().all(|b| b.is_ascii_hexdigit()) {
-                bail!(
-                    Failure::new(Kind::Secrets, "jwt_secret must be 64 hex digits (32 bytes)")
-                        .at(path.display())
-                        .hint("restore the file from your backup")
-                );
+                bail!(Diagnostic::new(
+                    Kind::Secrets,
+                    "jwt_secret must be 64 hex digits (32 bytes)"
+                )
+                .at(path.display())
+                .hint("restore the file from your backup"));
             }
         }
         for (name, m) in &s.machines {
             match PrivateKey::from_openssh(&m.ssh_host_ed25519_key) {
                 Ok(k) if k.algorithm() == Algorithm::Ed25519 && !k.is_encrypted() => {}
-                _ => bail!(Failure::new(Kind::Secrets, format!("the SSH host key of machine {name} is not an unencrypted ed25519 private key"))
+                _ => bail!(Diagnostic::new(Kind::Secrets, format!("the SSH host key of machine {name} is not an unencrypted ed25519 private key"))
                     .at(path.display())
                     .hint("restore the file from your backup, or delete that machine's entry to give it a new host key")),
             }
@@ -252,7 +253,7 @@ pub fn resolve_path(path: &Path) -> Result<PathBuf> {
         Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path).map_err(|_| {
             let target = std::fs::read_link(path).unwrap_or_default();
             anyhow::Error::new(
-                Failure::new(
+                Diagnostic::new(
                     Kind::Secrets,
                     format!(
                         "the secrets file is a symbolic link to {}, which does not exist",
@@ -275,19 +276,19 @@ fn check_private(path: &Path) -> Result<()> {
         .with_context(|| format!("cannot read the secrets file {}", path.display()))?;
     if !meta.is_file() {
         bail!(
-            Failure::new(Kind::Secrets, "the secrets file is not a regular file")
+            Diagnostic::new(Kind::Secrets, "the secrets file is not a regular file")
                 .at(path.display())
                 .hint("point --secrets at the file nodeimg wrote")
         );
     }
     let me = crate::io::euid();
     if meta.uid() != me {
-        bail!(Failure::new(Kind::Secrets, format!("the secrets file belongs to uid {}, not to you (uid {me}), so someone else controls the cluster's keys", meta.uid()))
+        bail!(Diagnostic::new(Kind::Secrets, format!("the secrets file belongs to uid {}, not to you (uid {me}), so someone else controls the cluster's keys", meta.uid()))
             .at(path.display())
             .hint(format!("if it is yours, `chown {me} {}`; else restore your own copy", path.display())));
     }
     if meta.mode() & 0o077 != 0 {
-        bail!(Failure::new(
+        bail!(Diagnostic::new(
             Kind::Secrets,
             format!(
                 "the secrets file can be read by other users (mode {:04o})",

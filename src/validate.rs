@@ -8,7 +8,7 @@ use std::str::FromStr;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
-use crate::diag::{Checker, Diagnostic, Path};
+use crate::diag::{Checker, Diagnostic, Kind, Path};
 use crate::model::{is_dns_label, is_private_v4, unusable_range};
 pub use crate::model::{Proto, Role};
 use crate::profile::{self, Profile};
@@ -262,11 +262,13 @@ fn check_version(c: &mut Checker, version: Option<u32>) {
     match version {
         Some(1) => {}
         Some(v) => c.error(
+            Kind::Unsupported,
             Path::root().key("version"),
             format!("profile version {v} is not supported by this nodeimg"),
             "write `version: 1`",
         ),
         None => c.error(
+            Kind::Missing,
             Path::root(),
             "the profile has no `version`",
             "add `version: 1` as the first line",
@@ -278,6 +280,7 @@ fn check_version(c: &mut Checker, version: Option<u32>) {
 fn check_cluster_name(c: &mut Checker, cluster: Option<&profile::Cluster>) -> String {
     let Some(name) = cluster.and_then(|cl| cl.name.as_ref()) else {
         c.error(
+            Kind::Missing,
             if cluster.is_some() {
                 Path::root().key("cluster")
             } else {
@@ -290,6 +293,7 @@ fn check_cluster_name(c: &mut Checker, cluster: Option<&profile::Cluster>) -> St
     };
     if !is_dns_label(name) {
         c.error(
+            Kind::Malformed,
             Path::parse("cluster.name"),
             format!("cluster name {name:?} is not a valid name"),
             "use 1 to 63 lowercase letters, digits and hyphens, not starting or ending with a hyphen",
@@ -303,6 +307,7 @@ fn check_domain(c: &mut Checker, domain: &str, machines: &[profile::Machine]) {
     let at = Path::parse("cluster.domain");
     if !domain.split('.').all(is_dns_label) {
         c.error(
+            Kind::Malformed,
             at,
             format!("domain {domain:?} is not a valid DNS name"),
             "use labels of lowercase letters, digits and hyphens separated by dots, e.g. `lan`",
@@ -315,6 +320,7 @@ fn check_domain(c: &mut Checker, domain: &str, machines: &[profile::Machine]) {
         .max_by_key(|n| n.len());
     if let Some(name) = longest.filter(|n| n.len() + 1 + domain.len() > 253) {
         c.error(
+            Kind::OutOfRange,
             at,
             format!(
                 "{name}.{domain} would be {} characters: a DNS name has at most 253",
@@ -339,6 +345,7 @@ fn check_p2p_node(c: &mut Checker, node: &str, machines: &[MachineSpec]) {
         .map(|m| m.name.as_str())
         .collect();
     c.error(
+        Kind::Unknown,
         Path::root().key("staking").key("p2p").key("node"),
         format!("{node:?} is not a Kubernetes machine of the profile"),
         format!("name the master or a worker: {}", nodes.join(", ")),
@@ -351,6 +358,7 @@ fn check_network(
 ) -> (Option<Ipv4Net>, Option<Ipv4Addr>, Vec<Ipv4Addr>) {
     let Some(net) = &p.network else {
         c.error(
+            Kind::Missing,
             Path::root(),
             "the profile has no `network` section",
             "add `network:` with `subnet`, `gateway` and `dns`",
@@ -368,6 +376,7 @@ fn check_network(
 fn check_subnet(c: &mut Checker, subnet: Option<&str>) -> Option<Ipv4Net> {
     let Some(s) = subnet else {
         c.error(
+            Kind::Missing,
             Path::parse("network"),
             "`network.subnet` is missing",
             "add the cluster subnet in CIDR form, e.g. `subnet: 172.20.0.0/20`",
@@ -377,6 +386,7 @@ fn check_subnet(c: &mut Checker, subnet: Option<&str>) -> Option<Ipv4Net> {
     let at = Path::parse("network.subnet");
     let Ok(n) = Ipv4Net::from_str(s) else {
         c.error(
+            Kind::Malformed,
             at,
             format!("{s:?} is not an IPv4 subnet in CIDR form"),
             "write it as ADDRESS/PREFIX, e.g. 172.20.0.0/20",
@@ -385,6 +395,7 @@ fn check_subnet(c: &mut Checker, subnet: Option<&str>) -> Option<Ipv4Net> {
     };
     if n.addr() != n.network() {
         c.error(
+            Kind::Malformed,
             at,
             format!("subnet {s} has host bits set"),
             format!("write the network address: did you mean {}?", n.trunc()),
@@ -393,6 +404,7 @@ fn check_subnet(c: &mut Checker, subnet: Option<&str>) -> Option<Ipv4Net> {
     }
     if let Some(why) = unusable_subnet(n) {
         c.error(
+            Kind::Reserved,
             at,
             format!("subnet {s} {why}"),
             "give the machines' own LAN, e.g. 192.168.1.0/24 or 172.20.0.0/20: the NFS export and the cluster ports are opened to this subnet",
@@ -401,6 +413,7 @@ fn check_subnet(c: &mut Checker, subnet: Option<&str>) -> Option<Ipv4Net> {
     }
     if n.prefix_len() > 30 {
         c.error(
+            Kind::OutOfRange,
             at,
             format!("subnet {s} is too small for a cluster"),
             "use a prefix of /30 or shorter (e.g. /24)",
@@ -409,6 +422,7 @@ fn check_subnet(c: &mut Checker, subnet: Option<&str>) -> Option<Ipv4Net> {
     }
     if !is_private_v4(n.network()) {
         c.warning(
+            Kind::Risky,
             at,
             format!("subnet {s} is not a private range: the NFS export and the cluster ports are opened to all of it"),
             "a LAN is usually 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16; keep this only if these public addresses are yours",
@@ -424,6 +438,7 @@ fn check_gateway(
 ) -> Option<Ipv4Addr> {
     let Some(g) = gateway else {
         c.error(
+            Kind::Missing,
             Path::parse("network"),
             "`network.gateway` is missing",
             "add the router's address, e.g. `gateway: 172.20.0.1`",
@@ -433,6 +448,7 @@ fn check_gateway(
     let at = Path::parse("network.gateway");
     let Some(ip) = parse_ipv4(g) else {
         c.error(
+            Kind::Malformed,
             at,
             format!("{g:?} is not an IPv4 address"),
             "write four numbers from 0 to 255 separated by dots, e.g. 172.20.0.1",
@@ -442,6 +458,7 @@ fn check_gateway(
     if let Some(subnet) = subnet {
         if let Err(why) = host_in_subnet(ip, subnet) {
             c.error(
+                Kind::OutOfRange,
                 at,
                 format!("gateway {ip} {why}"),
                 format!(
@@ -463,6 +480,7 @@ fn check_dns(c: &mut Checker, dns: Option<&[String]>, gateway: Option<Ipv4Addr>)
     };
     if list.is_empty() {
         c.error(
+            Kind::Missing,
             at,
             "`network.dns` is empty",
             "list at least one DNS server, e.g. `dns: [8.8.8.8, 8.8.4.4]`, or remove the key to use the gateway",
@@ -473,12 +491,14 @@ fn check_dns(c: &mut Checker, dns: Option<&[String]>, gateway: Option<Ipv4Addr>)
     for (i, s) in list.iter().enumerate() {
         match parse_ipv4(s) {
             Some(ip) if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_broadcast() => c.error(
+                Kind::Reserved,
                 at.index(i),
                 format!("DNS server {ip} is not a server the machines can ask"),
                 "give the address of a resolver on the network (your router, e.g. the gateway) or a public one such as 9.9.9.9; 127.x would point at the machine itself, where no resolver listens on first boot",
             ),
             Some(ip) => servers.push(ip),
             None => c.error(
+                Kind::Malformed,
                 at.index(i),
                 format!("DNS server {s:?} is not an IPv4 address"),
                 "write an address such as 8.8.8.8",
@@ -495,6 +515,7 @@ fn ubuntu_version(c: &mut Checker, at: Path, release: &str) -> Option<&'static s
         .find(|(v, name)| *v == release || *name == release);
     if found.is_none() {
         c.error(
+            Kind::Unknown,
             at,
             format!("{release:?} is not an Ubuntu release nodeimg supports"),
             "write 20.04, 22.04 or 24.04 (quoted, e.g. \"22.04\"), or focal, jammy or noble",
@@ -519,6 +540,7 @@ fn check_ubuntu(c: &mut Checker, p: &Profile) -> &'static str {
             if let (Some(v), Some(i)) = (v, image) {
                 if v != i {
                     c.error(
+                        Kind::Conflict,
                         Path::root().key("ubuntu"),
                         format!("`ubuntu` is {v} but `image.release` is {i}"),
                         "the disk images are made from image.release: give both the same release, or drop `ubuntu`",
@@ -550,6 +572,7 @@ fn check_release_and_channel(c: &mut Checker, p: &Profile, machines: &[MachineSp
     let names: Vec<&str> = on_v1.iter().map(|m| m.name.as_str()).collect();
     match channel_minor(channel) {
         Ok(Some(minor)) if minor > CGROUP_V1_LAST_KNOWN => c.error(
+            Kind::Unsupported,
             at,
             format!(
                 "MicroK8s {channel} on Ubuntu 20.04 ({}): Kubernetes 1.{minor} is not known to run on 20.04's cgroup v1",
@@ -560,6 +583,7 @@ fn check_release_and_channel(c: &mut Checker, p: &Profile, machines: &[MachineSp
             ),
         ),
         Ok(None) => c.warning(
+            Kind::Risky,
             at,
             format!(
                 "{channel} on Ubuntu 20.04 ({}): a future Kubernetes may drop cgroup v1, which 20.04 boots with",
@@ -581,6 +605,7 @@ fn check_machines(
     let list = Path::root().key("machines");
     if p.machines.is_empty() {
         c.error(
+            Kind::Missing,
             Path::root(),
             "the profile has no machines",
             "add `machines:` with one nfs, one master and at least one worker",
@@ -601,6 +626,7 @@ fn check_machines(
         if let Some(iface) = &m.interface {
             if !is_interface_name(iface) {
                 c.error(
+                    Kind::Malformed,
                     at.key("interface"),
                     format!("{iface:?} is not a network interface name"),
                     "use 1 to 15 letters, digits, `-`, `_` or `.` (not lo, all, default, . or ..), e.g. enp1s0",
@@ -646,6 +672,7 @@ fn machine_name(
 ) -> Option<String> {
     let Some(n) = name else {
         c.error(
+            Kind::Missing,
             at.clone(),
             format!("machine {} has no `name`", i + 1),
             "add `name:` with its hostname",
@@ -654,6 +681,7 @@ fn machine_name(
     };
     if n == "localhost" {
         c.error(
+            Kind::Reserved,
             at.key("name"),
             "machine name \"localhost\" is the name every machine has for itself",
             "give the machine a name of its own, e.g. worker-1",
@@ -662,6 +690,7 @@ fn machine_name(
     }
     if !is_dns_label(n) {
         c.error(
+            Kind::Malformed,
             at.key("name"),
             format!("machine name {n:?} is not a valid hostname"),
             "use 1 to 63 lowercase letters, digits and hyphens (RFC 1123), not starting or ending with a hyphen",
@@ -670,6 +699,7 @@ fn machine_name(
     }
     if let Some(first) = seen.names.insert(n.to_string(), i) {
         c.error(
+            Kind::Duplicate,
             at.key("name"),
             format!(
                 "machine name {n:?} is used twice (also machine {})",
@@ -690,6 +720,7 @@ fn machine_role(
 ) -> Option<Role> {
     let Some(r) = role else {
         c.error(
+            Kind::Missing,
             at.clone(),
             format!("machine {} has no `role`", i + 1),
             "add `role:` nfs, master or worker",
@@ -698,6 +729,7 @@ fn machine_role(
     };
     let Some(role) = Role::parse(r) else {
         c.error(
+            Kind::Unknown,
             at.key("role"),
             format!("unknown role {r:?}"),
             "use one of: nfs, master, worker",
@@ -721,6 +753,7 @@ fn machine_ip(
 ) -> Option<Ipv4Addr> {
     let Some(text) = ip else {
         c.error(
+            Kind::Missing,
             at.clone(),
             format!("machine {} has no `ip`", i + 1),
             "add `ip:` with its static address in the subnet",
@@ -729,6 +762,7 @@ fn machine_ip(
     };
     let Some(ip) = parse_ipv4(text) else {
         c.error(
+            Kind::Malformed,
             at.key("ip"),
             format!("{text:?} is not an IPv4 address"),
             "write four numbers from 0 to 255 separated by dots, e.g. 172.20.10.10",
@@ -738,6 +772,7 @@ fn machine_ip(
     if let Some(subnet) = subnet {
         if let Err(why) = host_in_subnet(ip, subnet) {
             c.error(
+                Kind::OutOfRange,
                 at.key("ip"),
                 format!("address {ip} {why}"),
                 format!(
@@ -750,6 +785,7 @@ fn machine_ip(
     }
     if Some(ip) == gateway {
         c.error(
+            Kind::Reserved,
             at.key("ip"),
             format!("address {ip} is the gateway's"),
             "give the machine an address of its own",
@@ -757,6 +793,7 @@ fn machine_ip(
     }
     if let Some(first) = seen.ips.insert(ip, i) {
         c.error(
+            Kind::Duplicate,
             at.key("ip"),
             format!("address {ip} is used twice (also machine {})", first + 1),
             "give every machine its own address",
@@ -775,6 +812,7 @@ fn machine_mac(
 ) -> Option<String> {
     let Some(mac) = normalize_mac(text) else {
         c.error(
+            Kind::Malformed,
             at.key("mac"),
             format!("{text:?} is not a MAC address"),
             "write six two-digit hex numbers separated by colons, e.g. 52:54:00:14:0a:0a",
@@ -783,6 +821,7 @@ fn machine_mac(
     };
     if let Some(problem) = mac_problem(&mac) {
         c.error(
+            Kind::Reserved,
             at.key("mac"),
             format!("{mac} {problem}"),
             "copy the NIC's own address from the machine's label or `ip link` (link/ether)",
@@ -791,6 +830,7 @@ fn machine_mac(
     }
     if let Some(first) = seen.macs.insert(mac.clone(), i) {
         c.error(
+            Kind::Duplicate,
             at.key("mac"),
             format!(
                 "MAC address {mac} is used twice (also machine {})",
@@ -807,6 +847,7 @@ fn check_roles(c: &mut Checker, list: &Path, roles: &BTreeMap<Role, Vec<usize>>)
     for (role, want) in [(Role::Nfs, "exactly one"), (Role::Master, "exactly one")] {
         match roles.get(&role).map(Vec::as_slice) {
             None | Some([]) => c.error(
+                Kind::Missing,
                 list.clone(),
                 format!("the cluster has no {} machine", role.as_str()),
                 format!("give {want} machine `role: {}`", role.as_str()),
@@ -815,6 +856,7 @@ fn check_roles(c: &mut Checker, list: &Path, roles: &BTreeMap<Role, Vec<usize>>)
             Some([first, rest @ ..]) => {
                 for i in rest {
                     c.error(
+                        Kind::Duplicate,
                         list.index(*i).key("role"),
                         format!(
                             "a second {} machine (the first is machine {})",
@@ -832,6 +874,7 @@ fn check_roles(c: &mut Checker, list: &Path, roles: &BTreeMap<Role, Vec<usize>>)
     }
     if roles.get(&Role::Worker).is_none_or(Vec::is_empty) {
         c.error(
+            Kind::Missing,
             list.clone(),
             "the cluster has no worker machine",
             "add at least one machine with `role: worker`: the staking workloads run on workers",
@@ -842,6 +885,7 @@ fn check_roles(c: &mut Checker, list: &Path, roles: &BTreeMap<Role, Vec<usize>>)
 fn check_ssh(c: &mut Checker, p: &Profile) -> Option<profile::Ssh> {
     let Some(ssh) = &p.ssh else {
         c.error(
+            Kind::Missing,
             Path::root(),
             "the profile has no `ssh` section, so nobody could log in",
             "add `ssh:` with `authorized_keys: [\"ssh-ed25519 AAAA... you@laptop\"]` (password logins are never enabled)",
@@ -851,6 +895,7 @@ fn check_ssh(c: &mut Checker, p: &Profile) -> Option<profile::Ssh> {
     let base = Path::root().key("ssh");
     if ssh.port == 0 {
         c.error(
+            Kind::OutOfRange,
             base.key("port"),
             "SSH port 0 is not a port",
             "use a port from 1 to 65535",
@@ -866,6 +911,7 @@ fn check_ssh(c: &mut Checker, p: &Profile) -> Option<profile::Ssh> {
     }
     if let Some((_, role, why)) = taken.iter().find(|(port, _, _)| *port == ssh.port) {
         c.error(
+            Kind::Conflict,
             base.key("port"),
             format!(
                 "SSH port {} collides with the {} role's port for {why}",
@@ -876,6 +922,7 @@ fn check_ssh(c: &mut Checker, p: &Profile) -> Option<profile::Ssh> {
         );
     } else if ssh.port == 22 {
         c.warning(
+            Kind::Risky,
             base.key("port"),
             "sshd listens on the default port 22",
             "the reference setup recommends moving SSH off port 22 (e.g. `port: 2222`) to cut down on scans",
@@ -883,12 +930,14 @@ fn check_ssh(c: &mut Checker, p: &Profile) -> Option<profile::Ssh> {
     }
     if !is_unix_user(&ssh.user) || ssh.user == "root" {
         c.error(
+            Kind::Malformed,
             base.key("user"),
             format!("{:?} is not a usable login name", ssh.user),
             "use a lowercase name of letters, digits, `-` and `_` (not root), e.g. staker",
         );
     } else if SYSTEM_USERS.contains(&ssh.user.as_str()) || ssh.user.starts_with("systemd-") {
         c.error(
+            Kind::Reserved,
             base.key("user"),
             format!("{:?} is a system account of Ubuntu's cloud image", ssh.user),
             "use a login name of your own, e.g. staker: cloud-init would give the system account a shell, your keys and sudo",
@@ -896,6 +945,7 @@ fn check_ssh(c: &mut Checker, p: &Profile) -> Option<profile::Ssh> {
     }
     if ssh.authorized_keys.is_empty() {
         c.error(
+            Kind::Missing,
             base.key("authorized_keys"),
             "no SSH key in `ssh.authorized_keys`: password logins are never enabled, so nobody could log in",
             "add your public key, e.g. `authorized_keys: [\"ssh-ed25519 AAAA... you@laptop\"]` (from ~/.ssh/id_ed25519.pub)",
@@ -904,6 +954,7 @@ fn check_ssh(c: &mut Checker, p: &Profile) -> Option<profile::Ssh> {
     for (i, key) in ssh.authorized_keys.iter().enumerate() {
         if let Err(why) = check_public_key(key) {
             c.error(
+                Kind::Malformed,
                 base.key("authorized_keys").index(i),
                 format!("not an SSH public key: {why}"),
                 "paste one line of a .pub file: TYPE BASE64 [COMMENT], e.g. the content of ~/.ssh/id_ed25519.pub",
@@ -925,6 +976,7 @@ fn check_time(c: &mut Checker, t: &profile::Time) {
             })
             .unwrap_or("Etc/UTC");
         c.error(
+            Kind::Unknown,
             base.key("timezone"),
             format!("{:?} is not an IANA time zone", t.timezone),
             format!("did you mean {nearest:?}? (names look like America/Los_Angeles or Etc/UTC)"),
@@ -932,6 +984,7 @@ fn check_time(c: &mut Checker, t: &profile::Time) {
     }
     if t.ntp_pools.is_empty() {
         c.error(
+            Kind::Missing,
             base.key("ntp_pools"),
             "`time.ntp_pools` is empty",
             "list at least one NTP pool, e.g. [ntp.ubuntu.com]",
@@ -940,6 +993,7 @@ fn check_time(c: &mut Checker, t: &profile::Time) {
     for (i, pool) in t.ntp_pools.iter().enumerate() {
         if parse_ipv4(pool).is_none() && !is_dns_name(pool) {
             c.error(
+                Kind::Malformed,
                 base.key("ntp_pools").index(i),
                 format!("{pool:?} is not a host name"),
                 "write a host name such as time.google.com",
@@ -949,6 +1003,7 @@ fn check_time(c: &mut Checker, t: &profile::Time) {
     let chrony = base.key("chrony");
     match chrony_pool_options(&t.chrony.pool_options) {
         Err(why) => c.error(
+            Kind::Malformed,
             chrony.key("pool_options"),
             format!(
                 "chrony cannot read the pool options {:?}: {why}",
@@ -968,6 +1023,7 @@ fn check_time(c: &mut Checker, t: &profile::Time) {
                 .collect();
             if !public.is_empty() {
                 c.warning(
+                    Kind::Risky,
                     chrony.key("pool_options"),
                     format!(
                         "polling every {} s asks more of the public pools ({}) than their usage rules allow, and invites rate limiting",
@@ -986,6 +1042,7 @@ fn check_time(c: &mut Checker, t: &profile::Time) {
     }
     if !t.chrony.maxupdateskew.is_finite() || t.chrony.maxupdateskew <= 0.0 {
         c.error(
+            Kind::OutOfRange,
             chrony.key("maxupdateskew"),
             "maxupdateskew must be above 0",
             "the reference value is 5.0 (ppm)",
@@ -993,6 +1050,7 @@ fn check_time(c: &mut Checker, t: &profile::Time) {
     }
     if !t.chrony.makestep_threshold.is_finite() || t.chrony.makestep_threshold <= 0.0 {
         c.error(
+            Kind::OutOfRange,
             chrony.key("makestep_threshold"),
             "makestep_threshold must be above 0",
             "the reference value is 0.1 (seconds)",
@@ -1000,6 +1058,7 @@ fn check_time(c: &mut Checker, t: &profile::Time) {
     }
     if t.chrony.makestep_limit == 0 || t.chrony.makestep_limit < -1 {
         c.error(
+            Kind::OutOfRange,
             chrony.key("makestep_limit"),
             "makestep_limit must be -1 (always) or a positive number of updates",
             "the reference value is -1",
@@ -1170,27 +1229,36 @@ const SYSTEM_TREES: &[&str] = &[
 ];
 
 /// Why an export root is unusable, if it is.
-fn export_root_problem(root: &str) -> Option<String> {
+fn export_root_problem(root: &str) -> Option<(Kind, String)> {
     let trimmed = root.trim_end_matches('/');
     if !root.starts_with('/') || !is_safe_path(root) || trimmed.is_empty() {
-        return Some("is not a usable export directory".into());
+        return Some((Kind::Malformed, "is not a usable export directory".into()));
     }
     if trimmed.split('/').any(|part| part == "." || part == "..") {
-        return Some("holds `.` or `..`: write the folder itself".into());
+        return Some((
+            Kind::Malformed,
+            "holds `.` or `..`: write the folder itself".into(),
+        ));
     }
     if SYSTEM_DIRS.contains(&trimmed) {
-        return Some("is a folder of the system itself".into());
+        return Some((Kind::Reserved, "is a folder of the system itself".into()));
     }
     SYSTEM_TREES
         .iter()
         .find(|t| trimmed.starts_with(&format!("{t}/")))
-        .map(|t| format!("is inside {t}, which belongs to the system"))
+        .map(|t| {
+            (
+                Kind::Reserved,
+                format!("is inside {t}, which belongs to the system"),
+            )
+        })
 }
 
 fn check_nfs(c: &mut Checker, n: &profile::Nfs) {
     let base = Path::root().key("nfs");
-    if let Some(why) = export_root_problem(&n.export_root) {
+    if let Some((kind, why)) = export_root_problem(&n.export_root) {
         c.error(
+            kind,
             base.key("export_root"),
             format!("{:?} {why}", n.export_root),
             "use a folder of its own for the staking data: an absolute path of letters, digits, `/`, `-`, `_` and `.`, e.g. /data or /srv/staking",
@@ -1198,6 +1266,7 @@ fn check_nfs(c: &mut Checker, n: &profile::Nfs) {
     }
     if n.folders.is_empty() {
         c.error(
+            Kind::Missing,
             base.key("folders"),
             "`nfs.folders` is empty",
             "list the data folders, e.g. [execution, beacon, validator]",
@@ -1208,12 +1277,14 @@ fn check_nfs(c: &mut Checker, n: &profile::Nfs) {
         if f.starts_with('/') || !is_safe_path(f) || f.split('/').any(|s| s.is_empty() || s == "..")
         {
             c.error(
+                Kind::Malformed,
                 base.key("folders").index(i),
                 format!("{f:?} is not a folder name under the export"),
                 "use a relative path of letters, digits, `-`, `_` and `.`, e.g. beacon",
             );
         } else if let Some(first) = seen.insert(f.as_str(), i) {
             c.error(
+                Kind::Duplicate,
                 base.key("folders").index(i),
                 format!("folder {f:?} is listed twice (also entry {})", first + 1),
                 "list every folder once",
@@ -1223,12 +1294,14 @@ fn check_nfs(c: &mut Checker, n: &profile::Nfs) {
     for (key, id) in [("uid", n.uid), ("gid", n.gid)] {
         if id >= 1 << 31 {
             c.error(
+                Kind::OutOfRange,
                 base.key(key),
                 format!("{key} {id} is above 2147483647"),
                 "Kubernetes' runAsUser/runAsGroup and many tools take ids below 2^31: use e.g. 1001:2000 as the reference chart",
             );
         } else if id == 65534 {
             c.error(
+                Kind::Reserved,
                 base.key(key),
                 format!("{key} 65534 is nobody/nogroup, the id NFS maps squashed users to"),
                 "use an id of the workloads' own, e.g. 1001:2000 as the reference chart",
@@ -1237,6 +1310,7 @@ fn check_nfs(c: &mut Checker, n: &profile::Nfs) {
     }
     if n.uid == 0 || n.gid == 0 {
         c.warning(
+            Kind::Risky,
             base.clone(),
             "the data folders are owned by root",
             "the workloads run as an unprivileged uid:gid (1001:2000 in the reference chart); root-owned NFS data fails under root_squash",
@@ -1248,6 +1322,7 @@ fn check_nfs(c: &mut Checker, n: &profile::Nfs) {
         .all(|ch| ch.is_ascii_alphanumeric() || ",_=:".contains(ch))
     {
         c.error(
+            Kind::Malformed,
             base.key("export_options"),
             format!("{:?} is not a list of export options", n.export_options),
             "write comma-separated options, e.g. rw,sync,no_subtree_check",
@@ -1255,6 +1330,7 @@ fn check_nfs(c: &mut Checker, n: &profile::Nfs) {
     }
     if n.export_options.split(',').any(|o| o == "no_root_squash") {
         c.warning(
+            Kind::Risky,
             base.key("export_options"),
             "no_root_squash lets root on any cluster machine own the staking data",
             "drop no_root_squash: the folders are owned by the workload uid:gid",
@@ -1269,6 +1345,7 @@ fn check_image(c: &mut Checker, i: &profile::Image) -> Option<ImageSpec> {
         let size = parse_size(s);
         if size.is_none() {
             c.error(
+                Kind::Malformed,
                 at.key("size"),
                 format!("{s:?} is not a disk size"),
                 "write a number with a unit, e.g. 20G (GiB) or 512M (MiB)",
@@ -1280,6 +1357,7 @@ fn check_image(c: &mut Checker, i: &profile::Image) -> Option<ImageSpec> {
         let parsed = crate::io::hash::parse_sha256(h);
         if parsed.is_none() {
             c.error(
+                Kind::Malformed,
                 at.key("sha256"),
                 format!("{h:?} is not a sha256"),
                 "write the 64 hex digits of the image's sha256 (sha256sum prints them)",
@@ -1308,6 +1386,7 @@ fn check_image_urls(c: &mut Checker, at: &Path, i: &profile::Image) {
             }
             if !valid_url(u) {
                 c.error(
+                    Kind::Malformed,
                     at.key(key),
                     format!("{u:?} is not an http(s):// or file:// URL"),
                     "write the full URL, e.g. https://cloud-images.ubuntu.com/releases/22.04/release/ubuntu-22.04-server-cloudimg-amd64.img",
@@ -1317,6 +1396,7 @@ fn check_image_urls(c: &mut Checker, at: &Path, i: &profile::Image) {
     }
     if i.sha256.is_some() && i.sha256sums.is_some() {
         c.error(
+            Kind::Conflict,
             at.key("sha256sums"),
             "both `image.sha256` and `image.sha256sums` are given",
             "keep one: sha256 pins the image, sha256sums takes the hash from the list",
@@ -1334,6 +1414,7 @@ fn image_source(
     match (&i.release, &i.url) {
         (Some(r), Some(_)) => {
             c.error(
+                Kind::Conflict,
                 at.key("url"),
                 format!("both `image.release` ({r}) and `image.url` are given"),
                 "keep one: release picks Ubuntu's cloud image, url names any other",
@@ -1347,6 +1428,7 @@ fn image_source(
                     .map(|(v, n)| format!("{v} ({n})"))
                     .collect();
                 c.error(
+                    Kind::Unsupported,
                     at.key("release"),
                     format!("no default image for release {r:?}"),
                     format!(
@@ -1358,6 +1440,7 @@ fn image_source(
             };
             if i.sha256sums.is_some() {
                 c.error(
+                    Kind::Conflict,
                     at.key("sha256sums"),
                     "`image.sha256sums` with `image.release`: the release has its own list",
                     "remove image.sha256sums (or give image.url instead of image.release)",
@@ -1375,6 +1458,7 @@ fn image_source(
                 },
                 (None, None) => {
                     c.error(
+                        Kind::Unpinned,
                         at.key("url"),
                         "the image has no checksum",
                         "add image.sha256 (its 64 hex digits) or image.sha256sums (the URL of a SHA256SUMS list naming the file): nothing unverified is used",
@@ -1389,6 +1473,7 @@ fn image_source(
         }
         (None, None) => {
             c.error(
+                Kind::Missing,
                 at.clone(),
                 "the image section names no image",
                 "add `release: \"22.04\"` (Ubuntu's cloud image) or `url:` with `sha256:`",
@@ -1424,6 +1509,7 @@ fn check_microk8s(c: &mut Checker, m: &profile::Microk8s) {
     let base = Path::root().key("microk8s");
     match channel_minor(&m.channel) {
         Err(why) => c.error(
+            Kind::Malformed,
             base.key("channel"),
             format!("{:?} is not a MicroK8s channel: {why}", m.channel),
             format!(
@@ -1432,6 +1518,7 @@ fn check_microk8s(c: &mut Checker, m: &profile::Microk8s) {
             ),
         ),
         Ok(Some(minor)) if minor < 27 => c.error(
+            Kind::Unsupported,
             base.key("channel"),
             format!(
                 "MicroK8s {} is too old: the auto-join launch configuration needs 1.27 or newer",
@@ -1444,6 +1531,7 @@ fn check_microk8s(c: &mut Checker, m: &profile::Microk8s) {
         ),
         Ok(Some(_)) => {}
         Ok(None) => c.warning(
+            Kind::Unpinned,
             base.key("channel"),
             format!("{} follows whatever MicroK8s is newest", m.channel),
             format!(
@@ -1462,6 +1550,7 @@ fn check_microk8s(c: &mut Checker, m: &profile::Microk8s) {
             });
         if !ok {
             c.error(
+                Kind::Malformed,
                 base.key("addons").index(i),
                 format!("{a:?} is not a MicroK8s addon name"),
                 "write the addon's name as `microk8s enable` takes it, e.g. dns or community/argocd",
@@ -1493,6 +1582,7 @@ fn check_firewall(c: &mut Checker, f: &profile::Firewall) -> Vec<ExtraRule> {
         let port = match r.port {
             None | Some(0) => {
                 c.error(
+                    Kind::Missing,
                     here.clone(),
                     "a firewall rule needs a `port` from 1 to 65535",
                     "add e.g. `port: 8080`",
@@ -1506,6 +1596,7 @@ fn check_firewall(c: &mut Checker, f: &profile::Firewall) -> Vec<ExtraRule> {
             "udp" => Some(Proto::Udp),
             other => {
                 c.error(
+                    Kind::Unknown,
                     here.key("proto"),
                     format!("unknown protocol {other:?}"),
                     "use tcp or udp",
@@ -1521,6 +1612,7 @@ fn check_firewall(c: &mut Checker, f: &profile::Firewall) -> Vec<ExtraRule> {
             }
             s => {
                 c.error(
+                    Kind::Malformed,
                     here.key("from"),
                     format!("{s:?} is not `any`, `cluster`, an address or a CIDR"),
                     "e.g. `from: any` or `from: 192.168.1.0/24`",
@@ -1533,6 +1625,7 @@ fn check_firewall(c: &mut Checker, f: &profile::Firewall) -> Vec<ExtraRule> {
             match Role::parse(name) {
                 Some(role) => roles.push(role),
                 None => c.error(
+                    Kind::Unknown,
                     here.key("roles").index(j),
                     format!("unknown role {name:?}"),
                     "use nfs, master or worker",

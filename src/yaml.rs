@@ -9,7 +9,7 @@ use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, V
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::diag::{Diagnostic, Path, Pos};
+use crate::diag::{self, Diagnostic, Path, Pos};
 
 /// The deepest nesting of mappings and lists nodeimg reads.
 pub const MAX_DEPTH: usize = 32;
@@ -106,6 +106,7 @@ pub fn parse(text: &str) -> Result<Node, Diagnostic> {
     match serde_saphyr::from_str_with_options::<Option<Spanned<Raw>>>(text, options) {
         Ok(Some(root)) => Ok(root.into()),
         Ok(None) => Err(Diagnostic::at_pos(
+            diag::Kind::Syntax,
             Pos { line: 1, col: 1 },
             "the file is empty",
             "start from one of the shipped profiles in profiles/",
@@ -119,11 +120,12 @@ pub fn parse(text: &str) -> Result<Node, Diagnostic> {
                 })
                 .unwrap_or(Pos { line: 1, col: 1 });
             if let Some((message, hint)) = limit_message(&e) {
-                return Err(Diagnostic::at_pos(pos, message, hint));
+                return Err(Diagnostic::at_pos(diag::Kind::Syntax, pos, message, hint));
             }
             let message = syntax_message(&e);
             if message.contains("recursion limit exceeded") {
                 return Err(Diagnostic::at_pos(
+                    diag::Kind::Syntax,
                     pos,
                     too_large(&nested_deeper_than(MAX_DEPTH)),
                     LIMIT_HINT,
@@ -145,6 +147,7 @@ pub fn parse(text: &str) -> Result<Node, Diagnostic> {
                 "fix the YAML syntax at this position"
             };
             Err(Diagnostic::at_pos(
+                diag::Kind::Syntax,
                 pos,
                 format!("invalid YAML: {message}"),
                 hint,
@@ -340,6 +343,7 @@ pub fn from_node<T: de::DeserializeOwned>(node: &Node) -> (Option<T>, Vec<Diagno
         Err(DeError::Reported) => (None, diags),
         Err(DeError::Message(m)) => {
             diags.push(Diagnostic::at_pos(
+                diag::Kind::Malformed,
                 node.pos,
                 m,
                 "fix the value at this position",
@@ -380,10 +384,10 @@ struct NodeDe<'a> {
 }
 
 impl<'a> NodeDe<'a> {
-    fn report(&self, message: String, hint: impl Into<String>) {
+    fn report(&self, kind: diag::Kind, message: String, hint: impl Into<String>) {
         self.sink
             .borrow_mut()
-            .push(Diagnostic::at_pos(self.node.pos, message, hint));
+            .push(Diagnostic::at_pos(kind, self.node.pos, message, hint));
     }
 
     fn type_error(&self, expected: &str) {
@@ -397,6 +401,7 @@ impl<'a> NodeDe<'a> {
             format!("write {expected} here")
         };
         self.report(
+            diag::Kind::WrongType,
             format!(
                 "`{}` must be {expected}, found {}",
                 self.path,
@@ -411,6 +416,7 @@ impl<'a> NodeDe<'a> {
         match r {
             Err(DeError::Message(m)) => {
                 self.report(
+                    diag::Kind::Malformed,
                     format!("`{}`: {m}", self.path),
                     "fix the value at this position",
                 );
@@ -429,6 +435,7 @@ macro_rules! int_method {
                     Ok(v) => v,
                     Err(_) => {
                         self.report(
+                            diag::Kind::OutOfRange,
                             format!(
                                 "`{}` is out of range: {} is not between {} and {}",
                                 self.path,
@@ -624,6 +631,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
             }
             _ => {
                 self.report(
+                    diag::Kind::Unknown,
                     format!(
                         "`{}` must be one of {}, found {}",
                         self.path,
@@ -671,9 +679,12 @@ impl<'a> NodeDe<'a> {
             match fields {
                 Some(fields) if !fields.contains(&key.name.as_str()) => {
                     let (message, hint) = unknown_key_message(self.path, &key.name, fields);
-                    self.sink
-                        .borrow_mut()
-                        .push(Diagnostic::at_pos(key.pos, message, hint));
+                    self.sink.borrow_mut().push(Diagnostic::at_pos(
+                        diag::Kind::UnknownKey,
+                        key.pos,
+                        message,
+                        hint,
+                    ));
                 }
                 _ => known.push((key, value)),
             }
@@ -901,6 +912,18 @@ mod tests {
             "`machines[1].tags` must be a list, found the boolean false",
         );
         assert_eq!(diags.len(), 6, "{found:?}");
+        // Each is of the kind callers match on.
+        let kinds: Vec<(Pos, diag::Kind)> = diags.iter().map(|d| (d.pos(None), d.kind)).collect();
+        for expected in [
+            (at(2, 11), diag::Kind::WrongType),
+            (at(3, 11), diag::Kind::OutOfRange),
+            (at(4, 11), diag::Kind::Unknown),
+            (at(5, 5), diag::Kind::UnknownKey),
+            (at(7, 11), diag::Kind::WrongType),
+            (at(8, 11), diag::Kind::WrongType),
+        ] {
+            assert!(kinds.contains(&expected), "{expected:?} in {kinds:?}");
+        }
         let prot = diags.iter().find(|d| d.message.contains("prot")).unwrap();
         assert!(prot.hint.contains("did you mean `port`?"), "{}", prot.hint);
     }

@@ -8,12 +8,12 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use common::*;
-use nodeimg::diag::{failure_of, Kind};
+use nodeimg::diag::{diagnostic_of, Kind};
 use nodeimg::BuildOptions;
 
 fn build_kind(s: &Scratch, opts: BuildOptions) -> (Kind, String) {
     let e = nodeimg::build(&s.profile(), &opts).expect_err("the build is refused");
-    let f = failure_of(&e).unwrap_or_else(|| panic!("not a Failure: {e:#}"));
+    let f = diagnostic_of(&e).unwrap_or_else(|| panic!("not a Diagnostic: {e:#}"));
     (f.kind, f.to_string())
 }
 

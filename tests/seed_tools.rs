@@ -379,7 +379,7 @@ fn the_release_install_script_passes_shellcheck() {
 /// exactly for nodeimg's settled states.
 #[test]
 fn the_first_boot_script_records_the_states_nodeimg_defines() {
-    use nodeimg::firstboot::{state, SETTLED};
+    use nodeimg::firstboot::{state, StatusLine, SETTLED};
     let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
     s.build("out");
     let (definitions, entry_points) = script_definitions(&s, "worker-1");
@@ -414,19 +414,29 @@ done
     );
     let file = s.path("states.sh");
     fs::write(&file, test).unwrap();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let before = now();
     let out = tool("sh", &[file.to_str().unwrap()]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let after = now();
+    // Each line in the form nodeimg reads (firstboot::StatusLine).
     let status = fs::read_to_string(work.join("status")).unwrap();
-    let states: Vec<(&str, &str)> = status
+    let lines: Vec<StatusLine> = status
         .lines()
-        .map(|l| {
-            let mut w = l.split(' ');
-            (w.next().unwrap(), w.next().unwrap())
-        })
+        .map(|l| StatusLine::parse(l).unwrap_or_else(|| panic!("not a status line: {l:?}")))
+        .collect();
+    let states: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| (l.step.as_str(), l.state.as_str()))
         .collect();
     assert_eq!(
         states,
@@ -439,6 +449,26 @@ done
         ],
         "{status}"
     );
+    let said: Vec<Option<&str>> = lines.iter().map(|l| l.message.as_deref()).collect();
+    assert_eq!(
+        said,
+        [
+            None,
+            Some("not here"),
+            Some("after t-ok"),
+            Some("broken"),
+            None
+        ],
+        "{status}"
+    );
+    for l in &lines[..4] {
+        assert_eq!(l.attempts, 1, "{status}");
+        assert!(
+            (before..=after).contains(&l.time),
+            "{before}..{after}: {status}"
+        );
+    }
+    assert_eq!((lines[4].attempts, lines[4].time), (0, 0), "{status}");
     let settled: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.strip_prefix("settled ").map(str::to_string))

@@ -167,8 +167,13 @@ fn building_needs_the_keystores_but_release_values_only_does_not() {
         &r,
         "build without keystores",
         (line, col),
-        "cannot read the keystore folder",
         "staking-deposit-cli",
+    );
+    assert_kind_at(
+        &s.profile(),
+        "build without keystores",
+        nodeimg::diag::Kind::Keystore,
+        (line, col),
     );
     assert!(!s.path("out").exists());
 }

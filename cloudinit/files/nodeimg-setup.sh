@@ -62,14 +62,14 @@ write_status() {
     if [ -f "$STATE_DIR/$s" ]; then
       printf '%s %s\n' "$s" "$(cat "$STATE_DIR/$s")"
     else
-      printf '%s {{ st.pending | safe }} 0 0 -\n' "$s"
+      printf '%s {{ st.pending | safe }} 0 0 {{ firstboot.no_message | safe }}\n' "$s"
     fi
   done > "$STATUS_FILE.tmp" && mv "$STATUS_FILE.tmp" "$STATUS_FILE"
 }
 
 record() { # STEP STATE ATTEMPTS MESSAGE
-  msg=$(printf '%s' "$4" | tr '\n\r\t' '   ' | cut -c1-200)
-  [ -n "$msg" ] || msg=-
+  msg=$(printf '%s' "$4" | tr '\n\r\t' '   ' | cut -c1-{{ firstboot.status_message_max }})
+  [ -n "$msg" ] || msg={{ firstboot.no_message | safe }}
   printf '%s %s %s %s\n' "$2" "$3" "$(date +%s)" "$msg" > "$STATE_DIR/$1.tmp" && mv "$STATE_DIR/$1.tmp" "$STATE_DIR/$1"
   write_status
 }

@@ -192,13 +192,8 @@ impl<'a> Seen<'a> {
         let status = facts
             .all("status")
             .iter()
-            .filter_map(|l| {
-                let mut p = l.splitn(5, ' ');
-                let step = p.next()?.to_string();
-                let state = p.next()?.to_string();
-                let msg = p.nth(2).unwrap_or("").to_string();
-                Some((step, (state, msg)))
-            })
+            .filter_map(|l| firstboot::StatusLine::parse(l))
+            .map(|l| (l.step, (l.state, l.message.unwrap_or_default())))
             .collect();
         Seen {
             spec,

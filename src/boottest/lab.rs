@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::diag::{Failure, Kind};
+use crate::diag::{Diagnostic, Kind};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
@@ -57,7 +57,7 @@ pub fn firmware() -> Result<PathBuf> {
             return Ok(PathBuf::from(p));
         }
     }
-    bail!(Failure::new(
+    bail!(Diagnostic::new(
         Kind::Tool,
         "no UEFI firmware for QEMU (/usr/share/ovmf/OVMF.fd)"
     )

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use crate::diag::{Failure, Kind};
+use crate::diag::{Diagnostic, Kind};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
@@ -109,14 +109,14 @@ pub fn read_login_key(path: &Path, spec: &Spec) -> Result<String> {
     const MAX: u64 = 64 * 1024;
     let shown = path.display();
     let unreadable = |e: std::io::Error| -> anyhow::Error {
-        Failure::new(Kind::Usage, format!("cannot read it: {e}"))
+        Diagnostic::new(Kind::Usage, format!("cannot read it: {e}"))
             .at(format!("--login-key {shown}"))
             .hint("give the path of a throwaway private key (ssh-keygen -t ed25519 -N '' -f KEY)")
             .into()
     };
     let meta = fs::metadata(path).map_err(unreadable)?;
     if !meta.is_file() || meta.len() > MAX {
-        bail!(Failure::new(
+        bail!(Diagnostic::new(
             Kind::Usage,
             "not a private key file (a regular file of at most 64 KiB)"
         )
@@ -126,13 +126,13 @@ pub fn read_login_key(path: &Path, spec: &Spec) -> Result<String> {
     let text = fs::read_to_string(path).map_err(unreadable)?;
     let key = ssh_key::PrivateKey::from_openssh(&text).map_err(|_| {
         anyhow::Error::new(
-            Failure::new(Kind::Usage, "not an OpenSSH private key")
+            Diagnostic::new(Kind::Usage, "not an OpenSSH private key")
                 .at(format!("--login-key {shown}"))
                 .hint("make a throwaway one with ssh-keygen -t ed25519 -N '' -f KEY"),
         )
     })?;
     if key.is_encrypted() {
-        bail!(Failure::new(
+        bail!(Diagnostic::new(
             Kind::Usage,
             "the key has a passphrase; the probe cannot use it"
         )
@@ -149,7 +149,7 @@ pub fn read_login_key(path: &Path, spec: &Spec) -> Result<String> {
             .eq(public.split_whitespace().take(2))
     });
     if !authorized {
-        bail!(Failure::new(
+        bail!(Diagnostic::new(
             Kind::Usage,
             "its public key is not in the profile's ssh.authorized_keys"
         )

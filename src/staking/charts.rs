@@ -7,7 +7,7 @@ use std::path::{Path as FsPath, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::{chart_archive, chart_url, legacy_url, LegacyChart, StakingSpec, LEGACY_FOLDER};
-use crate::diag::{Failure, Kind};
+use crate::diag::{Diagnostic, Kind};
 use crate::fetch;
 
 /// Extracts the eth2xk8s chart (`prysm/helm` of the GitHub archive) into
@@ -28,7 +28,7 @@ pub fn extract_legacy_chart(zip_path: &FsPath, dest: &FsPath) -> anyhow::Result<
             || raw.split('/').any(|c| c == "..")
             || entry.enclosed_name().is_none();
         if unsafe_path || entry.is_symlink() {
-            bail!(Failure::new(
+            bail!(Diagnostic::new(
                 Kind::Download,
                 format!("entry {raw:?} would be written outside the chart folder; the archive is refused and nothing was extracted")
             )
@@ -75,7 +75,7 @@ fn archive_source(charts_dir: Option<&FsPath>, file: &str, url: String) -> Resul
     };
     let path = dir.join(file);
     if !path.is_file() {
-        bail!(Failure::new(Kind::Usage, format!("no {file} there"))
+        bail!(Diagnostic::new(Kind::Usage, format!("no {file} there"))
             .at(format!("--charts {}", dir.display()))
             .hint(format!("put the archive ({url}) in that folder")));
     }

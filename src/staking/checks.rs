@@ -8,7 +8,7 @@ use super::{
     clients, legacy_url, ChartPin, Group, LegacyChart, Network, StakingSpec, DEFAULT_CHARTS,
     EPOCH_SECONDS, LEGACY_COMMIT,
 };
-use crate::diag::{Checker, Path};
+use crate::diag::{Checker, Kind, Path};
 use crate::profile;
 
 /// Networks nobody can stake on any more, and why.
@@ -118,6 +118,7 @@ fn check_image(c: &mut Checker, path: Path, image: &Option<String>, what: &str) 
         Some(i) if !i.trim().is_empty() && !i.contains(char::is_whitespace) => i.clone(),
         Some(i) => {
             c.error(
+                Kind::Malformed,
                 path,
                 format!("{i:?} is not a container image"),
                 "write repository:tag, e.g. ethereum/client-go:v1.16.7, or repository@sha256:...",
@@ -126,6 +127,7 @@ fn check_image(c: &mut Checker, path: Path, image: &Option<String>, what: &str) 
         }
         None => {
             c.error(
+                Kind::Unpinned,
                 path,
                 format!("the {what} image is not given"),
                 "pin it: repository:tag (e.g. ethereum/client-go:v1.16.7) or repository@sha256:...; chart defaults are moving tags",
@@ -142,6 +144,7 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
     let network = network(c, &at, s.network.as_deref());
     if !crate::model::is_dns_label(&s.namespace) {
         c.error(
+            Kind::Malformed,
             at.key("namespace"),
             format!("{:?} is not a Kubernetes namespace name", s.namespace),
             "use lowercase letters, digits and hyphens, e.g. staking",
@@ -165,6 +168,7 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
         charts.retain(|n, _| n == &execution);
         if p2p_public_ip.is_some() || s.p2p.node.is_some() {
             c.warning(
+                Kind::Risky,
                 at.key("p2p"),
                 "the eth2xk8s chart takes no address to advertise and no node: `p2p` applies to the execution client only",
                 "use the ethpandaops charts (leave chart_source out) to place and advertise the beacon node too",
@@ -205,15 +209,19 @@ fn network(c: &mut Checker, at: &Path, network: Option<&str>) -> Option<Network>
         Some("hoodi") => Some(Network::Hoodi),
         Some(n) => {
             let lower = n.to_ascii_lowercase();
-            let problem = match DEAD_NETWORKS.iter().find(|(d, _)| *d == lower) {
-                Some((_, why)) => format!("network {n:?} cannot be staked on: {why}"),
-                None => format!("unknown network {n:?}"),
+            let (kind, problem) = match DEAD_NETWORKS.iter().find(|(d, _)| *d == lower) {
+                Some((_, why)) => (
+                    Kind::Unsupported,
+                    format!("network {n:?} cannot be staked on: {why}"),
+                ),
+                None => (Kind::Unknown, format!("unknown network {n:?}")),
             };
-            c.error(at.key("network"), problem, NETWORK_HINT);
+            c.error(kind, at.key("network"), problem, NETWORK_HINT);
             None
         }
         None => {
             c.error(
+                Kind::Missing,
                 at.clone(),
                 "the staking section has no `network`",
                 "add `network: hoodi` (the staking testnet) or `network: mainnet`",
@@ -234,6 +242,7 @@ fn client_names(c: &mut Checker, at: &Path, s: &profile::Staking) -> (String, St
         let known = clients::names(layer);
         if !known.contains(&name.as_str()) {
             c.error(
+                Kind::Unknown,
                 at.key(key).key("client"),
                 format!("unknown {key} client {name:?}"),
                 format!("use one of {}", known.join(", ")),
@@ -242,6 +251,7 @@ fn client_names(c: &mut Checker, at: &Path, s: &profile::Staking) -> (String, St
     }
     if consensus == "nimbus" && !s.validators.is_empty() {
         c.error(
+            Kind::Unsupported,
             at.key("consensus").key("client"),
             "the ethpandaops nimbus chart runs a beacon node only, not a validator client",
             "use prysm, lighthouse or teku when the profile has validator groups",
@@ -305,6 +315,7 @@ impl Waivers {
             } else {
                 let names: Vec<&str> = OVERRIDES.iter().map(|(n, _)| *n).collect();
                 c.error(
+                    Kind::Unknown,
                     at.key("overrides").index(i),
                     format!("unknown override {o:?}"),
                     format!("overrides are: {}", names.join(", ")),
@@ -350,11 +361,13 @@ fn image_pins(
         }
         match network {
             Some(Network::Mainnet) if !waivers.waived("unpinned-images") => c.error(
+                Kind::Unsafe,
                 key,
                 format!("{image} is not pinned on mainnet: {}", risk("unpinned-images")),
                 "pin a version tag or a digest, or accept the risk with `overrides: [unpinned-images]`",
             ),
             _ => c.warning(
+                Kind::Unpinned,
                 key,
                 format!("{image} is not pinned"),
                 "pin a version tag or a digest: a moving tag upgrades the client under you",
@@ -373,6 +386,7 @@ fn checkpoint_sync_url(
         Some(u) if is_http_url(u) => u.clone(),
         Some(u) => {
             c.error(
+                Kind::Malformed,
                 at.key("checkpoint_sync_url"),
                 url_problem(u),
                 "give the beacon API URL of a checkpoint sync provider, e.g. https://checkpoint-sync.hoodi.ethpandaops.io",
@@ -390,6 +404,7 @@ fn checkpoint_sync_url(
 fn fee_recipient(c: &mut Checker, at: &Path, address: Option<&str>) -> String {
     let Some(a) = address else {
         c.error(
+            Kind::Missing,
             at.clone(),
             "the staking section has no `fee_recipient`",
             "add `fee_recipient: \"0x...\"`, the address that receives your priority fees and MEV",
@@ -399,12 +414,14 @@ fn fee_recipient(c: &mut Checker, at: &Path, address: Option<&str>) -> String {
     let hex = a.strip_prefix("0x").unwrap_or("");
     if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         c.error(
+            Kind::Malformed,
             at.key("fee_recipient"),
             format!("{a:?} is not an Ethereum address"),
             "write 0x and 40 hex digits (quote it in YAML)",
         );
     } else if hex.bytes().all(|b| b == b'0') {
         c.error(
+            Kind::Reserved,
             at.key("fee_recipient"),
             "the fee recipient is the zero address: fees sent there are lost",
             "use an address you control",
@@ -415,6 +432,7 @@ fn fee_recipient(c: &mut Checker, at: &Path, address: Option<&str>) -> String {
         let checksummed = eip55(hex);
         if mixed && hex != checksummed {
             c.error(
+                Kind::Malformed,
                 at.key("fee_recipient"),
                 format!("{a} fails its EIP-55 checksum: a mistyped character?"),
                 format!("check the address; its checksummed form would be 0x{checksummed}"),
@@ -428,6 +446,7 @@ fn graffiti(c: &mut Checker, at: &Path, graffiti: &str) {
     let at = at.key("graffiti");
     if graffiti.len() > 32 {
         c.error(
+            Kind::OutOfRange,
             at.clone(),
             format!("the graffiti is {} bytes long", graffiti.len()),
             "keep it to 32 bytes",
@@ -435,6 +454,7 @@ fn graffiti(c: &mut Checker, at: &Path, graffiti: &str) {
     }
     if graffiti.contains(|ch: char| ch.is_control()) {
         c.error(
+            Kind::Malformed,
             at.clone(),
             "the graffiti holds control characters",
             "use printable text",
@@ -443,6 +463,7 @@ fn graffiti(c: &mut Checker, at: &Path, graffiti: &str) {
     if graffiti.contains("{{") || graffiti.contains("}}") {
         // The charts pass extraArgs through Helm's `tpl`, which would run it.
         c.error(
+            Kind::Malformed,
             at,
             "the graffiti holds `{{` or `}}`, which the charts would evaluate as a Helm template",
             "use other brackets",
@@ -455,6 +476,7 @@ fn mev_boost_url(c: &mut Checker, at: &Path, mev: &profile::MevBoost) -> Option<
         (true, Some(u)) if is_http_url(u) => Some(u.clone()),
         (true, Some(u)) => {
             c.error(
+                Kind::Malformed,
                 at.key("mev_boost").key("url"),
                 url_problem(u),
                 "give the mev-boost service's URL, e.g. http://mev-boost:18550",
@@ -463,6 +485,7 @@ fn mev_boost_url(c: &mut Checker, at: &Path, mev: &profile::MevBoost) -> Option<
         }
         (true, None) => {
             c.error(
+                Kind::Missing,
                 at.key("mev_boost"),
                 "MEV-boost is enabled but `mev_boost.url` is not given",
                 "add url: http://mev-boost:18550 (your mev-boost service), or set enabled: false",
@@ -480,11 +503,17 @@ fn p2p_public_ip(c: &mut Checker, at: &Path, p2p: &profile::P2p) -> Option<std::
     let at = at.key("p2p").key("public_ip");
     let hint = "give the IPv4 address peers on the internet dial (your router's public address), or leave it out to advertise each node's own";
     let Ok(ip) = text.parse::<std::net::Ipv4Addr>() else {
-        c.error(at, format!("{text:?} is not an IPv4 address"), hint);
+        c.error(
+            Kind::Malformed,
+            at,
+            format!("{text:?} is not an IPv4 address"),
+            hint,
+        );
         return None;
     };
     if let Some(range) = crate::model::unusable_range(ip) {
         c.error(
+            Kind::Reserved,
             at,
             format!("{ip} is not an address peers can dial: it is in {range}"),
             hint,
@@ -493,6 +522,7 @@ fn p2p_public_ip(c: &mut Checker, at: &Path, p2p: &profile::P2p) -> Option<std::
     }
     if crate::model::is_private_v4(ip) {
         c.warning(
+            Kind::Risky,
             at.clone(),
             format!("{ip} is a private address: peers on the internet cannot dial it"),
             "give the router's public address, or leave public_ip out on a LAN-only setup",
@@ -500,6 +530,7 @@ fn p2p_public_ip(c: &mut Checker, at: &Path, p2p: &profile::P2p) -> Option<std::
     }
     if p2p.node.is_none() {
         c.warning(
+            Kind::Risky,
             at,
             "a router forwards a port to one machine, but without `p2p.node` the clients may run on any node",
             "add `node: <machine>` under p2p and forward the P2P ports (README, Peers) to that machine",
@@ -513,6 +544,7 @@ fn p2p_public_ip(c: &mut Checker, at: &Path, p2p: &profile::P2p) -> Option<std::
 fn signing_delays(c: &mut Checker, at: &Path, s: &profile::Staking, waivers: &Waivers) {
     if s.start_delay < EPOCH_SECONDS && !waivers.waived("short-start-delay") {
         c.error(
+            Kind::Unsafe,
             at.key("start_delay"),
             format!(
                 "a start delay of {} s is less than one epoch ({EPOCH_SECONDS} s): {}",
@@ -523,6 +555,7 @@ fn signing_delays(c: &mut Checker, at: &Path, s: &profile::Staking, waivers: &Wa
         );
     } else if s.start_delay < 2 * EPOCH_SECONDS {
         c.warning(
+            Kind::Risky,
             at.key("start_delay"),
             format!(
                 "a start delay of {} s is less than two epochs",
@@ -533,6 +566,7 @@ fn signing_delays(c: &mut Checker, at: &Path, s: &profile::Staking, waivers: &Wa
     }
     if !s.doppelganger && !waivers.waived("no-doppelganger") {
         c.error(
+            Kind::Unsafe,
             at.key("doppelganger"),
             format!(
                 "doppelganger protection is off: {}",
@@ -558,18 +592,21 @@ fn groups(
         let name = g.name.clone().unwrap_or_default();
         if g.name.is_none() {
             c.error(
+                Kind::Missing,
                 p.clone(),
                 "the validator group has no `name`",
                 "add name: group-1",
             );
         } else if !crate::model::is_dns_label(&name) || name.len() > 40 {
             c.error(
+                Kind::Malformed,
                 p.key("name"),
                 format!("{name:?} is not a usable group name"),
                 "use up to 40 lowercase letters, digits and hyphens",
             );
         } else if let Some(first) = names.insert(name.clone(), i) {
             c.error(
+                Kind::Duplicate,
                 p.key("name"),
                 format!(
                     "validator group {name:?} is defined twice (also entry {})",
@@ -584,6 +621,7 @@ fn groups(
         ] {
             if value.as_deref().is_none_or(str::is_empty) {
                 c.error(
+                    Kind::Missing,
                     p.clone(),
                     format!("the validator group has no `{key}`"),
                     "give keystores: (a folder of keystore-*.json) and password_file: (their password)",
@@ -592,6 +630,7 @@ fn groups(
         }
         if g.replicas != 1 && !waivers.waived("multiple-replicas") {
             c.error(
+                Kind::Unsafe,
                 p.key("replicas"),
                 format!("{} replicas: {}", g.replicas, risk("multiple-replicas")),
                 "remove replicas (one is the only safe number), or accept the risk with `overrides: [multiple-replicas]`",
@@ -621,6 +660,7 @@ fn chart_pins(
         if !DEFAULT_CHARTS.iter().any(|(n, _, _)| n == name) {
             let known: Vec<&str> = DEFAULT_CHARTS.iter().map(|(n, _, _)| *n).collect();
             c.error(
+                Kind::Unknown,
                 p.clone(),
                 format!("no chart {name:?} is used by nodeimg"),
                 format!("chart pins are for: {}", known.join(", ")),
@@ -636,6 +676,7 @@ fn chart_pins(
         );
         let Some(version) = pin.version.clone().filter(|v| !v.is_empty()) else {
             c.error(
+                Kind::Missing,
                 p.clone(),
                 format!("the {name} chart pin has no version"),
                 "add version: 1.2.3",
@@ -647,6 +688,7 @@ fn chart_pins(
         let version_chars = |ch: char| ch.is_ascii_alphanumeric() || ".+-_".contains(ch);
         if !version.chars().all(version_chars) || version.starts_with(['.', '-']) {
             c.error(
+                Kind::Malformed,
                 p.key("version"),
                 format!("{version:?} is not a chart version"),
                 "write the version as the chart repository's index.yaml lists it, e.g. 1.2.3",
@@ -689,12 +731,12 @@ fn sha256_pin(
 ) -> Option<String> {
     let parsed = sha256.and_then(crate::io::hash::parse_sha256);
     if parsed.is_none() {
-        let place = if sha256.is_some() {
-            malformed_at
+        let (place, kind) = if sha256.is_some() {
+            (malformed_at, Kind::Malformed)
         } else {
-            missing_at
+            (missing_at, Kind::Missing)
         };
-        c.error(place, problem, hint);
+        c.error(kind, place, problem, hint);
     }
     parsed
 }
@@ -713,12 +755,14 @@ fn legacy_chart(
         Some("eth2xk8s") => {
             let p = at.key("chart_source");
             c.warning(
+                Kind::Risky,
                 p.clone(),
                 "the eth2xk8s chart predates the Merge (Prysm's pre-merge flags, no JWT): it reproduces the tutorial's layout but cannot attest on hoodi or mainnet",
                 "use the default ethpandaops charts to stake",
             );
             if consensus != "prysm" {
                 c.error(
+                    Kind::Conflict,
                     at.key("consensus").key("client"),
                     "the eth2xk8s chart runs Prysm only",
                     "use client: prysm with chart_source: eth2xk8s",
@@ -726,6 +770,7 @@ fn legacy_chart(
             }
             if split_image(&images.consensus).1 != split_image(&images.validator).1 {
                 c.error(
+                    Kind::Conflict,
                     at.key("consensus").key("validator_image"),
                     "the eth2xk8s chart uses one version tag for the beacon node and the validator",
                     "give both images the same tag",
@@ -738,6 +783,7 @@ fn legacy_chart(
             let commit = pin.commit.unwrap_or_else(|| LEGACY_COMMIT.to_string());
             if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
                 c.error(
+                    Kind::Malformed,
                     at.key("eth2xk8s").key("commit"),
                     format!("{commit:?} is not a full git commit id"),
                     format!("pin the 40-hex-digit commit, e.g. {LEGACY_COMMIT}"),
@@ -761,6 +807,7 @@ fn legacy_chart(
         }
         Some(other) => {
             c.error(
+                Kind::Unknown,
                 at.key("chart_source"),
                 format!("unknown chart source {other:?}"),
                 "use ethpandaops (the default) or eth2xk8s (the reference's pre-merge chart)",

@@ -6,7 +6,7 @@ use std::path::{Path as FsPath, PathBuf};
 use serde_json::Value;
 
 use super::StakingSpec;
-use crate::diag::{Diagnostic, Path};
+use crate::diag::{Diagnostic, Kind, Path};
 use crate::io::input::{
     read_regular, Confinement, PathProblem, MAX_KEYSTORE, MAX_KEYSTORES, MAX_PASSWORD,
 };
@@ -48,6 +48,7 @@ pub fn read_keys(
             if let Some(other) = seen.insert(pubkey.clone(), g.name.clone()) {
                 if !spec.overrides.contains("same-key-in-two-groups") {
                     diags.push(Diagnostic::error(
+                        Kind::Unsafe,
                         at.key("keystores"),
                         format!(
                             "validator 0x{}... is in group {other:?} and in group {:?}: two validator clients signing with one key is a slashable double vote",
@@ -96,11 +97,12 @@ fn keystore_files(
     let (dir, entries) = match listed {
         Ok(found) => found,
         Err(PathProblem::Outside(why)) => {
-            diags.push(Diagnostic::error(at, why, OUTSIDE_HINT));
+            diags.push(Diagnostic::error(Kind::Keystore, at, why, OUTSIDE_HINT));
             return (PathBuf::new(), Vec::new());
         }
         Err(PathProblem::Unreadable(why)) => {
             diags.push(Diagnostic::error(
+                Kind::Keystore,
                 at,
                 format!("cannot read the keystore folder {why}"),
                 "give a folder of EIP-2335 keystores (keystore-*.json), relative to the profile; the staking-deposit-cli writes them to validator_keys/",
@@ -121,6 +123,7 @@ fn keystore_files(
     files.sort();
     if files.len() > MAX_KEYSTORES {
         diags.push(Diagnostic::error(
+            Kind::Keystore,
             at,
             format!(
                 "{} holds {} keystore files, more than the {MAX_KEYSTORES} nodeimg reads for one group",
@@ -132,6 +135,7 @@ fn keystore_files(
         files.clear();
     } else if files.is_empty() {
         diags.push(Diagnostic::error(
+            Kind::Keystore,
             at,
             format!("{} holds no keystore-*.json file", dir.display()),
             "point it at the folder your deposit tool wrote the keystores to",
@@ -165,7 +169,7 @@ fn read_keystore(
                 "use the keystore files your deposit tool wrote (regular files of a few KiB)"
             }
         };
-        Diagnostic::error(at.clone(), why.to_string(), hint)
+        Diagnostic::error(Kind::Keystore, at.clone(), why.to_string(), hint)
     })?;
     let pubkey = serde_json::from_slice::<Value>(&bytes)
         .ok()
@@ -179,6 +183,7 @@ fn read_keystore(
     match pubkey {
         Some(pubkey) => Ok((name, bytes, pubkey)),
         None => Err(Diagnostic::error(
+            Kind::Keystore,
             at,
             format!(
                 "{} is not an EIP-2335 keystore (version 4, crypto, a 48-byte pubkey)",
@@ -207,12 +212,14 @@ fn read_password(
             Ok(b)
         }
         Ok(_) => Err(Diagnostic::error(
+            Kind::Keystore,
             at,
             format!("{} is empty", base_dir.join(file).display()),
             "put the keystores' password in it",
         )),
-        Err(PathProblem::Outside(why)) => Err(Diagnostic::error(at, why, OUTSIDE_HINT)),
+        Err(PathProblem::Outside(why)) => Err(Diagnostic::error(Kind::Keystore, at, why, OUTSIDE_HINT)),
         Err(PathProblem::Unreadable(why)) => Err(Diagnostic::error(
+            Kind::Keystore,
             at,
             crate::io::input::about("the password file", &why),
             "give the file holding the keystores' password (a regular file of at most 4 KiB), relative to the profile",
