@@ -118,7 +118,8 @@ pub enum Kind {
     Unknown,
     /// Something used twice that must be unique: a name, an address, a key.
     Duplicate,
-    /// A number or size outside what it may be.
+    /// A number, size or length outside what it may be, or an address
+    /// outside its subnet.
     OutOfRange,
     /// A value in a reserved range or name: loopback, broadcast, the
     /// gateway's address, a system folder or account, the zero address.
@@ -273,7 +274,14 @@ impl Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{severity}: {}", shorten(&self.message))?;
+        // A profile's value pasted into a message is cut (a 50 MB string);
+        // other messages (a template error naming its line) are whole.
+        match self.location {
+            Location::Path(_) | Location::Pos(_) => {
+                write!(f, "{severity}: {}", shorten(&self.message))?
+            }
+            _ => write!(f, "{severity}: {}", self.message)?,
+        }
         if !self.hint.is_empty() {
             write!(f, "\n  hint: {}", self.hint)?;
         }
@@ -352,7 +360,12 @@ impl Report {
     /// Several findings, each with a place of its own (every problem of the
     /// rendered seeds, not the first).
     pub fn several(diagnostics: Vec<Diagnostic>) -> Self {
-        Report::with_positions(String::new(), None, diagnostics)
+        // In the order found, every one (no position to sort or merge by).
+        Report {
+            file: String::new(),
+            diagnostics,
+            tree: None,
+        }
     }
     /// A report whose diagnostics all carry their position already.
     pub fn positioned(file: impl Into<String>, diagnostics: Vec<Diagnostic>) -> Self {

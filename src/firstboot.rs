@@ -55,8 +55,8 @@ pub mod state {
 /// The states after which a step is not run again.
 pub const SETTLED: &[&str] = &[state::DONE, state::SKIPPED];
 
-/// The longest message a status line keeps (the script cuts it there and
-/// makes it one line).
+/// The longest message a status line keeps, in bytes (the script cuts it
+/// there with `cut -c`, which counts bytes, and makes it one line).
 pub const STATUS_MESSAGE_MAX: usize = 200;
 
 /// The message of a status line that has none.
@@ -78,16 +78,18 @@ pub struct StatusLine {
 }
 
 impl StatusLine {
-    /// A line of the status file; `None` when it is not in that form.
+    /// A line of the status file; `None` without a step and a state. A
+    /// line damaged after them (a console that mixed in other output) keeps
+    /// what it has: 0 for an unreadable number, no message.
     pub fn parse(line: &str) -> Option<StatusLine> {
         let mut words = line.splitn(5, ' ');
         let step = words.next().filter(|w| !w.is_empty())?.to_string();
         let state = words.next().filter(|w| !w.is_empty())?.to_string();
-        let attempts = words.next()?.parse().ok()?;
-        let time = words.next()?.parse().ok()?;
-        let message = match words.next()? {
-            NO_MESSAGE => None,
-            m => Some(m.to_string()),
+        let attempts = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+        let time = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+        let message = match words.next() {
+            None | Some("") | Some(NO_MESSAGE) => None,
+            Some(m) => Some(m.to_string()),
         };
         Some(StatusLine {
             step,
@@ -275,8 +277,8 @@ mod tests {
     }
 
     /// A status line reads back as the script writes it: the message is
-    /// the rest of the line, spaces and all; `-` is no message; a line
-    /// missing a field or with a word for a number is not a status line.
+    /// the rest of the line, spaces and all; `-` is no message; without a
+    /// step and a state it is no status line.
     #[test]
     fn status_lines_parse_as_the_script_writes_them() {
         assert_eq!(
@@ -293,15 +295,19 @@ mod tests {
         );
         let pending = StatusLine::parse("release pending 0 0 -").unwrap();
         assert_eq!((pending.attempts, pending.message), (0, None));
-        for bad in [
-            "",
-            "ssh done",
-            "ssh done 1 1",
-            "ssh done x 1 -",
-            "ssh done 1 -1 -",
-        ] {
+        for bad in ["", "ssh", " done 1 1 -"] {
             assert_eq!(StatusLine::parse(bad), None, "{bad:?}");
         }
+        let damaged = StatusLine::parse("ssh done x").unwrap();
+        assert_eq!(
+            (
+                damaged.state.as_str(),
+                damaged.attempts,
+                damaged.time,
+                damaged.message
+            ),
+            (state::DONE, 0, 0, None)
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod output;
 pub mod payload;
 pub mod profile;
 pub mod redact;
+pub mod remote;
 pub mod render;
 pub mod resolve;
 pub mod secrets;
@@ -636,6 +637,93 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
         secrets_changes: changes,
         warnings: v.report.render_filtered(|d| !d.is_error()),
     })
+}
+
+/// What the day-two commands share: the checked profile, the machines
+/// asked (all when `machines` is empty, in the profile's order), their
+/// pinned host keys and where to reach them.
+struct Reach {
+    spec: Spec,
+    pinned: remote::ssh::Pinned,
+    targets: Vec<remote::ssh::Target>,
+}
+
+impl Reach {
+    fn open(
+        profile_path: &Path,
+        machines: &[String],
+        how: &str,
+        opts: &remote::ReachOptions,
+    ) -> Result<Reach> {
+        let spec = load_profile(profile_path)?.spec;
+        check_machine_names(&spec, machines, how)?;
+        if let Some(identity) = &opts.identity {
+            io::input::read_regular(identity, 64 * 1024).map_err(|why| {
+                Diagnostic::new(Kind::Usage, io::input::about("the identity file", &why))
+                    .at(format!("--identity {}", identity.display()))
+                    .hint("give the private key (e.g. ~/.ssh/id_ed25519) whose public half is in ssh.authorized_keys")
+            })?;
+        }
+        let names: Vec<&str> = spec
+            .machines
+            .iter()
+            .map(|m| m.name.as_str())
+            .filter(|n| machines.is_empty() || machines.iter().any(|m| m == n))
+            .collect();
+        let secrets = secrets::load_existing(&secrets_path(profile_path, opts.secrets.as_deref()))?;
+        let pinned = remote::ssh::Pinned::new(&secrets, &names)?;
+        let targets = remote::ssh::targets(&spec, &names, &opts.addresses)?;
+        Ok(Reach {
+            spec,
+            pinned,
+            targets,
+        })
+    }
+
+    fn client<'a>(&'a self, opts: &'a remote::ReachOptions) -> remote::ssh::Client<'a> {
+        remote::ssh::Client {
+            pinned: &self.pinned,
+            user: &self.spec.ssh.user,
+            identity: opts.identity.as_deref(),
+            connect_timeout: opts.timeout,
+        }
+    }
+}
+
+/// `nodeimg status`: every machine (or those named) asked at once over SSH,
+/// each within `opts.timeout`, its answer judged against the profile.
+pub fn status(
+    profile_path: &Path,
+    machines: &[String],
+    opts: &remote::ReachOptions,
+) -> Result<remote::status::StatusReport> {
+    let reach = Reach::open(profile_path, machines, "--machine ", opts)?;
+    remote::status::ask_all(
+        &reach.spec,
+        &reach.client(opts),
+        &reach.targets,
+        opts.timeout,
+    )
+}
+
+/// `nodeimg ssh`: a session on `machine` (or `command` there), its host key
+/// pinned; the terminal is passed through. Returns ssh's exit status (the
+/// command's, or 255 when ssh failed).
+pub fn ssh(
+    profile_path: &Path,
+    machine: &str,
+    command: &[String],
+    opts: &remote::ReachOptions,
+) -> Result<i32> {
+    let reach = Reach::open(profile_path, &[machine.to_string()], "machine ", opts)?;
+    let target = &reach.targets[0];
+    let mut cmd = reach.client(opts).command(target, false);
+    cmd.args(command);
+    let status = cmd
+        .status()
+        .map_err(|e| diag::tool_missing("ssh", "openssh-client", e))?;
+    // Killed by a signal: as a shell reports it.
+    Ok(status.code().unwrap_or(255))
 }
 
 /// `nodeimg validate`: everything `build` checks, writing nothing. Returns

@@ -36,6 +36,69 @@ enum Command {
     BootTest(BootTestArgs),
     /// Print one rendered file of one machine, secrets masked.
     Show(ShowArgs),
+    /// Ask every machine over SSH (host keys pinned from the secrets file)
+    /// whether its first boot is done and the cluster healthy; exit 0 only
+    /// when every machine is.
+    Status(StatusArgs),
+    /// Log in to a machine (or run COMMAND there) over SSH, its host key
+    /// pinned from the secrets file; exits with the command's status.
+    Ssh(SshArgs),
+}
+
+/// How the day-two commands reach the machines.
+#[derive(clap::Args)]
+struct ReachArgs {
+    /// Reach machine NAME at HOST[:PORT] instead of its profile address and
+    /// ssh.port (repeatable): a port forward, a jump host's tunnel.
+    #[arg(long = "address", value_name = "NAME=HOST[:PORT]")]
+    addresses: Vec<String>,
+    /// The private key to log in with [default: ssh-agent and ssh's own].
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// Secrets file the machines were built with [default: <profile dir>/<profile stem>.secrets.yaml].
+    #[arg(long)]
+    secrets: Option<PathBuf>,
+    /// Seconds a machine may take to connect and answer.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout: u64,
+}
+
+impl ReachArgs {
+    fn options(self) -> nodeimg::remote::ReachOptions {
+        nodeimg::remote::ReachOptions {
+            addresses: self.addresses,
+            identity: self.identity,
+            secrets: self.secrets,
+            timeout: std::time::Duration::from_secs(self.timeout),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    /// The cluster profile (YAML).
+    profile: PathBuf,
+    /// Ask only this machine (repeatable).
+    #[arg(long = "machine", value_name = "NAME")]
+    machines: Vec<String>,
+    /// Print the report as JSON (the table still goes to stderr).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    reach: ReachArgs,
+}
+
+#[derive(clap::Args)]
+struct SshArgs {
+    /// The cluster profile (YAML).
+    profile: PathBuf,
+    /// The machine's name in the profile.
+    machine: String,
+    /// A command to run there instead of a login shell (after `--`).
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+    #[command(flatten)]
+    reach: ReachArgs,
 }
 
 #[derive(clap::Args)]
@@ -290,6 +353,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Validate(args) => args.run(),
         Command::BootTest(args) => args.run(),
         Command::Show(args) => args.run(),
+        Command::Status(args) => args.run(),
+        Command::Ssh(args) => args.run(),
+    }
+}
+
+impl StatusArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let report = nodeimg::status(&self.profile, &self.machines, &self.reach.options())?;
+        if self.json {
+            say(&report.table());
+            let json = serde_json::to_string_pretty(&report)?;
+            println!("{}", nodeimg::redact::redact(&json));
+        } else {
+            print!("{}", nodeimg::redact::redact(&report.table()));
+        }
+        if !report.healthy {
+            anyhow::bail!("status: {}", report.summary());
+        }
+        Ok(())
+    }
+}
+
+impl SshArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let code = nodeimg::ssh(
+            &self.profile,
+            &self.machine,
+            &self.command,
+            &self.reach.options(),
+        )?;
+        // The remote command's own status, as ssh passes it on.
+        std::process::exit(code);
     }
 }
 

@@ -323,6 +323,21 @@ pub fn sweep_stale_temporaries(path: &Path) {
     }
 }
 
+/// Reads the secrets file machines were built with, making nothing: for the
+/// commands that talk to built machines and must know their keys.
+pub fn load_existing(path: &Path) -> Result<Secrets> {
+    let path = &resolve_path(path)?;
+    if !path.exists() {
+        bail!(Diagnostic::new(Kind::Secrets, "there is no secrets file here")
+            .at(path.display())
+            .hint("give the secrets file the machines were built with (--secrets): it holds their host keys, which nodeimg pins"));
+    }
+    check_private(path)?;
+    let secrets = Secrets::read(path)?;
+    crate::redact::register(&secrets.values());
+    Ok(secrets)
+}
+
 /// Loads the secrets file, or makes new secrets if there is none, and adds
 /// host keys for machines that have none. Writes nothing: the caller saves
 /// the result (see [`Changes`]) once the build has succeeded.

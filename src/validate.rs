@@ -402,9 +402,9 @@ fn check_subnet(c: &mut Checker, subnet: Option<&str>) -> Option<Ipv4Net> {
         );
         return None;
     }
-    if let Some(why) = unusable_subnet(n) {
+    if let Some((kind, why)) = unusable_subnet(n) {
         c.error(
-            Kind::Reserved,
+            kind,
             at,
             format!("subnet {s} {why}"),
             "give the machines' own LAN, e.g. 192.168.1.0/24 or 172.20.0.0/20: the NFS export and the cluster ports are opened to this subnet",
@@ -456,9 +456,9 @@ fn check_gateway(
         return None;
     };
     if let Some(subnet) = subnet {
-        if let Err(why) = host_in_subnet(ip, subnet) {
+        if let Err((kind, why)) = host_in_subnet(ip, subnet) {
             c.error(
-                Kind::OutOfRange,
+                kind,
                 at,
                 format!("gateway {ip} {why}"),
                 format!(
@@ -770,9 +770,9 @@ fn machine_ip(
         return None;
     };
     if let Some(subnet) = subnet {
-        if let Err(why) = host_in_subnet(ip, subnet) {
+        if let Err((kind, why)) = host_in_subnet(ip, subnet) {
             c.error(
-                Kind::OutOfRange,
+                kind,
                 at.key("ip"),
                 format!("address {ip} {why}"),
                 format!(
@@ -930,7 +930,11 @@ fn check_ssh(c: &mut Checker, p: &Profile) -> Option<profile::Ssh> {
     }
     if !is_unix_user(&ssh.user) || ssh.user == "root" {
         c.error(
-            Kind::Malformed,
+            if ssh.user == "root" {
+                Kind::Reserved
+            } else {
+                Kind::Malformed
+            },
             base.key("user"),
             format!("{:?} is not a usable login name", ssh.user),
             "use a lowercase name of letters, digits, `-` and `_` (not root), e.g. staker",
@@ -1582,7 +1586,11 @@ fn check_firewall(c: &mut Checker, f: &profile::Firewall) -> Vec<ExtraRule> {
         let port = match r.port {
             None | Some(0) => {
                 c.error(
-                    Kind::Missing,
+                    if r.port.is_none() {
+                        Kind::Missing
+                    } else {
+                        Kind::OutOfRange
+                    },
                     here.clone(),
                     "a firewall rule needs a `port` from 1 to 65535",
                     "add e.g. `port: 8080`",
@@ -1655,13 +1663,13 @@ pub fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
     Ipv4Addr::from_str(s).ok()
 }
 
-fn host_in_subnet(ip: Ipv4Addr, net: Ipv4Net) -> Result<(), String> {
+fn host_in_subnet(ip: Ipv4Addr, net: Ipv4Net) -> Result<(), (Kind, String)> {
     if !net.contains(&ip) {
-        Err(format!("is outside the subnet {net}"))
+        Err((Kind::OutOfRange, format!("is outside the subnet {net}")))
     } else if ip == net.network() {
-        Err(format!("is the network address of {net}"))
+        Err((Kind::Reserved, format!("is the network address of {net}")))
     } else if ip == net.broadcast() {
-        Err(format!("is the broadcast address of {net}"))
+        Err((Kind::Reserved, format!("is the broadcast address of {net}")))
     } else {
         Ok(())
     }
@@ -1685,11 +1693,11 @@ fn url_password(url: &str) -> Option<String> {
 }
 
 /// Why a subnet cannot be a cluster's LAN, if it cannot.
-fn unusable_subnet(n: Ipv4Net) -> Option<String> {
+fn unusable_subnet(n: Ipv4Net) -> Option<(Kind, String)> {
     if n.prefix_len() < 8 {
-        return Some("spans more than a /8: the NFS export and the cluster ports would be open to a large part of the internet".into());
+        return Some((Kind::OutOfRange, "spans more than a /8: the NFS export and the cluster ports would be open to a large part of the internet".into()));
     }
-    unusable_range(n.network()).map(|range| format!("is {range}"))
+    unusable_range(n.network()).map(|range| (Kind::Reserved, format!("is {range}")))
 }
 
 fn is_dns_name(s: &str) -> bool {

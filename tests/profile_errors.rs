@@ -13,8 +13,10 @@ struct Case {
     /// The culprit: its first occurrence in the edited text is where the
     /// error must point (line and column of its first character).
     culprit: &'static str,
-    /// What the error at the culprit is (the message may be reworded).
+    /// What the error at the culprit is.
     kind: Kind,
+    /// The fact its message must state (the rest may be reworded).
+    says: &'static str,
     hint: &'static str,
 }
 
@@ -23,7 +25,8 @@ const CASES: &[Case] = &[
         name: "a subnet of the whole internet",
         edits: &[("subnet: 172.20.0.0/20", "subnet: 0.0.0.0/0")],
         culprit: "0.0.0.0/0",
-        kind: Kind::Reserved,
+        kind: Kind::OutOfRange,
+        says: "subnet 0.0.0.0/0 spans more than a /8",
         hint: "machines' own LAN",
     },
     Case {
@@ -31,6 +34,7 @@ const CASES: &[Case] = &[
         edits: &[("subnet: 172.20.0.0/20", "subnet: 127.0.0.0/8")],
         culprit: "127.0.0.0/8",
         kind: Kind::Reserved,
+        says: "subnet 127.0.0.0/8 is the loopback range",
         hint: "machines' own LAN",
     },
     Case {
@@ -38,6 +42,7 @@ const CASES: &[Case] = &[
         edits: &[("subnet: 172.20.0.0/20", "subnet: 239.1.0.0/16")],
         culprit: "239.1.0.0/16",
         kind: Kind::Reserved,
+        says: "subnet 239.1.0.0/16 is a multicast range",
         hint: "machines' own LAN",
     },
     Case {
@@ -45,6 +50,7 @@ const CASES: &[Case] = &[
         edits: &[("export_root: /data", "export_root: /data/..")],
         culprit: "/data/..",
         kind: Kind::Malformed,
+        says: "\"/data/..\" holds `.` or `..`",
         hint: "a folder of its own",
     },
     Case {
@@ -52,6 +58,7 @@ const CASES: &[Case] = &[
         edits: &[("export_root: /data", "export_root: /etc")],
         culprit: "/etc",
         kind: Kind::Reserved,
+        says: "\"/etc\" is a folder of the system itself",
         hint: "a folder of its own",
     },
     Case {
@@ -59,6 +66,7 @@ const CASES: &[Case] = &[
         edits: &[("export_root: /data", "export_root: /proc/data")],
         culprit: "/proc/data",
         kind: Kind::Reserved,
+        says: "\"/proc/data\" is inside /proc",
         hint: "a folder of its own",
     },
     Case {
@@ -66,6 +74,7 @@ const CASES: &[Case] = &[
         edits: &[("AAAAC3NzaC1lZDI1NTE5AAAAIIRsYFHDGBBPqqnaTXdq8W3PUxI3mXq1XELHc7Gz3wVX", "AAAAC3NzaC1lZDI1NTE5AAAAIIRsYFHDGBBPqqnaTXdq8W3PUxI3mXq1XELHc7Gz3wVXAAAABGp1bms=")],
         culprit: "\"ssh-ed25519",
         kind: Kind::Malformed,
+        says: "not an SSH public key: its base64 part is not a whole ssh-ed25519 key",
         hint: "one line of a .pub file",
     },
     Case {
@@ -73,6 +82,7 @@ const CASES: &[Case] = &[
         edits: &[("AAAAC3NzaC1lZDI1NTE5AAAAIIRsYFHDGBBPqqnaTXdq8W3PUxI3mXq1XELHc7Gz3wVX you@laptop", "AAAAC3NzaC1lZDI1NTE5AAAAIIRsYFHDGBBPqqnaTXdq8W3PUxI3mQ== you@laptop")],
         culprit: "\"ssh-ed25519",
         kind: Kind::Malformed,
+        says: "not an SSH public key: its base64 part is not a whole ssh-ed25519 key",
         hint: "one line of a .pub file",
     },
     Case {
@@ -80,6 +90,7 @@ const CASES: &[Case] = &[
         edits: &[("ip: 172.20.10.12}", "ip: 172.20.10.12, mac: \"ff:ff:ff:ff:ff:ff\"}")],
         culprit: "\"ff:ff",
         kind: Kind::Reserved,
+        says: "ff:ff:ff:ff:ff:ff is the broadcast address",
         hint: "NIC's own address",
     },
     Case {
@@ -87,6 +98,7 @@ const CASES: &[Case] = &[
         edits: &[("ip: 172.20.10.12}", "ip: 172.20.10.12, mac: \"01:00:5e:00:00:01\"}")],
         culprit: "\"01:00",
         kind: Kind::Reserved,
+        says: "01:00:5e:00:00:01 is a multicast address",
         hint: "NIC's own address",
     },
     Case {
@@ -94,6 +106,7 @@ const CASES: &[Case] = &[
         edits: &[("ip: 172.20.10.12}", "ip: 172.20.10.12, mac: \"00:00:00:00:00:00\"}")],
         culprit: "\"00:00",
         kind: Kind::Reserved,
+        says: "00:00:00:00:00:00 is all zeros",
         hint: "NIC's own address",
     },
     Case {
@@ -101,6 +114,7 @@ const CASES: &[Case] = &[
         edits: &[("ip: 172.20.10.12}", "ip: 172.20.10.12, interface: lo}")],
         culprit: "lo}",
         kind: Kind::Malformed,
+        says: "\"lo\" is not a network interface name",
         hint: "not lo",
     },
     Case {
@@ -108,6 +122,7 @@ const CASES: &[Case] = &[
         edits: &[("ip: 172.20.10.12}", "ip: 172.20.10.12, interface: \"..\"}")],
         culprit: "\"..\"}",
         kind: Kind::Malformed,
+        says: "\"..\" is not a network interface name",
         hint: "not lo",
     },
     Case {
@@ -115,6 +130,7 @@ const CASES: &[Case] = &[
         edits: &[("{name: worker-1,", "{name: localhost,")],
         culprit: "localhost",
         kind: Kind::Reserved,
+        says: "machine name \"localhost\" is the name every machine has for itself",
         hint: "a name of its own",
     },
     Case {
@@ -122,6 +138,7 @@ const CASES: &[Case] = &[
         edits: &[("dns: [8.8.8.8, 8.8.4.4]", "dns: [0.0.0.0]")],
         culprit: "0.0.0.0]",
         kind: Kind::Reserved,
+        says: "DNS server 0.0.0.0 is not a server the machines can ask",
         hint: "resolver on the network",
     },
     Case {
@@ -129,6 +146,7 @@ const CASES: &[Case] = &[
         edits: &[("dns: [8.8.8.8, 8.8.4.4]", "dns: [8.8.8.8, 127.0.0.1]")],
         culprit: "127.0.0.1",
         kind: Kind::Reserved,
+        says: "DNS server 127.0.0.1 is not a server the machines can ask",
         hint: "resolver on the network",
     },
     Case {
@@ -136,6 +154,7 @@ const CASES: &[Case] = &[
         edits: &[("pool_options: iburst minpoll 1 maxpoll 2", "pool_options: iburst minpol 1 maxpoll 2")],
         culprit: "iburst minpol",
         kind: Kind::Malformed,
+        says: "chrony cannot read the pool options \"iburst minpol 1 maxpoll 2 maxsources 3\": `minpol` is not an option of chrony's pool directive",
         hint: "chrony's `pool` directive",
     },
     Case {
@@ -143,6 +162,7 @@ const CASES: &[Case] = &[
         edits: &[("uid: 1001", "uid: 4294967295")],
         culprit: "4294967295",
         kind: Kind::OutOfRange,
+        says: "uid 4294967295 is above 2147483647",
         hint: "below 2^31",
     },
     Case {
@@ -150,6 +170,7 @@ const CASES: &[Case] = &[
         edits: &[("gid: 2000", "gid: 65534")],
         culprit: "65534",
         kind: Kind::Reserved,
+        says: "gid 65534 is nobody/nogroup",
         hint: "workloads' own",
     },
     Case {
@@ -158,6 +179,7 @@ const CASES: &[Case] = &[
 ", "  name: staking\n  domain: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\n")],
         culprit: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
         kind: Kind::OutOfRange,
+        says: "would be 261 characters: a DNS name has at most 253",
         hint: "shorter domain",
     },
     Case {
@@ -165,6 +187,7 @@ const CASES: &[Case] = &[
         edits: &[("user: staker", "user: nobody")],
         culprit: "nobody",
         kind: Kind::Reserved,
+        says: "\"nobody\" is a system account of Ubuntu's cloud image",
         hint: "a login name of your own",
     },
     Case {
@@ -172,6 +195,7 @@ const CASES: &[Case] = &[
         edits: &[("user: staker", "user: daemon")],
         culprit: "daemon",
         kind: Kind::Reserved,
+        says: "\"daemon\" is a system account",
         hint: "a login name of your own",
     },
     Case {
@@ -179,6 +203,7 @@ const CASES: &[Case] = &[
         edits: &[("time:\n", "microk8s:\n  channel: 1.37/stable\ntime:\n")],
         culprit: "1.37/stable",
         kind: Kind::Unsupported,
+        says: "MicroK8s 1.37/stable on Ubuntu 20.04 (master, worker-1): Kubernetes 1.37 is not known to run on 20.04's cgroup v1",
         hint: "`ubuntu: \"22.04\"`",
     },
     Case {
@@ -189,6 +214,7 @@ const CASES: &[Case] = &[
         )],
         culprit: "\"18.04\"",
         kind: Kind::Unknown,
+        says: "\"18.04\" is not an Ubuntu release nodeimg supports",
         hint: "20.04, 22.04 or 24.04",
     },
     Case {
@@ -196,6 +222,7 @@ const CASES: &[Case] = &[
         edits: &[("  gateway: 172.20.0.1", "  gatway: 172.20.0.1")],
         culprit: "gatway",
         kind: Kind::UnknownKey,
+        says: "unknown key `gatway` in `network`",
         hint: "did you mean `gateway`?",
     },
     Case {
@@ -203,6 +230,7 @@ const CASES: &[Case] = &[
         edits: &[("ip: 172.20.10.12}", "ip: 172.20.10.11}")],
         culprit: "172.20.10.11}",
         kind: Kind::Duplicate,
+        says: "address 172.20.10.11 is used twice (also machine 2)",
         hint: "own address",
     },
     Case {
@@ -210,6 +238,7 @@ const CASES: &[Case] = &[
         edits: &[("ip: 172.20.10.12}", "ip: 172.21.0.12}")],
         culprit: "172.21.0.12",
         kind: Kind::OutOfRange,
+        says: "address 172.21.0.12 is outside the subnet 172.20.0.0/20",
         hint: "between 172.20.0.1 and 172.20.15.254",
     },
     Case {
@@ -217,6 +246,7 @@ const CASES: &[Case] = &[
         edits: &[("{name: worker-1, role: worker,", "{name: worker-1, role: master,")],
         culprit: "master, ip: 172.20.10.12",
         kind: Kind::Duplicate,
+        says: "a second master machine",
         hint: "exactly one master",
     },
     Case {
@@ -224,6 +254,7 @@ const CASES: &[Case] = &[
         edits: &[("  - {name: worker-1, role: worker, ip: 172.20.10.12}\n", "")],
         culprit: "- {name: nfs",
         kind: Kind::Missing,
+        says: "the cluster has no worker machine",
         hint: "role: worker",
     },
     Case {
@@ -231,6 +262,7 @@ const CASES: &[Case] = &[
         edits: &[("subnet: 172.20.0.0/20", "subnet: 172.20.0.0/40")],
         culprit: "172.20.0.0/40",
         kind: Kind::Malformed,
+        says: "\"172.20.0.0/40\" is not an IPv4 subnet in CIDR form",
         hint: "ADDRESS/PREFIX",
     },
     Case {
@@ -238,6 +270,7 @@ const CASES: &[Case] = &[
         edits: &[("subnet: 172.20.0.0/20", "subnet: 172.20.10.0/20")],
         culprit: "172.20.10.0/20",
         kind: Kind::Malformed,
+        says: "has host bits set",
         hint: "did you mean 172.20.0.0/20?",
     },
     Case {
@@ -245,6 +278,7 @@ const CASES: &[Case] = &[
         edits: &[("  gateway: 172.20.0.1", "    gateway: 172.20.0.1")],
         culprit: "gateway",
         kind: Kind::Syntax,
+        says: "invalid YAML",
         hint: "indented differently",
     },
     Case {
@@ -252,6 +286,7 @@ const CASES: &[Case] = &[
         edits: &[("{name: worker-1,", "{name: Worker_1,")],
         culprit: "Worker_1",
         kind: Kind::Malformed,
+        says: "machine name \"Worker_1\" is not a valid hostname",
         hint: "RFC 1123",
     },
     Case {
@@ -262,6 +297,7 @@ const CASES: &[Case] = &[
         )],
         culprit: "[]",
         kind: Kind::Missing,
+        says: "no SSH key",
         hint: "add your public key",
     },
     Case {
@@ -272,6 +308,7 @@ const CASES: &[Case] = &[
         )],
         culprit: "version",
         kind: Kind::Missing,
+        says: "no `ssh` section",
         hint: "authorized_keys",
     },
     Case {
@@ -279,6 +316,7 @@ const CASES: &[Case] = &[
         edits: &[("\"ssh-ed25519 AAAAC3Nza", "\"-----BEGIN OPENSSH PRIVATE KEY----- AAAAC3Nza")],
         culprit: "\"-----BEGIN",
         kind: Kind::Malformed,
+        says: "private key",
         hint: ".pub",
     },
     Case {
@@ -286,6 +324,7 @@ const CASES: &[Case] = &[
         edits: &[("America/Los_Angeles", "America/Los_Angles")],
         culprit: "America/Los_Angles",
         kind: Kind::Unknown,
+        says: "not an IANA time zone",
         hint: "America/Los_Angeles",
     },
     Case {
@@ -293,6 +332,7 @@ const CASES: &[Case] = &[
         edits: &[("nfs:\n", "microk8s:\n  channel: 1.20/stable\nnfs:\n")],
         culprit: "1.20/stable",
         kind: Kind::Unsupported,
+        says: "too old",
         hint: "1.27",
     },
     Case {
@@ -300,6 +340,7 @@ const CASES: &[Case] = &[
         edits: &[("nfs:\n", "microk8s:\n  channel: \"1.30\"\nnfs:\n")],
         culprit: "\"1.30\"",
         kind: Kind::Malformed,
+        says: "not a MicroK8s channel",
         hint: "TRACK/RISK",
     },
     Case {
@@ -307,6 +348,7 @@ const CASES: &[Case] = &[
         edits: &[("nfs:\n", "microk8s:\n  channel: 1.30\nnfs:\n")],
         culprit: "1.30",
         kind: Kind::WrongType,
+        says: "`microk8s.channel` must be a string, found the number 1.3",
         hint: "put it in quotes",
     },
     Case {
@@ -314,6 +356,7 @@ const CASES: &[Case] = &[
         edits: &[("port: 22", "port: 16443")],
         culprit: "16443",
         kind: Kind::Conflict,
+        says: "collides with the master role's port for Kubernetes API server",
         hint: "another SSH port",
     },
     Case {
@@ -321,6 +364,7 @@ const CASES: &[Case] = &[
         edits: &[("port: 22", "port: 70000")],
         culprit: "70000",
         kind: Kind::OutOfRange,
+        says: "out of range",
         hint: "65535",
     },
     Case {
@@ -328,6 +372,7 @@ const CASES: &[Case] = &[
         edits: &[("uid: 1001", "uid: root")],
         culprit: "root\n",
         kind: Kind::WrongType,
+        says: "`nfs.uid` must be a whole number, found the string \"root\"",
         hint: "whole number",
     },
     Case {
@@ -335,13 +380,15 @@ const CASES: &[Case] = &[
         edits: &[("ip: 172.20.10.12}", "ip: 172.20.0.1}")],
         culprit: "172.20.0.1}",
         kind: Kind::Reserved,
+        says: "is the gateway's",
         hint: "address of its own",
     },
     Case {
         name: "broadcast address",
         edits: &[("ip: 172.20.10.12}", "ip: 172.20.15.255}")],
         culprit: "172.20.15.255",
-        kind: Kind::OutOfRange,
+        kind: Kind::Reserved,
+        says: "broadcast address",
         hint: "between",
     },
     Case {
@@ -349,6 +396,7 @@ const CASES: &[Case] = &[
         edits: &[("  gid: 2000", "  gid: 2000\nimage:\n  url: https://example.com/x.img")],
         culprit: "https://example.com/x.img",
         kind: Kind::Unpinned,
+        says: "the image has no checksum",
         hint: "add image.sha256",
     },
     Case {
@@ -356,6 +404,7 @@ const CASES: &[Case] = &[
         edits: &[("  gid: 2000", "  gid: 2000\nimage:\n  release: \"18.04\"")],
         culprit: "\"18.04\"",
         kind: Kind::Unsupported,
+        says: "no default image for release \"18.04\"",
         hint: "22.04 (jammy)",
     },
     Case {
@@ -363,6 +412,7 @@ const CASES: &[Case] = &[
         edits: &[("  gid: 2000", "  gid: 2000\nimage:\n  release: jammy\n  size: 20 gigs")],
         culprit: "20 gigs",
         kind: Kind::Malformed,
+        says: "\"20 gigs\" is not a disk size",
         hint: "20G",
     },
     Case {
@@ -370,6 +420,7 @@ const CASES: &[Case] = &[
         edits: &[("  gid: 2000", "  gid: 2000\nimage:\n  url: https://example.com/x.img\n  sha256: abc123")],
         culprit: "abc123",
         kind: Kind::Malformed,
+        says: "\"abc123\" is not a sha256",
         hint: "64 hex digits",
     },
 ];
@@ -397,6 +448,7 @@ fn every_broken_profile_is_refused_at_the_culprit_and_nothing_is_written() {
                 &r,
                 &format!("{}: {args:?}", case.name),
                 (line, col),
+                case.says,
                 case.hint,
             );
             assert_eq!(

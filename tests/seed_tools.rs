@@ -403,7 +403,7 @@ ALL_STEPS='t-ok t-skip t-wait t-fail t-never'
 step_t_ok() {{ return 0; }}
 step_t_skip() {{ say 'not here'; return 3; }}
 step_t_wait() {{ say 'after t-ok'; return 2; }}
-step_t_fail() {{ say 'broken'; return 1; }}
+step_t_fail() {{ say \"$(printf 'broken\\there %0250d' 0)\"; return 1; }}
 for s in t-ok t-skip t-wait t-fail; do run_step \"$s\"; done
 for s in $ALL_STEPS; do
   if is_settled \"$s\"; then echo \"settled $s\"; fi
@@ -449,6 +449,12 @@ done
         ],
         "{status}"
     );
+    // A message is one line (the tab a space), cut at the limit nodeimg
+    // defines.
+    let broken: String = format!("broken here {}", "0".repeat(250))
+        .chars()
+        .take(nodeimg::firstboot::STATUS_MESSAGE_MAX)
+        .collect();
     let said: Vec<Option<&str>> = lines.iter().map(|l| l.message.as_deref()).collect();
     assert_eq!(
         said,
@@ -456,7 +462,7 @@ done
             None,
             Some("not here"),
             Some("after t-ok"),
-            Some("broken"),
+            Some(broken.as_str()),
             None
         ],
         "{status}"
@@ -479,4 +485,25 @@ done
         .map(|(step, _)| step.to_string())
         .collect();
     assert_eq!(settled, expected, "{status}");
+}
+
+/// The script `nodeimg status` runs on each machine, rendered for every
+/// role of a staking profile (the master's asks for each release), passes
+/// shellcheck, and names each of the profile's releases once.
+#[test]
+fn the_status_script_passes_shellcheck_for_every_role() {
+    let v = nodeimg::load_profile_str("p.yaml", &shipped_profile("hoodi.yaml")).unwrap();
+    let (_, releases) = nodeimg::remote::status::expected_releases(&v.spec).unwrap();
+    assert!(!releases.is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    for m in &v.spec.machines {
+        let text = nodeimg::remote::status::script(&v.spec, m).unwrap();
+        assert_shellcheck_passes(&dir.path().join(format!("{}.sh", m.name)), &text);
+        for r in &releases {
+            let asked = text.matches(&format!("release_state '{r}'\n")).count()
+                + text.matches(&format!("release_state {r}\n")).count();
+            let want = usize::from(m.role == nodeimg::validate::Role::Master);
+            assert_eq!(asked, want, "{}: {r}\n{text}", m.name);
+        }
+    }
 }

@@ -167,6 +167,7 @@ fn building_needs_the_keystores_but_release_values_only_does_not() {
         &r,
         "build without keystores",
         (line, col),
+        "cannot read the keystore folder",
         "staking-deposit-cli",
     );
     assert_kind_at(

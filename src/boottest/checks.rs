@@ -193,7 +193,7 @@ impl<'a> Seen<'a> {
             .all("status")
             .iter()
             .filter_map(|l| firstboot::StatusLine::parse(l))
-            .map(|l| (l.step, (l.state, l.message.unwrap_or_default())))
+            .map(|l| (l.step, (l.state, l.message.unwrap_or_else(|| "-".into()))))
             .collect();
         Seen {
             spec,

@@ -1,12 +1,14 @@
 //! Primitives one level below every stage: hashing, atomic and private
 //! writes, input limits, progress bars, advisory locks, cleanup on
-//! interrupt, and the ownership checks that keep nodeimg from deleting
-//! what it did not write. Nothing here uses a stage module.
+//! interrupt, commands with a deadline, and the ownership checks that keep
+//! nodeimg from deleting what it did not write. Nothing here uses a stage
+//! module.
 
 pub mod hash;
 pub mod input;
 pub mod interrupt;
 pub mod lock;
+pub mod process;
 pub mod progress;
 pub mod write;
 

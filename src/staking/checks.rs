@@ -127,7 +127,7 @@ fn check_image(c: &mut Checker, path: Path, image: &Option<String>, what: &str) 
         }
         None => {
             c.error(
-                Kind::Unpinned,
+                Kind::Missing,
                 path,
                 format!("the {what} image is not given"),
                 "pin it: repository:tag (e.g. ethereum/client-go:v1.16.7) or repository@sha256:...; chart defaults are moving tags",

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod sshd;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -314,16 +315,17 @@ pub fn position_of(text: &str, needle: &str, nth: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// `r` failed (exit 1) with `profile.yaml:LINE:COL: error: ...` and `hint`
-/// in its stderr; `what` names the case in a failure. What the error is,
-/// is the kind's to say ([`assert_kind_at`]).
-pub fn assert_refused_at(r: &Run, what: &str, (line, col): (usize, usize), hint: &str) {
+/// `r` failed (exit 1) with `profile.yaml:LINE:COL: error: ...SAYS...` and
+/// `hint` in its stderr; `what` names the case in a failure. What kind of
+/// error it is, [`assert_kind_at`] checks.
+pub fn assert_refused_at(r: &Run, what: &str, (line, col): (usize, usize), says: &str, hint: &str) {
     let err = r.stderr();
     assert_eq!(r.code(), Some(1), "{what}: should fail:\n{err}");
     let prefix = format!("profile.yaml:{line}:{col}: error: ");
     assert!(
-        err.lines().any(|l| l.starts_with(&prefix)),
-        "{what}: expected `{prefix}...` in:\n{err}"
+        err.lines()
+            .any(|l| l.starts_with(&prefix) && l.contains(says)),
+        "{what}: expected `{prefix}...{says}` in:\n{err}"
     );
     assert!(
         err.contains(hint),
