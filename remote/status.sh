@@ -30,13 +30,28 @@ else
 fi
 {%- if role == "master" %}
 NAMESPACE={{ namespace }}
-# Only the STATUS word of `helm status`: its other lines (notes) are the
-# chart's to say, and nothing of the values is printed.
+# The snap's command, under sudo's secure_path or not.
+MICROK8S=$(command -v microk8s || echo /snap/bin/microk8s)
+# helm's STATUS word for a release: `missing` when helm knows no such
+# release, `unknown: WHY` when it could not be asked. Only that word is
+# read: the rest (the chart's notes) is the chart's to say, and nothing of
+# the values is printed.
 release_state() {
-  fact release "$1 $(as_root microk8s helm3 status "$1" -n "$NAMESPACE" 2>/dev/null | sed -n 's/^STATUS: //p' | head -n 1)"
+  if said=$(as_root timeout 20 "$MICROK8S" helm3 status "$1" -n "$NAMESPACE" 2>&1); then
+    fact release "$1 $(printf '%s\n' "$said" | sed -n 's/^STATUS: //p' | head -n 1)"
+  elif printf '%s' "$said" | grep -q 'release: not found'; then
+    fact release "$1 missing"
+  else
+    fact release "$1 unknown: $(printf '%s\n' "$said" | tail -n 1)"
+  fi
 }
-if command -v microk8s > /dev/null 2>&1; then
-  each node as_root microk8s kubectl get nodes --no-headers
+if [ -x "$MICROK8S" ]; then
+  # stdout only: an error line is no node.
+  if nodes=$(as_root "$MICROK8S" kubectl get nodes --no-headers --request-timeout=10s 2>/dev/null); then
+    printf '%s\n' "$nodes" | while IFS= read -r line; do [ -n "$line" ] && fact node "$line"; done
+  else
+    fact no-kubernetes "kubectl get nodes failed: $(as_root "$MICROK8S" kubectl get nodes --request-timeout=10s 2>&1 > /dev/null | tail -n 1)"
+  fi
 {%- for r in releases %}
   release_state {{ r }}
 {%- endfor %}

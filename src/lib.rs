@@ -640,10 +640,11 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
 }
 
 /// What the day-two commands share: the checked profile, the machines
-/// asked (all when `machines` is empty, in the profile's order), their
-/// pinned host keys and where to reach them.
+/// asked (all when `machines` is empty, in the profile's order), the secrets
+/// they were built with, their pinned host keys and where to reach them.
 struct Reach {
     spec: Spec,
+    secrets: Secrets,
     pinned: remote::ssh::Pinned,
     targets: Vec<remote::ssh::Target>,
 }
@@ -657,6 +658,16 @@ impl Reach {
     ) -> Result<Reach> {
         let spec = load_profile(profile_path)?.spec;
         check_machine_names(&spec, machines, how)?;
+        Reach::with_spec(spec, profile_path, machines, opts)
+    }
+
+    /// For a profile already checked (its machine names too).
+    fn with_spec(
+        spec: Spec,
+        profile_path: &Path,
+        machines: &[String],
+        opts: &remote::ReachOptions,
+    ) -> Result<Reach> {
         if let Some(identity) = &opts.identity {
             io::input::read_regular(identity, 64 * 1024).map_err(|why| {
                 Diagnostic::new(Kind::Usage, io::input::about("the identity file", &why))
@@ -675,6 +686,7 @@ impl Reach {
         let targets = remote::ssh::targets(&spec, &names, &opts.addresses)?;
         Ok(Reach {
             spec,
+            secrets,
             pinned,
             targets,
         })
@@ -688,6 +700,53 @@ impl Reach {
             connect_timeout: opts.timeout,
         }
     }
+}
+
+/// What `diff` renders the seeds with, as `build` does.
+#[derive(Debug, Clone, Default)]
+pub struct DiffOptions {
+    pub templates: Option<PathBuf>,
+    /// The master's chart archives from this folder (else the cache or a
+    /// download, verified).
+    pub charts_dir: Option<PathBuf>,
+    pub fetch: fetch::FetchOptions,
+}
+
+/// `nodeimg diff`: every machine's seed as the profile renders it now,
+/// against the files on the machine (in parallel, each within the timeout).
+pub fn diff(
+    profile_path: &Path,
+    machines: &[String],
+    reach_opts: &remote::ReachOptions,
+    opts: &DiffOptions,
+) -> Result<Vec<remote::diff::MachineDiff>> {
+    let session = Session::open(
+        profile_path,
+        opts.templates.as_deref(),
+        machines,
+        "--machine ",
+    )?;
+    let reach = Reach::with_spec(session.spec().clone(), profile_path, machines, reach_opts)?;
+    // Only the master's seed carries the charts.
+    let master_asked = reach.targets.iter().any(|t| {
+        session
+            .spec()
+            .machine(&t.machine)
+            .is_some_and(|m| m.role == validate::Role::Master)
+    });
+    let charts = master_asked.then_some((opts.charts_dir.as_deref(), &opts.fetch));
+    let payload = session.payload(&reach.secrets, charts)?;
+    let names: Vec<String> = reach.targets.iter().map(|t| t.machine.clone()).collect();
+    let mut seeds = session.seeds(&reach.secrets, &names, &payload)?;
+    let pairs: Vec<(remote::ssh::Target, Seed)> = reach
+        .targets
+        .iter()
+        .filter_map(|t| {
+            let i = seeds.iter().position(|(n, _)| *n == t.machine)?;
+            Some((t.clone(), seeds.swap_remove(i).1))
+        })
+        .collect();
+    remote::diff::compare_all(&reach.client(reach_opts), &pairs, reach_opts.timeout)
 }
 
 /// `nodeimg status`: every machine (or those named) asked at once over SSH,

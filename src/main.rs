@@ -40,6 +40,9 @@ enum Command {
     /// whether its first boot is done and the cluster healthy; exit 0 only
     /// when every machine is.
     Status(StatusArgs),
+    /// Compare each file a machine's seed writes, as the profile renders it
+    /// now, with the file on the machine (over SSH, host keys pinned).
+    Diff(DiffArgs),
     /// Log in to a machine (or run COMMAND there) over SSH, its host key
     /// pinned from the secrets file; exits with the command's status.
     Ssh(SshArgs),
@@ -84,6 +87,25 @@ struct StatusArgs {
     /// Print the report as JSON (the table still goes to stderr).
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    reach: ReachArgs,
+}
+
+#[derive(clap::Args)]
+struct DiffArgs {
+    /// The cluster profile (YAML).
+    profile: PathBuf,
+    /// Compare only this machine (repeatable).
+    #[arg(long = "machine", value_name = "NAME")]
+    machines: Vec<String>,
+    /// Directory of templates the machines were built with (as `build`).
+    #[arg(long)]
+    templates: Option<PathBuf>,
+    /// The master's chart archives from this folder (as `build --charts`).
+    #[arg(long, value_name = "DIR")]
+    charts: Option<PathBuf>,
+    #[command(flatten)]
+    fetch: FetchArgs,
     #[command(flatten)]
     reach: ReachArgs,
 }
@@ -354,6 +376,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BootTest(args) => args.run(),
         Command::Show(args) => args.run(),
         Command::Status(args) => args.run(),
+        Command::Diff(args) => args.run(),
         Command::Ssh(args) => args.run(),
     }
 }
@@ -375,6 +398,30 @@ impl StatusArgs {
     }
 }
 
+impl DiffArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let opts = nodeimg::DiffOptions {
+            templates: self.templates,
+            charts_dir: self.charts,
+            fetch: self.fetch.options(),
+        };
+        let diffs = nodeimg::diff(&self.profile, &self.machines, &self.reach.options(), &opts)?;
+        print!(
+            "{}",
+            nodeimg::redact::redact(&nodeimg::remote::diff::render(&diffs))
+        );
+        let apart: Vec<&str> = diffs
+            .iter()
+            .filter(|d| !d.in_sync())
+            .map(|d| d.machine.as_str())
+            .collect();
+        if !apart.is_empty() {
+            anyhow::bail!("diff: not in sync: {}", apart.join(", "));
+        }
+        Ok(())
+    }
+}
+
 impl SshArgs {
     fn run(self) -> anyhow::Result<()> {
         let code = nodeimg::ssh(
@@ -383,6 +430,13 @@ impl SshArgs {
             &self.command,
             &self.reach.options(),
         )?;
+        if code == 255 {
+            // ssh's own words are above (unless a config silenced them).
+            say(&format!(
+                "nodeimg ssh: ssh could not log in to {} or lost the connection (exit status 255); a host key that does not match the one nodeimg made for it is refused\n",
+                self.machine
+            ));
+        }
         // The remote command's own status, as ssh passes it on.
         std::process::exit(code);
     }

@@ -59,6 +59,12 @@ pub fn register(values: &[String]) {
     all.sort_by_key(|s| std::cmp::Reverse(s.len()));
 }
 
+/// Whether `text` holds a registered secret (in any of its forms).
+pub fn holds_secret(text: &str) -> bool {
+    let all = SECRETS.read().unwrap_or_else(|p| p.into_inner());
+    all.iter().any(|s| text.contains(s.as_str()))
+}
+
 /// `text` with every registered secret replaced by [`HIDDEN`].
 pub fn redact(text: &str) -> String {
     let all = SECRETS.read().unwrap_or_else(|p| p.into_inner());

@@ -1,7 +1,8 @@
 //! Day two: reaching the machines nodeimg built, over SSH, trusting only
 //! the host key nodeimg made for each one (known before its first boot, so
-//! pinned from the very first connection): `status` and `ssh`.
+//! pinned from the very first connection): `status`, `diff` and `ssh`.
 
+pub mod diff;
 pub mod ssh;
 pub mod status;
 

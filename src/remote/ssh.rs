@@ -49,6 +49,18 @@ impl Pinned {
             .tempdir()
             .context("cannot make a private folder for the pinned host keys")?;
         let file = dir.path().join("known_hosts");
+        // ssh splits UserKnownHostsFile on blanks and expands `%` and `~`.
+        let shown = file.to_string_lossy();
+        if shown.contains(|c: char| c.is_whitespace() || matches!(c, '%' | '~' | '"' | '\\')) {
+            return Err(Diagnostic::new(
+                Kind::Usage,
+                "the temporary folder's path has a blank, `%`, `~`, `\"` or `\\`, which ssh would read as several files or expand",
+            )
+            .at(dir.path().display())
+            .hint("set TMPDIR to a folder with a plain path, e.g. TMPDIR=/tmp")
+            .into());
+        }
+        crate::io::interrupt::remove_on_interrupt(dir.path().to_path_buf());
         crate::io::write::write_private_atomic(&file, lines.as_bytes())
             .context("cannot write the pinned host keys")?;
         Ok(Pinned { dir })
@@ -56,6 +68,13 @@ impl Pinned {
 
     pub fn known_hosts(&self) -> PathBuf {
         self.dir.path().join("known_hosts")
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        // TempDir removes the folder itself.
+        crate::io::interrupt::forget(self.dir.path());
     }
 }
 
@@ -123,14 +142,22 @@ impl Client<'_> {
             cmd.arg("-o").arg(o);
         };
         // Options given here come before any from ~/.ssh/config, and for
-        // ssh the first value of an option wins: these cannot be loosened.
+        // ssh the first value of an option wins: every way ssh has to
+        // accept a host key is set here, so a config cannot add one.
+        // (IgnoreUnknown first: clients before 8.5 lack KnownHostsCommand.)
+        opt(&mut cmd, "IgnoreUnknown=KnownHostsCommand".into());
         opt(&mut cmd, format!("UserKnownHostsFile={}", known.display()));
         opt(&mut cmd, "GlobalKnownHostsFile=/dev/null".into());
+        opt(&mut cmd, "KnownHostsCommand=none".into());
         opt(&mut cmd, "StrictHostKeyChecking=yes".into());
+        opt(&mut cmd, "VerifyHostKeyDNS=no".into());
         opt(&mut cmd, format!("HostKeyAlias={}", target.machine));
         opt(&mut cmd, "HostKeyAlgorithms=ssh-ed25519".into());
         opt(&mut cmd, "CheckHostIP=no".into());
         opt(&mut cmd, "UpdateHostKeys=no".into());
+        // A shared connection would skip the key check of this one.
+        opt(&mut cmd, "ControlMaster=no".into());
+        opt(&mut cmd, "ControlPath=none".into());
         opt(
             &mut cmd,
             format!("ConnectTimeout={}", self.connect_timeout.as_secs().max(1)),
@@ -141,6 +168,11 @@ impl Client<'_> {
         if batch {
             opt(&mut cmd, "BatchMode=yes".into());
             opt(&mut cmd, "LogLevel=ERROR".into());
+            // The script's output as it is: no terminal (which would echo
+            // and add CRs), no command or forwards from a config.
+            cmd.arg("-T");
+            opt(&mut cmd, "RemoteCommand=none".into());
+            opt(&mut cmd, "ClearAllForwardings=yes".into());
         }
         if let Some(identity) = self.identity {
             cmd.arg("-i").arg(identity);
@@ -154,6 +186,8 @@ impl Client<'_> {
     }
 
     /// Runs `script` on `target` in `sh -s`, with at most `limit` for all.
+    /// A session that began but did not end in time comes back with what
+    /// it printed and no status.
     pub fn run_script(
         &self,
         target: &Target,
@@ -164,15 +198,15 @@ impl Client<'_> {
         cmd.args(["sh", "-s"]);
         let done = run_with_deadline(&mut cmd, script.as_bytes(), limit, MAX_OUTPUT)
             .map_err(|e| crate::diag::tool_missing("ssh", "openssh-client", e))?;
-        Ok(match done {
-            None => Err(Refused::Unreachable(format!(
+        Ok(match done.status {
+            None if done.stdout.is_empty() => Err(Refused::Unreachable(format!(
                 "no answer within {} s",
                 limit.as_secs()
             ))),
-            Some(f) if f.status.code() == Some(255) => {
-                Err(refusal(&String::from_utf8_lossy(&f.stderr)))
+            Some(status) if status.code() == Some(255) => {
+                Err(refusal(&String::from_utf8_lossy(&done.stderr)))
             }
-            Some(f) => Ok(f),
+            _ => Ok(done),
         })
     }
 }
@@ -200,7 +234,7 @@ pub fn refusal(stderr: &str) -> Refused {
         || has("no matching host key type found")
     {
         Refused::HostKeyMismatch
-    } else if has("Permission denied") {
+    } else if has("Permission denied") || has("Too many authentication failures") {
         Refused::NotAuthorized(last)
     } else if has("Connection refused")
         || has("Connection timed out")
@@ -208,8 +242,6 @@ pub fn refusal(stderr: &str) -> Refused {
         || has("Network is unreachable")
         || has("Could not resolve hostname")
         || has("Operation timed out")
-        || has("Connection closed by")
-        || has("Connection reset")
     {
         Refused::Unreachable(last)
     } else {
@@ -278,6 +310,11 @@ fn parse_address(spec: &Spec, arg: &str) -> Result<(String, String, Option<u16>)
             None if after.is_empty() => (host, None),
             None => return Err(address_error(arg, "text after the `]`")),
         }
+    } else if rest.matches(':').count() > 1 {
+        return Err(address_error(
+            arg,
+            "an IPv6 address needs brackets: [ADDRESS] or [ADDRESS]:PORT",
+        ));
     } else {
         match rest.rsplit_once(':') {
             Some((host, p)) => (host, Some(p)),
@@ -328,6 +365,23 @@ mod tests {
             refusal("kex_exchange_identification: bad\n"),
             Refused::Ssh(_)
         ));
+        // OpenSSH 9.2's own words.
+        assert_eq!(
+            refusal("No ED25519 host key is known for worker-1 and you have requested strict checking.\nHost key verification failed.\n"),
+            Refused::HostKeyMismatch
+        );
+        assert!(matches!(
+            refusal("Connection timed out during banner exchange\nConnection to 10.0.0.9 port 22 timed out\n"),
+            Refused::Unreachable(_)
+        ));
+        assert!(matches!(
+            refusal("Received disconnect from 10.0.0.9 port 22:2: Too many authentication failures\nDisconnected from 10.0.0.9 port 22\n"),
+            Refused::NotAuthorized(_)
+        ));
+        assert!(matches!(
+            refusal("Connection closed by 10.0.0.9 port 22\n"),
+            Refused::Ssh(_)
+        ));
     }
 
     #[test]
@@ -361,6 +415,7 @@ mod tests {
             "worker-1=127.0.0.1:0",
             "worker-1=127.0.0.1:99999",
             "worker-1=[::1",
+            "worker-1=::1",
             "worker-1=",
         ] {
             let e = targets(&spec, &names, &[bad.into()]).expect_err(bad);

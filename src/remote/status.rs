@@ -156,7 +156,7 @@ pub fn ask_all(
         let m = spec.machine(&t.machine).expect("targets are machines");
         let answer = answer?.map(|f| {
             (
-                f.status.code(),
+                f.status.map(|s| s.code()),
                 String::from_utf8_lossy(&f.stdout).into_owned(),
                 String::from_utf8_lossy(&f.stderr).into_owned(),
             )
@@ -280,7 +280,7 @@ pub fn judge(
     spec: &Spec,
     m: &MachineSpec,
     address: &str,
-    answer: Result<(Option<i32>, String, String), Refused>,
+    answer: Result<(Option<Option<i32>>, String, String), Refused>,
 ) -> MachineStatus {
     let (code, out, err) = match answer {
         Err(why) => return refused(spec, m, address, &why),
@@ -290,9 +290,13 @@ pub fn judge(
     let mut problems = Vec::new();
     if !a.complete {
         let said = printable(err.lines().last().unwrap_or("").trim());
+        let how = match code {
+            None => "no whole answer within the timeout".to_string(),
+            Some(Some(c)) => format!("exit status {c}"),
+            Some(None) => "ended by a signal".to_string(),
+        };
         problems.push(format!(
-            "its report was cut short (exit status {}){}",
-            code.map_or("none".to_string(), |c| c.to_string()),
+            "its report was cut short ({how}){}",
             if said.is_empty() {
                 String::new()
             } else {
@@ -400,11 +404,19 @@ fn kubernetes_problems(spec: &Spec, a: &Answer) -> Vec<String> {
 /// with its errors is the longest expected).
 const MAX_LINE: usize = 16 * 1024;
 
-/// `line` with control characters shown as `?`, cut at [`MAX_LINE`].
+/// `line` with control characters and the bidirectional overrides (which
+/// reorder what a terminal shows) as `?`, cut at [`MAX_LINE`].
 fn printable(line: &str) -> String {
     line.chars()
         .take(MAX_LINE)
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| {
+            let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || bidi {
+                '?'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -424,7 +436,8 @@ fn cloud_init(value: &str) -> CloudInit {
         Some(errors) => CloudInit::Failed(
             errors
                 .iter()
-                .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string))
+                // Decoded JSON may hold escapes again (\u001b).
+                .map(|e| printable(&e.as_str().map_or_else(|| e.to_string(), str::to_string)))
                 .collect(),
         ),
         None => CloudInit::Unreadable,
@@ -563,7 +576,12 @@ mod tests {
         let spec = spec();
         let worker = spec.machine("worker-1").unwrap();
         let out = report_of(Role::Worker, &[], "").replace("NAME", "worker-1");
-        let st = judge(&spec, worker, "a:1", Ok((Some(0), out, String::new())));
+        let st = judge(
+            &spec,
+            worker,
+            "a:1",
+            Ok((Some(Some(0)), out, String::new())),
+        );
         assert!(st.healthy, "{:?}", st.problems);
         assert_eq!(st.cloud_init, Some(CloudInit::Done));
         assert_eq!(st.steps.len(), firstboot::all(Role::Worker).len());
@@ -588,7 +606,12 @@ mod tests {
             "step apt-update retrying 1 1764780000 -",
             "step apt-update retrying 4 1764780000 no package index reachable",
         );
-        let st = judge(&spec, master, "a:1", Ok((Some(0), out, String::new())));
+        let st = judge(
+            &spec,
+            master,
+            "a:1",
+            Ok((Some(Some(0)), out, String::new())),
+        );
         assert!(!st.healthy);
         let all = st.problems.join("\n");
         for want in [
@@ -605,7 +628,7 @@ mod tests {
             &spec,
             spec.machine("worker-1").unwrap(),
             "a:1",
-            Ok((Some(1), cut, "sh: broken pipe\n".into())),
+            Ok((Some(Some(1)), cut, "sh: broken pipe\n".into())),
         );
         assert!(
             st.problems

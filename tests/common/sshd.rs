@@ -53,10 +53,13 @@ pub struct Machine<'a> {
     /// The public key the test logs in with.
     pub authorized_key: &'a str,
     /// Files under /var/lib (e.g. `nodeimg/status`), made in the
-    /// namespace's own /var/lib.
+    /// namespace's own /var/lib (a folder of the test, changeable live).
     pub var_lib: &'a [(&'a str, &'a str)],
     /// Commands under /usr/local/bin (stand-ins), made executable.
     pub local_bin: &'a [(&'a str, &'a str)],
+    /// Files at their absolute paths under /etc or /usr/local, as a seed
+    /// writes them; the host's own stay untouched below an overlay.
+    pub files: &'a [(String, Vec<u8>)],
 }
 
 impl Sshd {
@@ -89,9 +92,18 @@ impl Sshd {
         }
         fs::create_dir_all(d.join("var-lib")).unwrap();
         for (name, text) in m.local_bin {
-            write(&format!("local-bin/{name}"), text, 0o755);
+            write(&format!("root/usr/local/bin/{name}"), text, 0o755);
         }
-        fs::create_dir_all(d.join("local-bin")).unwrap();
+        for (path, bytes) in m.files {
+            assert!(
+                path.starts_with("/etc/") || path.starts_with("/usr/local/"),
+                "{path}: only /etc and /usr/local are overlaid"
+            );
+            let p = d.join("root").join(path.trim_start_matches('/'));
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, bytes).unwrap();
+        }
+        fs::create_dir_all(d.join("root")).unwrap();
         write(
             "sshd_config",
             &format!(
@@ -103,10 +115,16 @@ impl Sshd {
             ),
             0o600,
         );
+        // /etc and /usr/local under overlays (upper layers on the private
+        // /run), the machine's files copied in; /var/lib the test's folder.
         let run = format!(
             "set -e\nmount --make-rprivate /\nmount -t tmpfs -o mode=0755 none /run\nmkdir -m 0755 /run/sshd\n\
+             for top in etc usr/local; do\n\
+               o=/run/overlay/$(echo $top | tr / _); mkdir -p $o/upper $o/work\n\
+               mount -t overlay overlay -o lowerdir=/$top,upperdir=$o/upper,workdir=$o/work /$top\n\
+             done\n\
              mount --bind {d}/passwd /etc/passwd\nmount --bind {d}/var-lib /var/lib\n\
-             mount --bind {d}/local-bin /usr/local/bin\nhostname {host}\n\
+             cp -r {d}/root/. /\nhostname {host}\n\
              exec env LD_LIBRARY_PATH={libs} {bin} -D -e -f {d}/sshd_config\n",
             d = d.display(),
             host = m.hostname,
