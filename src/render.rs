@@ -346,6 +346,78 @@ impl Seed {
             ("network-config", self.network_config.as_str()),
         ]
     }
+
+    /// Every `write_files` entry of the user-data, in order, as cloud-init
+    /// reads it (entries without a path or content are skipped, as there).
+    pub fn write_files(&self) -> Vec<WrittenFile> {
+        use crate::diag::Path as KeyPath;
+        use crate::yaml::Kind as NodeKind;
+        let Ok(tree) = crate::yaml::parse(&self.user_data) else {
+            return Vec::new();
+        };
+        let Some(NodeKind::Seq(items)) = tree.get(&KeyPath::parse("write_files")).map(|l| &l.kind)
+        else {
+            return Vec::new();
+        };
+        items
+            .iter()
+            .filter_map(|item| {
+                let get = |k: &str| match item.get(&KeyPath::root().key(k)).map(|n| &n.kind) {
+                    Some(NodeKind::Str(s)) => Some(s.clone()),
+                    _ => None,
+                };
+                Some(WrittenFile {
+                    path: get("path")?,
+                    content: get("content")?,
+                    encoding: get("encoding").unwrap_or_default(),
+                    permissions: get("permissions"),
+                })
+            })
+            .collect()
+    }
+}
+
+/// One `write_files` entry: the file cloud-init writes on first boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenFile {
+    pub path: String,
+    /// As the user-data holds it (encoded when `encoding` says so).
+    pub content: String,
+    pub encoding: String,
+    pub permissions: Option<String>,
+}
+
+impl WrittenFile {
+    /// The bytes cloud-init writes: the content decoded (`b64`, `gz+b64`
+    /// and their spellings); None when cloud-init could not decode it.
+    pub fn bytes(&self) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        use std::io::Read as _;
+        let b64 = || {
+            base64::engine::general_purpose::STANDARD
+                .decode(self.content.split_whitespace().collect::<String>())
+                .ok()
+        };
+        match self.encoding.as_str() {
+            "" | "text/plain" => Some(self.content.as_bytes().to_vec()),
+            "b64" | "base64" => b64(),
+            "gz+b64" | "gzip+base64" | "gz+base64" => {
+                let mut out = Vec::new();
+                flate2::read::GzDecoder::new(&b64()?[..])
+                    .read_to_end(&mut out)
+                    .ok()?;
+                Some(out)
+            }
+            _ => None,
+        }
+    }
+
+    /// The file's mode; None when the entry gives none (cloud-init's
+    /// default, 0644) or one that is not octal.
+    pub fn mode(&self) -> Option<u32> {
+        let p = self.permissions.as_deref()?;
+        u32::from_str_radix(p.trim_start_matches("0o"), 8).ok()
+    }
 }
 
 /// cloud-init runs first boot again when the instance-id changes, so it

@@ -12,7 +12,6 @@ use crate::render::Seed;
 use crate::resolve;
 use crate::secrets::Secrets;
 use crate::validate::{MachineSpec, Role, Spec};
-use crate::yaml::{self, Kind};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", content = "detail", rename_all = "snake_case")]
@@ -54,35 +53,19 @@ fn sha256(s: &str) -> String {
     crate::io::hash::sha256_hex(s.as_bytes())
 }
 
-/// path -> sha256 of every write_files entry of a user-data.
-pub(super) fn written_files(user_data: &str) -> BTreeMap<String, String> {
-    write_files_entries(user_data)
+/// path -> sha256 of what each write_files entry of a seed writes (an
+/// entry cloud-init could not decode hashes as its text).
+pub(super) fn written_files(seed: &Seed) -> BTreeMap<String, String> {
+    seed.write_files()
         .into_iter()
-        .map(|(path, content)| (path, sha256(&content)))
-        .collect()
-}
-
-/// The (path, content) of every `write_files` entry of a user-data.
-pub(super) fn write_files_entries(user_data: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let Ok(tree) = yaml::parse(user_data) else {
-        return out;
-    };
-    let Some(list) = tree.get(&crate::diag::Path::parse("write_files")) else {
-        return out;
-    };
-    if let Kind::Seq(items) = &list.kind {
-        for item in items {
-            let get = |k: &str| match item.get(&crate::diag::Path::root().key(k)).map(|n| &n.kind) {
-                Some(Kind::Str(s)) => Some(s.clone()),
-                _ => None,
+        .map(|f| {
+            let hash = match f.bytes() {
+                Some(bytes) => crate::io::hash::sha256_hex(&bytes),
+                None => sha256(&f.content),
             };
-            if let (Some(path), Some(content)) = (get("path"), get("content")) {
-                out.push((path, content));
-            }
-        }
-    }
-    out
+            (f.path, hash)
+        })
+        .collect()
 }
 
 fn file_check(facts: &Facts, expected: &BTreeMap<String, String>, path: &str) -> Outcome {
@@ -202,7 +185,7 @@ impl<'a> Seen<'a> {
             m,
             facts,
             boot,
-            files: written_files(&seed.user_data),
+            files: written_files(seed),
             status,
             incomplete: if facts.complete {
                 ""
@@ -700,7 +683,7 @@ fn validator_keys_check(s: &Seen) -> Outcome {
         return Outcome::Ok("no keys on this machine".into());
     }
     // (group, file) the seed carried: .../validator-keys/<group>/<file>.
-    let carried: Vec<(String, String)> = written_files(&seed.user_data)
+    let carried: Vec<(String, String)> = written_files(seed)
         .into_keys()
         .filter_map(|p| {
             let rest = p.strip_prefix(&format!("{KEYS_STAGING}/"))?;
@@ -957,7 +940,7 @@ mod evaluate_tests {
             "status microk8s pending 0 0 -".into(),
             "online-service active".into(),
         ];
-        for (path, hash) in written_files(&seed.user_data) {
+        for (path, hash) in written_files(seed) {
             lines.push(format!("file {path} {hash}"));
         }
         lines.push("end worker-1".into());
@@ -1190,9 +1173,9 @@ mod evaluate_tests {
             assert!(got.contains(why), "{check}: {got:?} lacks {why:?}");
         }
         // A file that differs from the rendered one.
-        let conf = written_files(&w.seeds["worker-1"].user_data)["/etc/chrony/chrony.conf"].clone();
+        let conf = written_files(&w.seeds["worker-1"])["/etc/chrony/chrony.conf"].clone();
         assert!(failed(&w, &ok.replace(&conf, "0000"), "chrony").contains("differs"));
-        let launch = written_files(&w.seeds["worker-1"].user_data)["/etc/microk8s.yaml"].clone();
+        let launch = written_files(&w.seeds["worker-1"])["/etc/microk8s.yaml"].clone();
         assert!(failed(&w, &ok.replace(&launch, "0000"), "microk8s-config").contains("differs"));
     }
 

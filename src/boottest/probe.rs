@@ -9,7 +9,7 @@ use crate::diag::{Diagnostic, Kind};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use super::checks::{write_files_entries, written_files};
+use super::checks::written_files;
 use crate::render::Seed;
 use crate::secrets::Secrets;
 use crate::validate::{MachineSpec, Role, Spec};
@@ -196,16 +196,16 @@ pub fn probe_vendor_data(
         .flatten()
         .cloned()
         .chain(
-            write_files_entries(&seed.user_data)
+            seed.write_files()
                 .into_iter()
-                .filter(|(path, _)| path.starts_with("/var/lib/nodeimg/"))
-                .map(|(_, content)| content.chars().take(48).collect()),
+                .filter(|f| f.path.starts_with("/var/lib/nodeimg/"))
+                .map(|f| f.content.chars().take(48).collect()),
         )
         .filter(|m: &String| m.len() >= 16)
         .map(|m| rotate(&m))
         .collect();
     // The staking payload is checked on its own (and mostly moved or large).
-    let files: Vec<String> = written_files(&seed.user_data)
+    let files: Vec<String> = written_files(seed)
         .into_keys()
         .filter(|p| !p.starts_with("/var/lib/nodeimg/"))
         .collect();

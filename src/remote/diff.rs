@@ -2,7 +2,6 @@
 //! profile renders it, against the file on the machine; and which seed the
 //! machine booted from (its instance-id).
 
-use std::io::Read;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -10,7 +9,6 @@ use serde_json::json;
 
 use super::ssh::{Client, Refused, Target};
 use crate::render::Seed;
-use crate::yaml::{self, Kind as NodeKind};
 
 /// The script each machine runs (a template; see remote/files.sh).
 const SCRIPT: &str = include_str!("../../remote/files.sh");
@@ -28,67 +26,25 @@ pub struct SeedFile {
     pub private: bool,
 }
 
-/// What cloud-init writes for a `write_files` entry: its content decoded
-/// (`b64`, `gz+b64`), its mode.
-fn decode(content: &str, encoding: &str) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    let b64 = || {
-        base64::engine::general_purpose::STANDARD
-            .decode(content.split_whitespace().collect::<String>())
-            .ok()
-    };
-    match encoding {
-        "" | "text/plain" => Some(content.as_bytes().to_vec()),
-        "b64" | "base64" => b64(),
-        "gz+b64" | "gzip+base64" | "gz+base64" => {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&b64()?[..])
-                .read_to_end(&mut out)
-                .ok()?;
-            Some(out)
-        }
-        _ => None,
-    }
-}
-
 /// The files `seed` writes that stay where it put them: the validator keys'
 /// staging folder is emptied by the first boot (step nfs-exports).
 pub fn seed_files(seed: &Seed) -> Vec<SeedFile> {
-    let Ok(tree) = yaml::parse(&seed.user_data) else {
-        return Vec::new();
-    };
-    let Some(list) = tree.get(&crate::diag::Path::parse("write_files")) else {
-        return Vec::new();
-    };
-    let NodeKind::Seq(items) = &list.kind else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for item in items {
-        let get = |k: &str| match item.get(&crate::diag::Path::root().key(k)).map(|n| &n.kind) {
-            Some(NodeKind::Str(s)) => Some(s.clone()),
-            _ => None,
-        };
-        let (Some(path), Some(content)) = (get("path"), get("content")) else {
-            continue;
-        };
-        if path.starts_with(&format!("{}/", crate::firstboot::KEYS_STAGING)) {
-            continue;
-        }
-        let Some(bytes) = decode(&content, &get("encoding").unwrap_or_default()) else {
-            continue;
-        };
-        let others_read = get("permissions")
-            .and_then(|p| u32::from_str_radix(p.trim_start_matches("0o"), 8).ok())
-            .is_none_or(|mode| mode & 0o004 != 0);
-        let private = !others_read || crate::redact::holds_secret(&String::from_utf8_lossy(&bytes));
-        out.push(SeedFile {
-            path,
-            bytes,
-            private,
-        });
-    }
-    out
+    let staging = format!("{}/", crate::firstboot::KEYS_STAGING);
+    seed.write_files()
+        .into_iter()
+        .filter(|f| !f.path.starts_with(&staging))
+        .filter_map(|f| {
+            let bytes = f.bytes()?;
+            let others_read = f.mode().is_none_or(|mode| mode & 0o004 != 0);
+            let private =
+                !others_read || crate::redact::holds_secret(&String::from_utf8_lossy(&bytes));
+            Some(SeedFile {
+                path: f.path,
+                bytes,
+                private,
+            })
+        })
+        .collect()
 }
 
 /// The instance-id in a seed's meta-data.
@@ -210,15 +166,10 @@ fn run(
                 Ok(said)
             } else {
                 let err = String::from_utf8_lossy(&f.stderr);
-                Err(Verdict::CutShort(
-                    err.lines()
-                        .last()
-                        .unwrap_or("")
-                        .chars()
-                        .filter(|c| !c.is_control())
-                        .take(300)
-                        .collect(),
-                ))
+                Err(Verdict::CutShort(super::printable(
+                    err.lines().last().unwrap_or("").trim(),
+                    super::ssh::SAID_MAX,
+                )))
             }
         }
     })
@@ -232,7 +183,10 @@ pub fn unified(path: &str, on_machine: &[u8], rendered: &[u8]) -> Option<String>
     ) else {
         return None;
     };
-    let printable = |s: &str| s.chars().all(|c| !c.is_control() || c == '\n' || c == '\t');
+    let printable = |s: &str| {
+        s.chars()
+            .all(|c| !super::acts_on_terminal(c) || c == '\n' || c == '\t')
+    };
     if !printable(a) || !printable(b) || a.len() > MAX_SHOWN || b.len() > MAX_SHOWN {
         return None;
     }
@@ -449,6 +403,8 @@ mod tests {
         assert!(d.contains("\n-b\n+B\n"), "{d}");
         assert_eq!(unified("/x", b"\x00\x01", b"a"), None);
         assert_eq!(unified("/x", b"\x1b[31mred", b"a"), None);
+        // A right-to-left override would reorder what the terminal shows.
+        assert_eq!(unified("/x", "pool \u{202e}gro.ptn".as_bytes(), b"a"), None);
     }
 
     #[test]

@@ -33,3 +33,19 @@ impl Default for ReachOptions {
         }
     }
 }
+
+/// A character a terminal acts on instead of showing: a control character
+/// (escape sequences) or a bidirectional override (reorders what is shown).
+pub(crate) fn acts_on_terminal(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// What a machine (or ssh quoting it) said, made safe to show: each
+/// character a terminal would act on as `?`, at most `max` characters.
+pub(crate) fn printable(text: &str, max: usize) -> String {
+    text.chars()
+        .take(max)
+        .map(|c| if acts_on_terminal(c) { '?' } else { c })
+        .collect()
+}

@@ -212,6 +212,9 @@ impl Client<'_> {
 }
 
 /// What ssh's complaint (exit status 255) means.
+/// The most of ssh's last words a refusal quotes.
+pub(crate) const SAID_MAX: usize = 300;
+
 pub fn refusal(stderr: &str) -> Refused {
     let said = stderr
         .lines()
@@ -219,14 +222,7 @@ pub fn refusal(stderr: &str) -> Refused {
         .filter(|l| !l.is_empty() && !l.starts_with("@@@"))
         .collect::<Vec<_>>();
     // ssh's own words, but they may quote the server: no control characters.
-    let last: String = said
-        .last()
-        .copied()
-        .unwrap_or("no message")
-        .chars()
-        .take(300)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
+    let last = super::printable(said.last().copied().unwrap_or("no message"), SAID_MAX);
     let has = |s: &str| stderr.contains(s);
     if has("REMOTE HOST IDENTIFICATION HAS CHANGED")
         || has("Host key verification failed")

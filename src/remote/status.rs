@@ -86,6 +86,28 @@ pub struct MachineStatus {
     pub healthy: bool,
 }
 
+impl MachineStatus {
+    /// `m` at `address` before anything is known of it: not healthy.
+    fn unasked(m: &MachineSpec, address: &str) -> MachineStatus {
+        MachineStatus {
+            machine: m.name.clone(),
+            role: m.role.as_str(),
+            address: address.to_string(),
+            host_key: "unknown",
+            reachable: false,
+            error: None,
+            hostname: None,
+            instance_id: None,
+            cloud_init: None,
+            steps: Vec::new(),
+            nodes: None,
+            releases: None,
+            problems: Vec::new(),
+            healthy: false,
+        }
+    }
+}
+
 /// Every asked machine's answer, in the profile's order.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
@@ -258,20 +280,11 @@ fn refused(spec: &Spec, m: &MachineSpec, address: &str, why: &Refused) -> Machin
         Refused::Ssh(why) => ("unknown", false, format!("ssh failed: {why}")),
     };
     MachineStatus {
-        machine: m.name.clone(),
-        role: m.role.as_str(),
-        address: address.to_string(),
         host_key,
         reachable,
         error: Some(problem.clone()),
-        hostname: None,
-        instance_id: None,
-        cloud_init: None,
-        steps: Vec::new(),
-        nodes: None,
-        releases: None,
         problems: vec![problem],
-        healthy: false,
+        ..MachineStatus::unasked(m, address)
     }
 }
 
@@ -315,12 +328,8 @@ pub fn judge(
     }
     let asked = kubernetes && a.no_kubernetes.is_none();
     MachineStatus {
-        machine: m.name.clone(),
-        role: m.role.as_str(),
-        address: address.to_string(),
         host_key: "pinned",
         reachable: true,
-        error: None,
         hostname: a.hostname,
         instance_id: a.instance_id,
         cloud_init: a.cloud_init,
@@ -329,6 +338,7 @@ pub fn judge(
         releases: asked.then_some(a.releases),
         healthy: problems.is_empty(),
         problems,
+        ..MachineStatus::unasked(m, address)
     }
 }
 
@@ -404,20 +414,9 @@ fn kubernetes_problems(spec: &Spec, a: &Answer) -> Vec<String> {
 /// with its errors is the longest expected).
 const MAX_LINE: usize = 16 * 1024;
 
-/// `line` with control characters and the bidirectional overrides (which
-/// reorder what a terminal shows) as `?`, cut at [`MAX_LINE`].
+/// `line` made safe to show, cut at [`MAX_LINE`].
 fn printable(line: &str) -> String {
-    line.chars()
-        .take(MAX_LINE)
-        .map(|c| {
-            let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-            if c.is_control() || bidi {
-                '?'
-            } else {
-                c
-            }
-        })
-        .collect()
+    super::printable(line, MAX_LINE)
 }
 
 /// cloud-init's result.json (`{"v1": {"errors": [...]}}`) or the script's
