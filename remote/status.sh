@@ -1,7 +1,7 @@
 # nodeimg status: run on one machine over SSH (`sh -s`) by `nodeimg status`.
 # It only reads, and prints what it finds one fact a line: `KEY VALUE`.
-# Rendered by nodeimg for the machine's role (every value shell-quoted); the
-# paths come from src/firstboot.rs.
+# Rendered by nodeimg for each machine (the first master also asks
+# Kubernetes; every value shell-quoted); the paths come from src/firstboot.rs.
 set -u
 STATUS_FILE={{ status_file }}
 fact() { printf '%s %s\n' "$1" "$2"; }
@@ -28,7 +28,7 @@ if [ -r "$STATUS_FILE" ]; then
 else
   fact no-status-file "$STATUS_FILE"
 fi
-{%- if role == "master" %}
+{%- if asks_kubernetes %}
 NAMESPACE={{ namespace }}
 # The snap's command, under sudo's secure_path or not.
 MICROK8S=$(command -v microk8s || echo /snap/bin/microk8s)

@@ -698,6 +698,7 @@ impl Reach {
             user: &self.spec.ssh.user,
             identity: opts.identity.as_deref(),
             connect_timeout: opts.timeout,
+            wrapper: &[],
         }
     }
 }

@@ -34,14 +34,22 @@ pub struct UfwRule {
 /// rules one by one.
 pub fn ufw_rules(spec: &Spec, m: &MachineSpec) -> Vec<UfwRule> {
     let role = m.role;
-    let source = |from: &Source| match from {
-        Source::Any => "any".to_string(),
-        Source::Cluster => spec.subnet.to_string(),
-        Source::Net(n) => n.clone(),
+    // The other masters' addresses, for ports spoken between masters only.
+    let other_masters: Vec<String> = spec
+        .by_role(Role::Master)
+        .filter(|x| x.name != m.name)
+        .map(|x| x.ip.to_string())
+        .collect();
+    let sources = |from: &Source| match from {
+        Source::Any => vec!["any".to_string()],
+        Source::Cluster => vec![spec.subnet.to_string()],
+        Source::Masters => other_masters.clone(),
+        Source::Net(n) => vec![n.clone()],
     };
     let mut groups: Vec<(&'static str, String, Vec<PortRule>)> = Vec::new();
-    for r in role_ports(role).into_iter().chain(p2p_ports(spec, m)) {
-        let key = (r.proto.as_str(), source(&r.from));
+    let rules = role_ports(role).into_iter().chain(p2p_ports(spec, m));
+    for (r, from) in rules.flat_map(|r| sources(&r.from).into_iter().map(move |f| (r.clone(), f))) {
+        let key = (r.proto.as_str(), from);
         match groups
             .iter_mut()
             .find(|(p, f, rules)| (*p, f.clone()) == key && rules.len() < 15)
@@ -67,12 +75,14 @@ pub fn ufw_rules(spec: &Spec, m: &MachineSpec) -> Vec<UfwRule> {
         .collect();
     for extra in &spec.extra_rules {
         if extra.roles.is_empty() || extra.roles.contains(&role) {
-            out.push(UfwRule {
-                ports: extra.rule.port.to_string(),
-                proto: extra.rule.proto.as_str(),
-                from: source(&extra.rule.from),
-                comment: extra.rule.why.clone(),
-            });
+            for from in sources(&extra.rule.from) {
+                out.push(UfwRule {
+                    ports: extra.rule.port.to_string(),
+                    proto: extra.rule.proto.as_str(),
+                    from,
+                    comment: extra.rule.why.clone(),
+                });
+            }
         }
     }
     out
@@ -247,6 +257,7 @@ pub fn machine_context(
             "nic_name": nic_name(m),
             "ubuntu": m.ubuntu,
             "kubelet_on_cgroup_v1": m.kubelet_on_cgroup_v1(&spec.microk8s.channel),
+            "joins_control_plane": spec.joins_control_plane(m),
         },
         "ssh": ssh,
         "firewall": { "rules": ufw_rules(spec, m) },
@@ -298,7 +309,21 @@ mod tests {
         let spec = spec(&text);
         for m in &spec.machines {
             let rules = ufw_rules(&spec, m);
-            let role_rules = role_ports(m.role).len() + p2p_ports(&spec, m).len();
+            let masters = spec
+                .by_role(Role::Master)
+                .filter(|x| x.name != m.name)
+                .count();
+            let role_rules: usize = role_ports(m.role)
+                .iter()
+                .map(|r| {
+                    if r.from == Source::Masters {
+                        masters
+                    } else {
+                        1
+                    }
+                })
+                .sum::<usize>()
+                + p2p_ports(&spec, m).len();
             let mut seen = Vec::new();
             let mut extras = 0;
             for r in &rules {
@@ -317,6 +342,44 @@ mod tests {
             let wanted = if m.role == Role::Worker { 20 } else { 0 };
             assert_eq!(extras, wanted, "{}", m.name);
         }
+    }
+
+    /// dqlite is spoken between masters only: each master opens it to the
+    /// other masters by address (none with a single master), no worker
+    /// opens it; the workers' cluster agents answer the masters only.
+    #[test]
+    fn dqlite_is_open_between_the_masters_only() {
+        let rules_of = |spec: &Spec, name: &str| -> Vec<(String, String)> {
+            ufw_rules(spec, spec.machine(name).unwrap())
+                .into_iter()
+                .filter(|r| r.ports.split(',').any(|p| p == "19001" || p == "25000"))
+                .map(|r| (r.ports, r.from))
+                .collect()
+        };
+        let ha = spec(include_str!("../profiles/ha.yaml"));
+        let subnet = "172.20.0.0/20".to_string();
+        let from = |ip: &str, port: &str| (port.to_string(), ip.to_string());
+        assert_eq!(
+            rules_of(&ha, "master-1"),
+            [
+                (rules_of(&ha, "master-1")[0].0.clone(), subnet.clone()),
+                from("172.20.10.13", "19001"),
+                from("172.20.10.14", "19001"),
+            ]
+        );
+        assert!(rules_of(&ha, "master-1")[0].0.ends_with(",25000"));
+        assert_eq!(
+            rules_of(&ha, "master-3")[1..],
+            [from("172.20.10.11", "19001"), from("172.20.10.13", "19001")]
+        );
+        let masters = ["172.20.10.11", "172.20.10.13", "172.20.10.14"];
+        let worker: Vec<(String, String)> = masters.iter().map(|ip| from(ip, "25000")).collect();
+        assert_eq!(rules_of(&ha, "worker-2"), worker);
+        let one = spec(include_str!("../profiles/tutorial.yaml"));
+        let master = rules_of(&one, "master");
+        assert_eq!(master.len(), 1, "{master:?}");
+        assert_eq!(master[0].1, subnet);
+        assert_eq!(rules_of(&one, "worker-1"), [from("172.20.10.11", "25000")]);
     }
 
     /// The P2P ports are open only where the clients may run: on

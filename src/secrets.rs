@@ -75,7 +75,7 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
-fn new_host_key(machine: &str) -> Result<MachineSecrets> {
+pub(crate) fn new_host_key(machine: &str) -> Result<MachineSecrets> {
     let mut key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
         .context("could not generate an SSH host key")?;
     key.set_comment(format!("root@{machine}"));

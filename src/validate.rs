@@ -19,6 +19,9 @@ use crate::profile::{self, Profile};
 pub enum Source {
     /// Only the cluster subnet.
     Cluster,
+    /// Only the other masters, each by its address (one rule a master; none
+    /// with a single master).
+    Masters,
     Any,
     Net(String),
 }
@@ -52,13 +55,24 @@ pub fn role_ports(role: Role) -> Vec<PortRule> {
             rule(16443, Tcp, Source::Cluster, "Kubernetes API server"),
             rule(10250, Tcp, Source::Cluster, "kubelet"),
             rule(10255, Tcp, Source::Cluster, "kubelet read-only"),
-            rule(25000, Tcp, Source::Cluster, "MicroK8s cluster-agent (join)"),
             rule(12379, Tcp, Source::Cluster, "etcd"),
             rule(10257, Tcp, Source::Cluster, "kube-controller-manager"),
             rule(10259, Tcp, Source::Cluster, "kube-scheduler"),
-            rule(19001, Tcp, Source::Cluster, "dqlite"),
             rule(4789, Udp, Source::Cluster, "Calico VXLAN"),
-        ],
+        ]
+        .into_iter()
+        .chain(match role {
+            // Every machine joins through a master's cluster agent; the
+            // masters' agents call the workers' (addons, restarts).
+            // dqlite, the control plane's database, runs on masters only
+            // and is spoken between them.
+            Role::Master => vec![
+                rule(25000, Tcp, Source::Cluster, "MicroK8s cluster-agent (join)"),
+                rule(19001, Tcp, Source::Masters, "dqlite"),
+            ],
+            _ => vec![rule(25000, Tcp, Source::Masters, "MicroK8s cluster-agent")],
+        })
+        .collect(),
     }
 }
 
@@ -186,11 +200,22 @@ impl Spec {
     pub fn by_role(&self, role: Role) -> impl Iterator<Item = &MachineSpec> {
         self.machines.iter().filter(move |m| m.role == role)
     }
+    /// The first master: it holds the persistent join token and the
+    /// addons, installs the staking release, and every other machine joins
+    /// it (further masters as control-plane nodes).
     pub fn master(&self) -> &MachineSpec {
-        // A Spec is only built with exactly one master and one nfs.
+        // A Spec is only built with at least one master and exactly one nfs.
         self.by_role(Role::Master)
             .next()
-            .expect("validated: one master")
+            .expect("validated: a master")
+    }
+    /// Whether `m` is the first master (see [`Spec::master`]).
+    pub fn is_first_master(&self, m: &MachineSpec) -> bool {
+        m.role == Role::Master && m.name == self.master().name
+    }
+    /// A master that joins the first one's control plane.
+    pub fn joins_control_plane(&self, m: &MachineSpec) -> bool {
+        m.role == Role::Master && !self.is_first_master(m)
     }
     pub fn nfs_server(&self) -> &MachineSpec {
         self.by_role(Role::Nfs).next().expect("validated: one nfs")
@@ -842,34 +867,66 @@ fn machine_mac(
     Some(mac)
 }
 
-/// Exactly one NFS server and one master, at least one worker.
+/// How many masters a cluster may have: one, or a highly available control
+/// plane of three or five (dqlite keeps a majority of its voters).
+pub const MASTER_COUNTS: [usize; 3] = [1, 3, 5];
+
+/// Why `n` masters (not one of [`MASTER_COUNTS`]) are refused.
+fn masters_problem(n: usize) -> String {
+    if n.is_multiple_of(2) {
+        format!(
+            "{n} masters: a control plane needs a majority of its masters up, so {n} \
+             tolerate no more failures than {} (and a split in halves stops it)",
+            n - 1
+        )
+    } else {
+        format!(
+            "{n} masters: MicroK8s's dqlite keeps three voters and the others stand by, \
+             so more than five add nothing"
+        )
+    }
+}
+
+/// Exactly one NFS server; one master, or three or five for a highly
+/// available control plane; at least one worker.
 fn check_roles(c: &mut Checker, list: &Path, roles: &BTreeMap<Role, Vec<usize>>) {
-    for (role, want) in [(Role::Nfs, "exactly one"), (Role::Master, "exactly one")] {
-        match roles.get(&role).map(Vec::as_slice) {
-            None | Some([]) => c.error(
+    for role in [Role::Nfs, Role::Master] {
+        if roles.get(&role).is_none_or(Vec::is_empty) {
+            c.error(
                 Kind::Missing,
                 list.clone(),
                 format!("the cluster has no {} machine", role.as_str()),
-                format!("give {want} machine `role: {}`", role.as_str()),
-            ),
-            Some([_]) => {}
-            Some([first, rest @ ..]) => {
-                for i in rest {
-                    c.error(
-                        Kind::Duplicate,
-                        list.index(*i).key("role"),
-                        format!(
-                            "a second {} machine (the first is machine {})",
-                            role.as_str(),
-                            first + 1
-                        ),
-                        format!(
-                            "a cluster has {want} {} machine: make this one a worker",
-                            role.as_str()
-                        ),
-                    );
-                }
-            }
+                format!(
+                    "give {} machine `role: {}`",
+                    if role == Role::Nfs {
+                        "exactly one"
+                    } else {
+                        "one (or three or five)"
+                    },
+                    role.as_str()
+                ),
+            );
+        }
+    }
+    if let Some([first, rest @ ..]) = roles.get(&Role::Nfs).map(Vec::as_slice) {
+        for i in rest {
+            c.error(
+                Kind::Duplicate,
+                list.index(*i).key("role"),
+                format!("a second nfs machine (the first is machine {})", first + 1),
+                "a cluster has exactly one nfs machine: make this one a worker",
+            );
+        }
+    }
+    let masters = roles.get(&Role::Master).map_or(&[][..], Vec::as_slice);
+    if let Some(&last) = masters.last() {
+        if !MASTER_COUNTS.contains(&masters.len()) {
+            c.error(
+                Kind::OutOfRange,
+                list.index(last).key("role"),
+                masters_problem(masters.len()),
+                "give the cluster 1, 3 or 5 masters: make this one a worker, or add masters",
+            );
         }
     }
     if roles.get(&Role::Worker).is_none_or(Vec::is_empty) {

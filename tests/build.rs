@@ -453,3 +453,48 @@ fn the_kubelet_runs_on_ubuntu_20_04_from_kubernetes_1_35() {
     assert!(seed_file(&s.path("out/master/user-data"), "microk8s.yaml").contains(flag));
     assert!(!seed_file(&s.path("out/worker-1/user-data"), "microk8s.yaml").contains(flag));
 }
+
+/// A highly available control plane: the first master holds the token and
+/// the addons, the others join its control plane with no token of their own
+/// (canonical/microk8s-cluster-agent#76) and not as workers, the workers
+/// join the first master.
+#[test]
+fn the_masters_of_a_highly_available_cluster_join_the_first() {
+    let s = Scratch::with_profile(&shipped_profile("ha.yaml"));
+    s.build("out");
+    let token = secrets_token(&s.secrets());
+    let launch = |name: &str| -> serde_json::Value {
+        let seed = nodeimg::render::Seed {
+            user_data: fs::read_to_string(s.path(&format!("out/{name}/user-data"))).unwrap(),
+            meta_data: String::new(),
+            network_config: String::new(),
+        };
+        let file = seed
+            .write_files()
+            .into_iter()
+            .find(|f| f.path == "/etc/microk8s.yaml")
+            .unwrap_or_else(|| panic!("{name} has no launch configuration"));
+        let text = String::from_utf8(file.bytes().unwrap()).unwrap();
+        serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"))
+    };
+    let first = launch("master-1");
+    assert_eq!(first["persistentClusterToken"], token.as_str());
+    assert!(first.get("join").is_none());
+    assert!(first["addons"].as_array().is_some_and(|a| !a.is_empty()));
+    let join_url = format!("172.20.10.11:25000/{token}");
+    for name in ["master-2", "master-3"] {
+        let l = launch(name);
+        assert_eq!(l["join"]["url"], join_url.as_str(), "{name}");
+        assert!(
+            l["join"].get("worker").is_none(),
+            "{name} joins as a worker"
+        );
+        assert!(l.get("persistentClusterToken").is_none(), "{name}: {l}");
+        assert!(l.get("addons").is_none(), "{name}: {l}");
+    }
+    for name in ["worker-1", "worker-2"] {
+        let l = launch(name);
+        assert_eq!(l["join"]["url"], join_url.as_str(), "{name}");
+        assert_eq!(l["join"]["worker"], true, "{name}");
+    }
+}

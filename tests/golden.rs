@@ -75,6 +75,12 @@ fn the_homelab_profile_builds_the_recorded_files() {
     assert_golden(&s, "homelab", &[], |_| false);
 }
 
+#[test]
+fn the_ha_profile_builds_the_recorded_files() {
+    let s = Scratch::with_profile(&shipped_profile("ha.yaml"));
+    assert_golden(&s, "ha", &[], |_| false);
+}
+
 /// The staking profile with fake keys (made from a fixed seed). The master's
 /// seed carries the stand-in chart archives, which `helm package` stamps
 /// with the time (and its instance-id follows its content): it is compared

@@ -507,3 +507,22 @@ fn the_status_script_passes_shellcheck_for_every_role() {
         }
     }
 }
+
+/// The script `nodeimg diff` runs on each machine (hashes and contents of
+/// the seed's files, at paths that need quoting too) and the boot test's
+/// change-and-restore script pass shellcheck.
+#[test]
+fn the_diff_and_change_scripts_pass_shellcheck() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = [(0, "/etc/hosts"), (1, "/etc/it's here/a b.conf")];
+    let diff = nodeimg::remote::diff::script(&paths, &paths[1..]).unwrap();
+    assert!(
+        diff.contains("hash_of '1' '/etc/it'\\''s here/a b.conf'\n"),
+        "{diff}"
+    );
+    assert_shellcheck_passes(&dir.path().join("files.sh"), &diff);
+    for change in [true, false] {
+        let text = nodeimg::boottest::change_script("/etc/chrony/chrony.conf", change).unwrap();
+        assert_shellcheck_passes(&dir.path().join(format!("change-{change}.sh")), &text);
+    }
+}

@@ -334,20 +334,31 @@ step_microk8s() {
 }
 
 # The cluster agent renames the launch file to *.applied once the addons and
-# the join went through; it retries on its own (workers may boot first).
+# the join went through; it retries on its own (workers may boot first). A
+# joining machine is judged by what it has become, not by that rename alone
+# (canonical/microk8s-cluster-agent#76 leaves a joined node's file unapplied).
 step_microk8s_launch() {
   if ! is_settled microk8s; then say "after microk8s"; return 2; fi
-  if ls /var/snap/microk8s/common/etc/launcher/*.applied >/dev/null 2>&1; then
-    if [ "$NODEIMG_ROLE" = master ]; then
-      timeout 600 microk8s status --wait-ready >/dev/null || { say "MicroK8s is not ready yet"; return 1; }
-      say "control plane ready"
-    else
-      say "joined the cluster"
+  if [ "$NODEIMG_MACHINE" = "$FIRST_MASTER" ]; then
+    if ! ls /var/snap/microk8s/common/etc/launcher/*.applied >/dev/null 2>&1; then
+      say "launch configuration not applied yet"; return 1
     fi
-    return 0
+    timeout 600 microk8s status --wait-ready >/dev/null || { say "MicroK8s is not ready yet"; return 1; }
+    say "control plane ready"
+  elif [ "$NODEIMG_ROLE" = master ]; then
+    # Before its join a master runs a cluster of its own, which has no node
+    # named after the first master.
+    if ! timeout 120 microk8s kubectl get node "$FIRST_MASTER" >/dev/null 2>&1; then
+      say "not in the control plane of $FIRST_MASTER yet"; return 1
+    fi
+    say "joined the control plane of $FIRST_MASTER"
+  else
+    # `microk8s join --worker` leaves this lock (join.py, mark_worker_node).
+    if [ ! -e /var/snap/microk8s/current/var/lock/clustered.lock ]; then
+      say "not joined to $FIRST_MASTER yet"; return 1
+    fi
+    say "joined the cluster as a worker"
   fi
-  say "launch configuration not applied yet"
-  return 1
 }
 
 # The export mounts as the persistent volumes will: NFSv4, over 2049/tcp only
@@ -369,6 +380,7 @@ nfs_export_answers() {
 step_release() {
   if [ "$STAKING" = legacy ]; then say "the eth2xk8s chart is installed by hand (install.sh of nodeimg release)"; return 3; fi
   if [ "$STAKING" != true ]; then say "the profile has no staking section"; return 3; fi
+  if [ "$NODEIMG_MACHINE" != "$FIRST_MASTER" ]; then say "installed by $FIRST_MASTER, the first master"; return 3; fi
   if ! is_settled microk8s-launch; then say "after microk8s-launch"; return 2; fi
   ready=$(microk8s kubectl get nodes --no-headers 2>/dev/null |
     awk -v me="$NODEIMG_MACHINE" '$1 != me && $2 == "Ready"' | wc -l)

@@ -15,6 +15,7 @@ NFS_GID={{ nfs.gid }}
 NFS_FOLDERS={{ nfs.folders | join(sep=" ") }}
 MICROK8S_CHANNEL={{ microk8s.channel }}
 MICROK8S_HOLD={{ microk8s.hold_refresh }}
+FIRST_MASTER={{ master.name }}
 {%- if staking %}
 STAKING={% if staking.legacy %}legacy{% else %}true{% endif %}
 STAKING_NAMESPACE={{ staking.namespace }}

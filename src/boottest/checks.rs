@@ -220,7 +220,10 @@ const TABLE: &[(&str, Check)] = &[
 
 /// The names of the checks, in the report's order.
 pub fn checks() -> impl Iterator<Item = &'static str> {
-    TABLE.iter().map(|(name, _)| *name)
+    TABLE
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(super::daytwo::CHECKS.iter().copied())
 }
 
 /// Evaluates every check of one machine from its probe facts.
@@ -245,9 +248,15 @@ pub fn evaluate(
     MachineResult {
         name: m.name.clone(),
         role: m.role,
+        // Day two is checked later, over SSH, when there is a login key.
         checks: TABLE
             .iter()
             .map(|(name, check)| (name.to_string(), check(&seen)))
+            .chain(
+                super::daytwo::CHECKS
+                    .iter()
+                    .map(|name| (name.to_string(), Outcome::NotApplicable)),
+            )
             .collect(),
     }
 }
@@ -532,8 +541,27 @@ fn microk8s_config_check(s: &Seen) -> Outcome {
 }
 
 /// The local steps done, nothing failed, and the internet-bound steps done
-/// or retrying with the online service active.
+/// or retrying with the online service active; on a master that joins the
+/// first one's control plane, the release step skipped: one master installs
+/// the release (a second helm run would race it).
 fn online_steps_check(s: &Seen) -> Outcome {
+    let outcome = online_steps_outcome(s);
+    if !s.spec.joins_control_plane(s.m) {
+        return outcome;
+    }
+    match (outcome, s.status.get("release")) {
+        (Outcome::Ok(said), Some((st, msg))) if st == state::SKIPPED => {
+            Outcome::Ok(format!("{said}; release skipped: {msg}"))
+        }
+        (Outcome::Ok(_), release) => Outcome::Failed(format!(
+            "release {release:?} on a joining master: only {} installs it",
+            s.spec.master().name
+        )),
+        (failed, _) => failed,
+    }
+}
+
+fn online_steps_outcome(s: &Seen) -> Outcome {
     let status = &s.status;
     let local = firstboot::local(s.m.role);
     let online = online_steps_of(s.spec, s.m);
@@ -916,7 +944,8 @@ mod evaluate_tests {
             "link 2: enp0s3: <UP> mtu 1500\\    link/ether 52:54:00:14:0a:0c brd ff:ff:ff:ff:ff:ff".into(),
             "ufw Status: active".into(),
             "ufw 22/tcp                     ALLOW IN    Anywhere                   # ssh".into(),
-            "ufw 10250,10255,10257,10259,12379,16443,19001,25000/tcp ALLOW IN    172.20.0.0/20 # k8s".into(),
+            "ufw 10250,10255,10257,10259,12379,16443/tcp ALLOW IN    172.20.0.0/20 # k8s".into(),
+            "ufw 25000/tcp                  ALLOW IN    172.20.10.11               # MicroK8s cluster-agent".into(),
             "ufw 4789/udp                   ALLOW IN    172.20.0.0/20".into(),
             "ufw 12000/udp                  ALLOW IN    Anywhere".into(),
             "ufw 13000/tcp                  ALLOW IN    Anywhere".into(),

@@ -114,6 +114,9 @@ pub fn test_mac(m: &MachineSpec) -> String {
     format!("52:54:00:{:02x}:{:02x}:{:02x}", o[1], o[2], o[3])
 }
 
+/// The switch's socket in the lab's private folder.
+const SWITCH_SOCKET: &str = "switch";
+
 /// A running set of test machines on one private switch. Dropping it stops
 /// every QEMU and the switch.
 pub struct Lab {
@@ -136,7 +139,7 @@ struct Running {
     mac: String,
 }
 
-fn die_with_parent(cmd: &mut Command) {
+pub(super) fn die_with_parent(cmd: &mut Command) {
     // SAFETY: prctl is async-signal-safe; the closure runs between fork and
     // exec and touches nothing else. A QEMU must not outlive boot-test, even
     // when boot-test is killed.
@@ -163,7 +166,7 @@ impl Lab {
             .prefix("nodeimg-vde-")
             .tempdir()
             .context("cannot create a directory for the switch")?;
-        let sock = sock_dir.path().join("switch");
+        let sock = sock_dir.path().join(SWITCH_SOCKET);
         let mut cmd = Command::new("vde_switch");
         cmd.arg("-s").arg(&sock);
         // vde_switch exits when its stdin closes: it cannot outlive us.
@@ -193,6 +196,11 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(lab)
+    }
+
+    /// The switch's socket, for anything else plugged into it.
+    pub fn switch_socket(&self) -> PathBuf {
+        self.sock_dir.path().join(SWITCH_SOCKET)
     }
 
     pub fn serial_log(&self, name: &str) -> PathBuf {
@@ -245,10 +253,7 @@ impl Lab {
                 .args(["-device", "virtio-blk-pci,drive=seed0"]);
         }
         cmd.arg("-netdev")
-            .arg(format!(
-                "vde,id=n0,sock={}",
-                self.sock_dir.path().join("switch").display()
-            ))
+            .arg(format!("vde,id=n0,sock={}", self.switch_socket().display()))
             .arg("-device")
             .arg(format!("virtio-net-pci,netdev=n0,mac={mac},romfile="))
             .args(["-object", "rng-random,id=rng0,filename=/dev/urandom"])

@@ -17,13 +17,17 @@
 //! Layout: `lab` runs the machines (QEMU, the switch, overlays, the power
 //! button), `probe` makes the test seed and the probe's settings, `facts`
 //! parses what the probe printed, `checks` holds one function a check,
-//! `report` the table; this file runs a boot test end to end.
+//! `report` the table, `window` and `daytwo` run nodeimg status and diff
+//! against the booted machines from the switch; this file runs a boot test
+//! end to end.
 
 mod checks;
+mod daytwo;
 mod facts;
 mod lab;
 mod probe;
 mod report;
+mod window;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -40,6 +44,8 @@ use crate::validate::Spec;
 
 use checks::every_check;
 pub use checks::{checks, evaluate, Boot, MachineResult, Outcome};
+pub use daytwo::change_script;
+use daytwo::DayTwo;
 pub use facts::Facts;
 pub use lab::{create_overlay, detect_accel, firmware, image_format, test_mac, Accel, Lab};
 pub use probe::{probe_vendor_data, read_login_key, ssh_target, ProbeSettings, PROBE};
@@ -119,6 +125,34 @@ pub fn run(
         machines.push(evaluate(spec, secrets, seed, m, &facts[name], Boot::First));
     }
     let mut all_reported = facts.values().all(|f| f.complete);
+    // Day two needs a login: only with a login key, on a cluster that came up.
+    let day_two = match &opts.login_key {
+        Some(key) if all_reported && !stop.load(Ordering::SeqCst) => {
+            let opened = DayTwo::open(
+                spec,
+                secrets,
+                &lab.switch_socket(),
+                &dir.join("day-two.plug.log"),
+                key,
+            );
+            match opened {
+                Ok(d) => {
+                    d.check_cluster(seeds, &facts, &mut machines);
+                    Some(d)
+                }
+                Err(e) => {
+                    let failed = Outcome::Failed(format!("the day-two checks cannot run: {e:#}"));
+                    for m in &mut machines {
+                        for c in daytwo::CHECKS {
+                            m.checks.insert(c.to_string(), failed.clone());
+                        }
+                    }
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
 
     let mut reprovisioned: Option<(String, Seed)> = None;
     if let Some(name) = &opts.reprovision {
@@ -128,6 +162,7 @@ pub fn run(
                 .context("--reprovision: no such machine")?;
             // The machine dies: power off and destroy its disk.
             lab.stop(name);
+            let off = day_two.as_ref().map(|d| d.check_off(name));
             fs::remove_file(dir.join(format!("{name}.qcow2")))?;
             let _ = lab.keep_serial_log(name, "first-boot");
             let seed = rebuild(name)?;
@@ -135,6 +170,12 @@ pub fn run(
             let facts = lab.wait_reports(std::slice::from_ref(name), deadline, &stop);
             all_reported &= facts[name].complete;
             let mut result = evaluate(spec, secrets, &seed, m, &facts[name], Boot::First);
+            if let (Some(d), Some(off), true) = (&day_two, off, facts[name].complete) {
+                let back = d.check_back(name, &seed, &facts[name], off);
+                for (c, outcome) in daytwo::CHECKS.iter().zip(back) {
+                    result.checks.insert(c.to_string(), outcome);
+                }
+            }
             let others_down: Vec<&String> = names
                 .iter()
                 .filter(|n| *n != name && !lab.running(n))
@@ -170,6 +211,8 @@ pub fn run(
             &stop,
         )?);
     }
+    // The day-two namespace's plug leaves the switch before the switch goes.
+    drop(day_two);
     lab.shutdown();
     let interrupted = stop.load(Ordering::SeqCst);
     let timed_out = !interrupted && Instant::now() >= deadline;

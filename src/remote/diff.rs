@@ -102,7 +102,9 @@ impl MachineDiff {
     }
 }
 
-fn script(hashes: &[(usize, &str)], contents: &[(usize, &str)]) -> Result<String> {
+/// The script that hashes the files `hashes` (number, path) and shows the
+/// files `contents`.
+pub fn script(hashes: &[(usize, &str)], contents: &[(usize, &str)]) -> Result<String> {
     let list = |v: &[(usize, &str)]| -> Vec<serde_json::Value> {
         v.iter()
             .map(|(n, p)| json!({"n": n.to_string(), "path": p}))

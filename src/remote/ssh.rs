@@ -129,6 +129,9 @@ pub struct Client<'a> {
     pub identity: Option<&'a Path>,
     /// For the TCP connection and the SSH handshake.
     pub connect_timeout: Duration,
+    /// A command ssh runs under (its program and arguments), e.g. the boot
+    /// test's `nsenter` into the namespace on the lab's switch; empty: none.
+    pub wrapper: &'a [String],
 }
 
 impl Client<'_> {
@@ -136,7 +139,14 @@ impl Client<'_> {
     /// the caller adds the remote command (after the destination).
     /// `batch`: never ask on the terminal (status, diff).
     pub fn command(&self, target: &Target, batch: bool) -> Command {
-        let mut cmd = Command::new("ssh");
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg("ssh");
+                cmd
+            }
+            None => Command::new("ssh"),
+        };
         let known = self.pinned.known_hosts();
         let opt = |cmd: &mut Command, o: String| {
             cmd.arg("-o").arg(o);
@@ -211,10 +221,10 @@ impl Client<'_> {
     }
 }
 
-/// What ssh's complaint (exit status 255) means.
 /// The most of ssh's last words a refusal quotes.
 pub(crate) const SAID_MAX: usize = 300;
 
+/// What ssh's complaint (exit status 255) means.
 pub fn refusal(stderr: &str) -> Refused {
     let said = stderr
         .lines()

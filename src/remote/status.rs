@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::ssh::{Client, Refused, Target};
 use crate::firstboot::{self, StatusLine};
-use crate::validate::{MachineSpec, Role, Spec};
+use crate::validate::{MachineSpec, Spec};
 
 /// The script each machine runs (a template; see remote/status.sh).
 const SCRIPT: &str = include_str!("../../remote/status.sh");
@@ -137,6 +137,7 @@ pub fn script(spec: &Spec, m: &MachineSpec) -> Result<String> {
     let ctx = json!({
         "status_file": firstboot::STATUS_FILE,
         "role": m.role.as_str(),
+        "asks_kubernetes": spec.is_first_master(m),
         "namespace": namespace,
         "releases": releases,
     });
@@ -322,7 +323,9 @@ pub fn judge(
     }
     problems.extend(cloud_init_problem(a.cloud_init.as_ref()));
     problems.extend(step_problems(m, &a));
-    let kubernetes = m.role == Role::Master && a.complete;
+    // The first master answers for the cluster: its nodes and the releases
+    // it installed.
+    let kubernetes = spec.is_first_master(m) && a.complete;
     if kubernetes {
         problems.extend(kubernetes_problems(spec, &a));
     }
@@ -367,15 +370,7 @@ fn step_problems(m: &MachineSpec, a: &Answer) -> Vec<String> {
     for want in firstboot::all(m.role) {
         match a.steps.iter().find(|s| s.step == want) {
             Some(s) if firstboot::SETTLED.contains(&s.state.as_str()) => {}
-            Some(s) => problems.push(format!(
-                "step {} is {}{}",
-                s.step,
-                s.state,
-                s.message
-                    .as_deref()
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            )),
+            Some(s) => problems.push(step_problem(s)),
             None if a.complete => problems.push(format!("step {want} is not in its status file")),
             None => {}
         }
@@ -383,11 +378,29 @@ fn step_problems(m: &MachineSpec, a: &Answer) -> Vec<String> {
     problems
 }
 
+/// The problem of a step that has not settled.
+pub(crate) fn step_problem(s: &Step) -> String {
+    format!(
+        "step {} is {}{}",
+        s.step,
+        s.state,
+        s.message
+            .as_deref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default()
+    )
+}
+
+/// The problem of a master whose Kubernetes could not be asked.
+pub(crate) fn no_kubernetes_problem(why: &str) -> String {
+    format!("Kubernetes cannot be asked: {why}")
+}
+
 /// The master's view: every Kubernetes machine a Ready node, no stranger,
 /// every release deployed.
 fn kubernetes_problems(spec: &Spec, a: &Answer) -> Vec<String> {
     if let Some(why) = &a.no_kubernetes {
-        return vec![format!("Kubernetes cannot be asked: {why}")];
+        return vec![no_kubernetes_problem(why)];
     }
     let mut problems = Vec::new();
     for k in spec.machines.iter().filter(|k| k.role.is_kubernetes()) {
@@ -543,15 +556,10 @@ impl StatusReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validate::Role;
 
     fn spec() -> Spec {
-        crate::checked_spec(
-            &std::fs::read_to_string(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/profiles/tutorial.yaml"
-            ))
-            .unwrap(),
-        )
+        crate::checked_spec(include_str!("../../profiles/tutorial.yaml"))
     }
 
     fn report_of(role: Role, steps: &[(&str, &str)], extra: &str) -> String {
