@@ -146,6 +146,30 @@ case "$PROBE_ROLE" in
     ;;
 esac
 
+# The remote signer's database on the NFS server, from the first master as
+# Web3Signer will reach it (the cluster network, the server's firewall):
+# a login with the profile's password, the migrated tables and their version,
+# and a wrong password refused. Retried while the server's signer-db step
+# may still be at work.
+if [ -n "${PROBE_SIGNER_DB_HOST:-}" ]; then
+  signer_db() { # PASSWORD SQL
+    PGPASSWORD=$1 PGCONNECT_TIMEOUT=10 psql -X -At -v ON_ERROR_STOP=1 -h "$PROBE_SIGNER_DB_HOST" \
+      -p "$PROBE_SIGNER_DB_PORT" -U "$PROBE_SIGNER_DB_USER" -d "$PROBE_SIGNER_DB_NAME" -c "$2" 2>&1 < /dev/null |
+      tr '\n' ' '
+  }
+  password=$(printf '%s' "$PROBE_SIGNER_DB_PASSWORD" | tr 'A-Za-z0-9' 'N-ZA-Mn-za-m5-90-4')
+  i=0
+  while :; do
+    said=$(signer_db "$password" "SELECT 'version', version FROM database_version WHERE id = 1")
+    case "$said" in version*) break ;; esac
+    i=$((i + 1)); [ $i -ge 60 ] && break; sleep 5
+  done
+  out signer-db-login "$said"
+  out signer-db-tables "$(signer_db "$password" "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'")"
+  out signer-db-owner "$(signer_db "$password" "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()")"
+  out signer-db-wrong "$(signer_db "wrong-$password" "SELECT 'accepted'")"
+fi
+
 # Validator keys: where the NFS server placed them, and no staging copy.
 if [ "$PROBE_ROLE" = nfs ]; then
   for d in "$PROBE_EXPORT_ROOT"/validator-*; do

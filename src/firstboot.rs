@@ -107,23 +107,42 @@ impl StatusLine {
 /// those rules.
 pub const CALICO_INTERFACES: &[&str] = &["vxlan.calico", "cali+"];
 
+/// What decides a machine's steps: its role, and for a master whether it
+/// is the first (the one that installs the release; the others join it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Duty {
+    pub role: Role,
+    pub first_master: bool,
+}
+
+/// A role alone: a master is taken as the first (every cluster has one).
+impl From<Role> for Duty {
+    fn from(role: Role) -> Duty {
+        Duty {
+            role,
+            first_master: role == Role::Master,
+        }
+    }
+}
+
 /// Which machines run a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runs {
     Everywhere,
     NfsServer,
-    /// The MicroK8s machines: master and workers.
+    /// The MicroK8s machines: masters and workers.
     Kubernetes,
-    Master,
+    /// The first master alone.
+    FirstMaster,
 }
 
 impl Runs {
-    pub fn on(self, role: Role) -> bool {
+    pub fn on(self, duty: Duty) -> bool {
         match self {
             Runs::Everywhere => true,
-            Runs::NfsServer => role == Role::Nfs,
-            Runs::Kubernetes => role.is_kubernetes(),
-            Runs::Master => role == Role::Master,
+            Runs::NfsServer => duty.role == Role::Nfs,
+            Runs::Kubernetes => duty.role.is_kubernetes(),
+            Runs::FirstMaster => duty.first_master,
         }
     }
 
@@ -133,7 +152,7 @@ impl Runs {
             Runs::Everywhere => "everywhere",
             Runs::NfsServer => "nfs",
             Runs::Kubernetes => "kubernetes",
-            Runs::Master => "master",
+            Runs::FirstMaster => "first_master",
         }
     }
 }
@@ -171,33 +190,38 @@ pub const STEPS: &[Step] = &[
     step("firewall", true, true, Runs::Everywhere),
     step("chrony", true, true, Runs::Everywhere),
     step("nfs-exports", true, true, Runs::NfsServer),
+    // The remote signer's PostgreSQL; it skips itself with the local signer.
+    step("signer-db", false, true, Runs::NfsServer),
     step("microk8s", false, true, Runs::Kubernetes),
     step("microk8s-launch", false, true, Runs::Kubernetes),
-    // Every master has the step; it skips itself without a staking release.
-    step("release", false, true, Runs::Master),
+    // One master installs the release (a second helm run would race it);
+    // the step skips itself without a staking release.
+    step("release", false, true, Runs::FirstMaster),
 ];
 
-fn names(role: Role, keep: impl Fn(&Step) -> bool) -> Vec<&'static str> {
+fn names(duty: impl Into<Duty>, keep: impl Fn(&Step) -> bool) -> Vec<&'static str> {
+    let duty = duty.into();
     STEPS
         .iter()
-        .filter(|s| s.runs.on(role) && keep(s))
+        .filter(|s| s.runs.on(duty) && keep(s))
         .map(|s| s.name)
         .collect()
 }
 
-/// The steps `nodeimg-setup local` runs on a machine of `role`.
-pub fn local(role: Role) -> Vec<&'static str> {
-    names(role, |s| s.local)
+/// The steps `nodeimg-setup local` runs on a machine (its [`Duty`], or a
+/// role).
+pub fn local(duty: impl Into<Duty>) -> Vec<&'static str> {
+    names(duty, |s| s.local)
 }
 
-/// The steps `nodeimg-setup online` runs (or retries) on `role`.
-pub fn online(role: Role) -> Vec<&'static str> {
-    names(role, |s| s.online)
+/// The steps `nodeimg-setup online` runs (or retries) on a machine.
+pub fn online(duty: impl Into<Duty>) -> Vec<&'static str> {
+    names(duty, |s| s.online)
 }
 
-/// Every step of `role`, as the status file lists them.
-pub fn all(role: Role) -> Vec<&'static str> {
-    names(role, |_| true)
+/// Every step of a machine, as its status file lists them.
+pub fn all(duty: impl Into<Duty>) -> Vec<&'static str> {
+    names(duty, |_| true)
 }
 
 /// The template context `firstboot`: the paths, and the step lists by
@@ -222,7 +246,7 @@ pub fn context() -> Value {
         Runs::Everywhere,
         Runs::NfsServer,
         Runs::Kubernetes,
-        Runs::Master,
+        Runs::FirstMaster,
     ]
     .into_iter()
     .map(|runs| (runs.key().to_string(), lists(runs)))
@@ -332,6 +356,12 @@ mod tests {
             ]
         );
         assert!(!all(Role::Worker).contains(&"release"));
+        let joining = Duty {
+            role: Role::Master,
+            first_master: false,
+        };
+        assert!(!all(joining).contains(&"release"));
+        assert!(all(joining).contains(&"microk8s-launch"));
         assert!(!all(Role::Nfs).contains(&"microk8s"));
     }
 }

@@ -521,6 +521,10 @@ fn staking_payload(
     let Some(s) = &v.spec.staking else {
         return Ok(payload::Payload::default());
     };
+    let migrations = match (charts, s.signer.database()) {
+        (Some((dir, opts)), Some(m)) => staking::fetch_migrations(m, dir, opts)?,
+        _ => Vec::new(),
+    };
     let archives = match charts {
         // The legacy chart is installed by hand: the master carries nothing.
         Some(_) if s.legacy.is_some() => Vec::new(),
@@ -540,6 +544,7 @@ fn staking_payload(
         s,
         keys,
         &archives,
+        &migrations,
         secrets.jwt()?,
     ))
 }
@@ -728,14 +733,14 @@ pub fn diff(
         "--machine ",
     )?;
     let reach = Reach::with_spec(session.spec().clone(), profile_path, machines, reach_opts)?;
-    // Only the master's seed carries the charts.
-    let master_asked = reach.targets.iter().any(|t| {
-        session
-            .spec()
-            .machine(&t.machine)
-            .is_some_and(|m| m.role == validate::Role::Master)
+    // Only the first master's seed carries the charts, and the NFS
+    // server's the signer database's migrations.
+    let spec = session.spec();
+    let carries_downloads = reach.targets.iter().any(|t| {
+        spec.machine(&t.machine)
+            .is_some_and(|m| spec.is_first_master(m) || resolve::holds_signer_db(spec, m))
     });
-    let charts = master_asked.then_some((opts.charts_dir.as_deref(), &opts.fetch));
+    let charts = carries_downloads.then_some((opts.charts_dir.as_deref(), &opts.fetch));
     let payload = session.payload(&reach.secrets, charts)?;
     let names: Vec<String> = reach.targets.iter().map(|t| t.machine.clone()).collect();
     let mut seeds = session.seeds(&reach.secrets, &names, &payload)?;

@@ -326,6 +326,9 @@ fn print_secrets_changes(changes: &nodeimg::secrets::Changes, file: &std::path::
     if changes.new_jwt {
         eprintln!("added a JWT secret to {file}");
     }
+    if changes.new_signer_db_password {
+        eprintln!("added the signer database's password to {file}");
+    }
 }
 
 /// Every message to stderr goes through here: secrets are hidden.

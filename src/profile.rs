@@ -282,6 +282,27 @@ pub struct Staking {
     /// Slashing-safety checks the user chose to waive, by name.
     #[serde(default)]
     pub overrides: Vec<String>,
+    /// Who signs: `local` (default: each validator client with its own keys
+    /// and slashing database) or `web3signer` (a remote signer whose
+    /// slashing protection is PostgreSQL on the NFS server).
+    pub signer: Option<String>,
+    /// The remote signer's settings (with `signer: web3signer`).
+    pub web3signer: Option<Web3Signer>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct Web3Signer {
+    /// Web3Signer's PostgreSQL migrations: the commit of Consensys/web3signer
+    /// and each file's sha256 (default: nodeimg's pins).
+    pub migrations: Option<MigrationsPin>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct MigrationsPin {
+    pub commit: Option<String>,
+    /// File name (V00001__initial.sql, ...) to its sha256.
+    #[serde(default)]
+    pub files: std::collections::BTreeMap<String, String>,
 }
 
 fn default_namespace() -> String {

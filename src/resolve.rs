@@ -47,7 +47,10 @@ pub fn ufw_rules(spec: &Spec, m: &MachineSpec) -> Vec<UfwRule> {
         Source::Net(n) => vec![n.clone()],
     };
     let mut groups: Vec<(&'static str, String, Vec<PortRule>)> = Vec::new();
-    let rules = role_ports(role).into_iter().chain(p2p_ports(spec, m));
+    let rules = role_ports(role)
+        .into_iter()
+        .chain(p2p_ports(spec, m))
+        .chain(signer_db_ports(spec, m));
     for (r, from) in rules.flat_map(|r| sources(&r.from).into_iter().map(move |f| (r.clone(), f))) {
         let key = (r.proto.as_str(), from);
         match groups
@@ -86,6 +89,36 @@ pub fn ufw_rules(spec: &Spec, m: &MachineSpec) -> Vec<UfwRule> {
         }
     }
     out
+}
+
+/// The signer's database on the machine that holds it (else null): its
+/// name, role, password and where the migrations are.
+fn signer_db_context(spec: &Spec, secrets: &Secrets, m: &MachineSpec) -> Result<Value> {
+    if !holds_signer_db(spec, m) {
+        return Ok(Value::Null);
+    }
+    use crate::staking::{SIGNER_DB_MIGRATIONS, SIGNER_DB_NAME, SIGNER_DB_PORT, SIGNER_DB_USER};
+    Ok(json!({
+        "name": SIGNER_DB_NAME,
+        "user": SIGNER_DB_USER,
+        "port": SIGNER_DB_PORT,
+        "password": secrets.signer_db_password()?,
+        "migrations": SIGNER_DB_MIGRATIONS,
+    }))
+}
+
+/// PostgreSQL on the machine that holds the signer's database, for the
+/// cluster subnet only (Web3Signer runs on any node).
+fn signer_db_ports(spec: &Spec, m: &MachineSpec) -> Vec<PortRule> {
+    if !holds_signer_db(spec, m) {
+        return Vec::new();
+    }
+    vec![PortRule {
+        port: crate::staking::SIGNER_DB_PORT,
+        proto: crate::validate::Proto::Tcp,
+        from: Source::Cluster,
+        why: "PostgreSQL (the signer's slashing protection)".into(),
+    }]
 }
 
 /// The staking clients' P2P ports a Kubernetes machine opens to anyone:
@@ -127,14 +160,24 @@ pub fn nic_name(m: &MachineSpec) -> String {
         .unwrap_or_else(|| DEFAULT_NIC_NAME.into())
 }
 
-/// Debian/Ubuntu packages a role's first boot needs.
-pub fn role_packages(role: Role) -> Vec<&'static str> {
+/// Debian/Ubuntu packages a machine's first boot needs: its role's, and on
+/// the NFS server the remote signer's database.
+pub fn packages(spec: &Spec, m: &MachineSpec) -> Vec<&'static str> {
     let mut p = vec!["chrony", "ufw", "openssh-server"];
-    match role {
+    match m.role {
         Role::Nfs => p.push("nfs-kernel-server"),
         Role::Master | Role::Worker => p.extend(["nfs-common", "snapd"]),
     }
+    if holds_signer_db(spec, m) {
+        p.push("postgresql");
+    }
     p
+}
+
+/// Whether `m` holds the remote signer's database: the NFS server, where
+/// the cluster's state is, when the profile signs through Web3Signer.
+pub fn holds_signer_db(spec: &Spec, m: &MachineSpec) -> bool {
+    m.role == Role::Nfs && spec.signer_db().is_some()
 }
 
 fn fqdn(spec: &Spec, name: &str) -> Value {
@@ -261,7 +304,8 @@ pub fn machine_context(
         },
         "ssh": ssh,
         "firewall": { "rules": ufw_rules(spec, m) },
-        "packages": role_packages(m.role),
+        "packages": packages(spec, m),
+        "signer_db": signer_db_context(spec, secrets, m)?,
         "payload": payload,
     }))
 }
@@ -323,7 +367,8 @@ mod tests {
                     }
                 })
                 .sum::<usize>()
-                + p2p_ports(&spec, m).len();
+                + p2p_ports(&spec, m).len()
+                + signer_db_ports(&spec, m).len();
             let mut seen = Vec::new();
             let mut extras = 0;
             for r in &rules {

@@ -23,6 +23,10 @@ pub struct Secrets {
     /// node (32 bytes, hex); made when the profile has a staking section.
     #[serde(default)]
     pub jwt_secret: Option<String>,
+    /// The remote signer's PostgreSQL password (24 bytes, hex); made when
+    /// the profile's signer is web3signer.
+    #[serde(default)]
+    pub signer_db_password: Option<String>,
     #[serde(default)]
     pub machines: BTreeMap<String, MachineSecrets>,
 }
@@ -51,12 +55,13 @@ pub struct Changes {
     pub created: bool,
     pub new_machines: Vec<String>,
     pub new_jwt: bool,
+    pub new_signer_db_password: bool,
 }
 
 impl Changes {
     /// Whether the secrets file must be (re)written.
     pub fn any(&self) -> bool {
-        self.created || !self.new_machines.is_empty() || self.new_jwt
+        self.created || !self.new_machines.is_empty() || self.new_jwt || self.new_signer_db_password
     }
 }
 
@@ -95,10 +100,12 @@ impl Secrets {
             // `microk8s add-node` makes 32 lowercase hex characters too.
             microk8s_join_token: random_hex(16),
             jwt_secret: None,
+            signer_db_password: None,
             machines: BTreeMap::new(),
         };
         s.add_missing(spec)?;
         s.add_jwt(spec);
+        s.add_signer_db_password(spec);
         Ok(s)
     }
 
@@ -124,6 +131,24 @@ impl Secrets {
         false
     }
 
+    /// Makes the signer database's password if the profile's signer has a
+    /// database and there is none yet; returns whether it did.
+    pub fn add_signer_db_password(&mut self, spec: &Spec) -> bool {
+        let wants = spec.signer_db().is_some();
+        if wants && self.signer_db_password.is_none() {
+            self.signer_db_password = Some(random_hex(24));
+            return true;
+        }
+        false
+    }
+
+    /// The signer database's password (made with the remote signer).
+    pub fn signer_db_password(&self) -> Result<&str> {
+        self.signer_db_password
+            .as_deref()
+            .context("internal: a remote signer's secrets have no database password")
+    }
+
     /// The JWT secret (a staking profile's secrets always have one).
     pub fn jwt(&self) -> Result<&str> {
         self.jwt_secret
@@ -141,6 +166,7 @@ impl Secrets {
     pub fn values(&self) -> Vec<String> {
         let mut v = vec![self.microk8s_join_token.clone()];
         v.extend(self.jwt_secret.clone());
+        v.extend(self.signer_db_password.clone());
         v.extend(
             self.machines
                 .values()
@@ -190,11 +216,16 @@ impl Secrets {
             .at(path.display())
             .hint("restore the file from your backup"));
         }
-        if let Some(jwt) = &s.jwt_secret {
-            if jwt.len() != 64 || !jwt.bytes().all(|b| b.is_ascii_hexdigit()) {
+        // Hex of the length nodeimg makes (the password is pasted into SQL).
+        for (key, value, bytes) in [
+            ("jwt_secret", &s.jwt_secret, 32),
+            ("signer_db_password", &s.signer_db_password, 24),
+        ] {
+            let Some(v) = value else { continue };
+            if v.len() != 2 * bytes || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
                 bail!(Diagnostic::new(
                     Kind::Secrets,
-                    "jwt_secret must be 64 hex digits (32 bytes)"
+                    format!("{key} must be {} hex digits ({bytes} bytes)", 2 * bytes)
                 )
                 .at(path.display())
                 .hint("restore the file from your backup"));
@@ -222,6 +253,9 @@ impl Secrets {
         let _ = writeln!(out, "microk8s_join_token: \"{}\"", self.microk8s_join_token);
         if let Some(jwt) = &self.jwt_secret {
             let _ = writeln!(out, "jwt_secret: \"{jwt}\"");
+        }
+        if let Some(pw) = &self.signer_db_password {
+            let _ = writeln!(out, "signer_db_password: \"{pw}\"");
         }
         out.push_str("machines:\n");
         for (name, m) in &self.machines {
@@ -349,6 +383,7 @@ pub fn load_or_generate(path: &Path, spec: &Spec) -> Result<(Secrets, Changes)> 
         let mut s = Secrets::read(path)?;
         changes.new_machines = s.add_missing(spec)?;
         changes.new_jwt = s.add_jwt(spec);
+        changes.new_signer_db_password = s.add_signer_db_password(spec);
         s
     } else {
         changes.created = true;
@@ -408,6 +443,44 @@ mod tests {
         assert!(jwt.bytes().all(|b| b.is_ascii_hexdigit()));
         assert!(!s.add_jwt(&spec), "a second JWT replaced the first");
         assert_eq!(s.jwt().unwrap(), jwt);
+    }
+
+    #[test]
+    fn the_remote_signer_gets_a_database_password_once() {
+        let local = spec(include_str!("../profiles/hoodi.yaml"));
+        assert_eq!(Secrets::generate(&local).unwrap().signer_db_password, None);
+        let remote = spec(&include_str!("../profiles/hoodi.yaml").replace(
+            "  doppelganger: true\n",
+            "  doppelganger: true\n  signer: web3signer\n",
+        ));
+        let mut s = Secrets::generate(&local).unwrap();
+        assert!(
+            s.add_signer_db_password(&remote),
+            "added when the signer changes"
+        );
+        let pw = s.signer_db_password().unwrap().to_string();
+        assert_eq!(pw.len(), 48);
+        assert!(pw.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(
+            !s.add_signer_db_password(&remote),
+            "a second one replaced the first"
+        );
+        assert!(s.values().contains(&pw), "masked in output");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.secrets.yaml");
+        s.write(&path).unwrap();
+        assert_eq!(Secrets::read(&path).unwrap().signer_db_password, Some(pw));
+        std::fs::write(
+            &path,
+            s.to_yaml()
+                .replace("signer_db_password: \"", "signer_db_password: \"zz"),
+        )
+        .unwrap();
+        let err = format!("{:#}", Secrets::read(&path).unwrap_err());
+        assert!(
+            err.contains("signer_db_password must be 48 hex digits"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -213,6 +213,18 @@ impl Spec {
     pub fn is_first_master(&self, m: &MachineSpec) -> bool {
         m.role == Role::Master && m.name == self.master().name
     }
+    /// The remote signer's database migrations, when the profile signs
+    /// through Web3Signer.
+    pub fn signer_db(&self) -> Option<&crate::staking::Migrations> {
+        self.staking.as_ref()?.signer.database()
+    }
+    /// What decides `m`'s first-boot steps.
+    pub fn duty(&self, m: &MachineSpec) -> crate::firstboot::Duty {
+        crate::firstboot::Duty {
+            role: m.role,
+            first_master: self.is_first_master(m),
+        }
+    }
     /// A master that joins the first one's control plane.
     pub fn joins_control_plane(&self, m: &MachineSpec) -> bool {
         m.role == Role::Master && !self.is_first_master(m)

@@ -77,18 +77,25 @@ fn a_timed_out_boot_test_fails_and_leaves_nothing_running() {
     );
 }
 
-/// The staking profile with a highly available control plane: three masters
-/// (five machines). Every master boots with its launch configuration and
-/// its firewall (dqlite open to the other masters only, checked with the
-/// real ufw), and only the first master may install the release: the
-/// others skip the step, naming it.
+/// The staking profile with a highly available control plane and the
+/// remote signer's database: three masters (five machines). Every master
+/// boots with its launch configuration and its firewall (dqlite open to the
+/// other masters only, checked with the real ufw), and only the first master
+/// may install the release: the others have no such step. The NFS
+/// server sets up PostgreSQL (Debian's, standing in for Ubuntu's) with the
+/// stand-in migrations, and the first master logs in to it through the
+/// server's firewall with the secrets file's password, finds Web3Signer's
+/// tables at the version it demands, and is refused with a wrong password.
 #[test]
 #[ignore = "boots 5 VMs for minutes: run by scripts/test with NODEIMG_GUEST_IMAGE"]
 fn three_masters_boot_and_only_the_first_installs_the_release() {
-    let profile = shipped_profile("hoodi.yaml").replace(
-        "  - {name: worker-1,",
-        "  - {name: master-2, role: master, ip: 172.20.10.13}\n  - {name: master-3, role: master, ip: 172.20.10.14}\n  - {name: worker-1,",
-    );
+    let profile = shipped_profile("hoodi.yaml")
+        .replace(
+            "  - {name: worker-1,",
+            "  - {name: master-2, role: master, ip: 172.20.10.13}\n  - {name: master-3, role: master, ip: 172.20.10.14}\n  - {name: worker-1,",
+        )
+        .replace("  doppelganger: true\n", "  doppelganger: true\n  signer: web3signer\n");
+    assert!(profile.contains("signer: web3signer"));
     let s = staking_scratch(&profile, 7, 1);
     let r = boot_test(
         &s,
@@ -109,10 +116,24 @@ fn three_masters_boot_and_only_the_first_installs_the_release() {
         );
         assert_eq!(m["checks"]["ufw"]["status"], "ok", "{name}: {table}");
     }
+    for (m, says) in [
+        (
+            &machines[0],
+            "for 172.20.0.0/20: web3signer at database_version 12, 12 migrations (12 applied now)",
+        ),
+        (
+            &machines[1],
+            "logged in from here with the password: database_version 12",
+        ),
+    ] {
+        let db = m["checks"]["signer-db"]["detail"].as_str().unwrap_or("");
+        assert_eq!(m["checks"]["signer-db"]["status"], "ok", "{table}");
+        assert!(db.contains(says), "{}: {db}", m["name"]);
+    }
     for m in &machines[2..4] {
         let steps = m["checks"]["online-steps"]["detail"].as_str().unwrap_or("");
         assert!(
-            steps.ends_with("; release skipped: installed by master, the first master"),
+            steps.ends_with("; no release step (installed by master)"),
             "{}: {steps}",
             m["name"]
         );

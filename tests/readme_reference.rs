@@ -26,6 +26,7 @@ staking:
   validators: [{name: g}]
   charts: {geth: {version: "1"}}
   eth2xk8s: {}
+  web3signer: {migrations: {}}
 "#;
 
 /// Key paths (`a.b`, `list[].field`, `map.<chart>`) to their loaded values.

@@ -271,16 +271,21 @@ fn script_definitions(s: &Scratch, machine: &str) -> (String, String) {
     (definitions, entry_points.to_string())
 }
 
-/// The step lists nodeimg-setup composes for its role, read by the real `sh`
-/// from each machine's own seed (the script's definitions up to its entry
-/// points, with the machine's setup.env), are nodeimg's lists: the ones the
-/// boot test expects in the status file.
+/// The step lists nodeimg-setup composes for its machine, read by the real
+/// `sh` from each machine's own seed (the script's definitions up to its
+/// entry points, with the machine's setup.env), are nodeimg's lists: the
+/// ones the boot test expects in the status file. Three masters: only the
+/// first has the release step.
 #[test]
 fn the_first_boot_script_runs_the_steps_nodeimg_defines() {
-    let s = staking_scratch(&shipped_profile("hoodi.yaml"), 5, 2);
+    let text = shipped_profile("hoodi.yaml").replace(
+        "  - {name: worker-1,",
+        "  - {name: master-2, role: master, ip: 172.20.10.13}\n  - {name: master-3, role: master, ip: 172.20.10.14}\n  - {name: worker-1,",
+    );
+    let s = staking_scratch(&text, 5, 2);
     let r = run_with_charts(&s, "build", "out");
     assert!(r.ok(), "{}", r.stderr());
-    let v = nodeimg::load_profile_str("p.yaml", &shipped_profile("hoodi.yaml")).unwrap();
+    let v = nodeimg::load_profile_str("p.yaml", &text).unwrap();
     for m in &v.spec.machines {
         let (definitions, _) = script_definitions(&s, &m.name);
         let file = s.path(&format!("{}-steps.sh", m.name));
@@ -299,12 +304,19 @@ fn the_first_boot_script_runs_the_steps_nodeimg_defines() {
         let said = String::from_utf8_lossy(&out.stdout).into_owned();
         let said: Vec<&str> = said.lines().collect();
         use nodeimg::firstboot;
+        let duty = v.spec.duty(m);
+        assert_eq!(
+            firstboot::all(duty).contains(&"release"),
+            m.name == "master",
+            "{}",
+            m.name
+        );
         assert_eq!(
             said,
             [
-                firstboot::local(m.role).join(" ").as_str(),
-                &firstboot::online(m.role).join(" "),
-                &firstboot::all(m.role).join(" "),
+                firstboot::local(duty).join(" ").as_str(),
+                &firstboot::online(duty).join(" "),
+                &firstboot::all(duty).join(" "),
                 firstboot::KEYS_STAGING,
                 firstboot::RELEASE_DIR,
                 firstboot::STATUS_FILE,

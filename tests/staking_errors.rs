@@ -196,6 +196,78 @@ const CASES: &[Case] = &[
         waiver: None,
     },
     Case {
+        name: "an unknown signer",
+        edits: &[(
+            "  doppelganger: true",
+            "  doppelganger: true\n  signer: vouch",
+        )],
+        culprit: "vouch",
+        kind: Kind::Unknown,
+        says: "no signer \"vouch\"",
+        hint: "local (each validator client signs) or web3signer",
+        waiver: None,
+    },
+    Case {
+        name: "the remote signer with the eth2xk8s chart",
+        edits: &[(
+            "  doppelganger: true",
+            "  doppelganger: true\n  chart_source: eth2xk8s\n  signer: web3signer",
+        )],
+        culprit: "web3signer",
+        kind: Kind::Conflict,
+        says: "the eth2xk8s chart cannot sign through a remote signer",
+        hint: "use the ethpandaops charts",
+        waiver: None,
+    },
+    Case {
+        name: "migrations pinned to no commit",
+        edits: &[(
+            "  doppelganger: true",
+            "  doppelganger: true\n  signer: web3signer\n  web3signer:\n    migrations:\n      commit: main\n      files: {V00001__initial.sql: d8856cd663c1282c1f3cd30df6647ece027c07db26ac71ea165d9756b50956f9}",
+        )],
+        culprit: "main",
+        kind: Kind::Malformed,
+        says: "\"main\" is not a full git commit id of Consensys/web3signer",
+        hint: "pin the 40-hex-digit commit",
+        waiver: None,
+    },
+    Case {
+        name: "a migration file name that climbs out",
+        edits: &[(
+            "  doppelganger: true",
+            "  doppelganger: true\n  signer: web3signer\n  web3signer:\n    migrations:\n      commit: 221996a5ddf6ab7648a8102ee029d9723762c116\n      files: {\"../V1__x.sql\": d8856cd663c1282c1f3cd30df6647ece027c07db26ac71ea165d9756b50956f9}",
+        )],
+        culprit: "d8856cd663c1282c1f3cd30df6647ece027c07db26ac71ea165d9756b50956f9}",
+        kind: Kind::Malformed,
+        says: "\"../V1__x.sql\" is not a Web3Signer migration file name",
+        hint: "e.g. V00001__initial.sql",
+        waiver: None,
+    },
+    Case {
+        name: "migrations numbered out of turn",
+        edits: &[(
+            "  doppelganger: true",
+            "  doppelganger: true\n  signer: web3signer\n  web3signer:\n    migrations:\n      commit: 221996a5ddf6ab7648a8102ee029d9723762c116\n      files:\n        V00009__a.sql: d8856cd663c1282c1f3cd30df6647ece027c07db26ac71ea165d9756b50956f9\n        V10__b.sql: 7d84a09715c2561da024d7586f68bfb11796f9008e0606c9c8d24be3cdd31884",
+        )],
+        culprit: "7d84a09715c2561da024d7586f68bfb11796f9008e0606c9c8d24be3cdd31884",
+        kind: Kind::Malformed,
+        says: "\"V10__b.sql\" is numbered with 2 digits, the others with 5",
+        hint: "pad every number to one width",
+        waiver: None,
+    },
+    Case {
+        name: "a migration without its sha256",
+        edits: &[(
+            "  doppelganger: true",
+            "  doppelganger: true\n  signer: web3signer\n  web3signer:\n    migrations:\n      commit: 221996a5ddf6ab7648a8102ee029d9723762c116\n      files: {V00001__initial.sql: latest}",
+        )],
+        culprit: "latest}",
+        kind: Kind::Malformed,
+        says: "migration V00001__initial.sql has no valid sha256",
+        hint: "64 hex digits",
+        waiver: None,
+    },
+    Case {
         name: "an unknown override",
         edits: &[(
             "  doppelganger: true",

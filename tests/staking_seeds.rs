@@ -186,3 +186,108 @@ fn the_staking_seeds_pass_the_cloud_init_schema() {
         assert_valid_cloud_config(&s.path(&format!("out/{m}/user-data")), m);
     }
 }
+
+/// With `signer: web3signer` the NFS server's seed carries the signer's
+/// database: PostgreSQL among its packages, 5432 open to the subnet only,
+/// the password in its private setup.env (and no other seed), the pinned
+/// migrations, verified, at their path. The password is made once, kept in
+/// the secrets file and never printed; a migration whose bytes are not the
+/// pinned ones stops the build, naming it.
+#[test]
+fn the_remote_signer_database_goes_to_the_nfs_server_only() {
+    let text = shipped_profile("hoodi.yaml").replace(
+        "  doppelganger: true\n",
+        "  doppelganger: true\n  signer: web3signer\n",
+    );
+    let s = staking_scratch(&text, 7, 1);
+    let r = run_with_charts(&s, "build", "out");
+    assert!(r.ok(), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("not yet Web3Signer itself"),
+        "{}",
+        r.stderr()
+    );
+    let secrets = fs::read_to_string(s.secrets()).unwrap();
+    let password = secrets
+        .lines()
+        .find_map(|l| l.strip_prefix("signer_db_password: "))
+        .expect("a password in the secrets file")
+        .trim_matches('"')
+        .to_string();
+    assert_eq!(password.len(), 48);
+    assert!(!r.stdout().contains(&password) && !r.stderr().contains(&password));
+    let nfs = written(&s, "nfs");
+    let setup_env = nfs
+        .iter()
+        .find(|f| f.0 == "/etc/nodeimg/setup.env")
+        .unwrap();
+    assert_eq!(setup_env.1, "0600");
+    let env = String::from_utf8_lossy(&setup_env.2);
+    assert!(
+        env.contains(&format!("SIGNER_DB_PASSWORD='{password}'\n")),
+        "{env}"
+    );
+    assert!(
+        env.contains("SIGNER_DB=true\n") && env.contains("postgresql"),
+        "{env}"
+    );
+    let rules = env.split("FIREWALL_RULES=").nth(1).unwrap();
+    let db_rules: Vec<&str> = rules.lines().filter(|l| l.contains("5432")).collect();
+    assert_eq!(db_rules.len(), 1, "{rules}");
+    assert!(
+        db_rules[0].contains(" tcp 172.20.0.0/20 ") && db_rules[0].contains("PostgreSQL"),
+        "5432 from the subnet only: {rules}"
+    );
+    let migrations = repo().join("tests/signer-db");
+    let mut carried = 0;
+    for f in &nfs {
+        if let Some(name) =
+            f.0.strip_prefix(&format!("{}/", nodeimg::staking::SIGNER_DB_MIGRATIONS))
+        {
+            assert_eq!(f.2, fs::read(migrations.join(name)).unwrap(), "{name}");
+            assert_eq!(f.1, "0644");
+            carried += 1;
+        }
+    }
+    assert_eq!(carried, 12);
+    for m in ["master", "worker-1"] {
+        let text = fs::read_to_string(s.path(&format!("out/{m}/user-data"))).unwrap();
+        assert!(!text.contains(&password), "{m} carries the password");
+        assert!(text.contains("SIGNER_DB=false"), "{m}");
+    }
+    // Built again: the same password, byte-identical seeds.
+    let again = run_with_charts(&s, "build", "out2");
+    assert!(again.ok(), "{}", again.stderr());
+    assert_eq!(
+        fs::read(s.path("out/nfs/seed.iso")).unwrap(),
+        fs::read(s.path("out2/nfs/seed.iso")).unwrap()
+    );
+    // A migration that is not the pinned one.
+    let folder = s.path(&format!(
+        "chart-mirror/{}",
+        nodeimg::staking::migrations_folder(nodeimg::staking::WEB3SIGNER_COMMIT)
+    ));
+    fs::write(
+        folder.join("V00007__add_db_version.sql"),
+        "DROP TABLE validators",
+    )
+    .unwrap();
+    // (A cache of its own: the verified copies in `cache` would be used.)
+    let tampered = s.run(&[
+        "build",
+        "profile.yaml",
+        "-o",
+        "out3",
+        "--charts",
+        "chart-mirror",
+        "--cache",
+        "fresh-cache",
+    ]);
+    assert_eq!(tampered.code(), Some(1));
+    assert!(
+        tampered.stderr().contains("V00007__add_db_version.sql"),
+        "{}",
+        tampered.stderr()
+    );
+    assert!(!s.path("out3").exists(), "nothing written");
+}

@@ -35,10 +35,10 @@ else
 fi
 ALL_STEPS="{{ s.everywhere.all | join(sep=" ") | safe }}"
 if [ "$NODEIMG_ROLE" = nfs ]; then ALL_STEPS="$ALL_STEPS {{ s.nfs.all | join(sep=" ") | safe }}"; else ALL_STEPS="$ALL_STEPS {{ s.kubernetes.all | join(sep=" ") | safe }}"; fi
-# The master installs the staking release once the cluster can run it.
-if [ "$NODEIMG_ROLE" = master ]; then
-  ONLINE_STEPS="$ONLINE_STEPS {{ s.master.online | join(sep=" ") | safe }}"
-  ALL_STEPS="$ALL_STEPS {{ s.master.all | join(sep=" ") | safe }}"
+# The first master installs the staking release once the cluster can run it.
+if [ "$NODEIMG_MACHINE" = "$FIRST_MASTER" ]; then
+  ONLINE_STEPS="$ONLINE_STEPS {{ s.first_master.online | join(sep=" ") | safe }}"
+  ALL_STEPS="$ALL_STEPS {{ s.first_master.all | join(sep=" ") | safe }}"
 fi
 KEYS_STAGING={{ firstboot.keys_staging | safe }}
 RELEASE_DIR={{ firstboot.release_dir | safe }}
@@ -361,6 +361,76 @@ step_microk8s_launch() {
   fi
 }
 
+# The remote signer's slashing-protection database: PostgreSQL from the
+# distribution, one role and database for Web3Signer, reachable from the
+# cluster subnet only (scram-sha-256), and Web3Signer's migrations applied
+# in file-name order, each once, recorded in the database with its sha256.
+signer_psql() { # DATABASE ARGS...: psql as the postgres superuser
+  db=$1; shift
+  (cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d "$db" "$@")
+}
+
+step_signer_db() {
+  if [ "$SIGNER_DB" != true ]; then say "the profile's validator clients sign themselves"; return 3; fi
+  if ! has_package postgresql; then say "package postgresql not installed yet"; return 2; fi
+  conf=""
+  # The package's cluster (one version: the distribution's).
+  for c in /etc/postgresql/*/main; do [ -f "$c/postgresql.conf" ] && conf=$c; done
+  if [ -z "$conf" ]; then say "no PostgreSQL cluster in /etc/postgresql"; return 1; fi
+  ver=$(basename "$(dirname "$conf")")
+  mkdir -p "$conf/conf.d" || return 1
+  grep -Eq "^[[:space:]]*include_dir[[:space:]]*=[[:space:]]*'conf.d'" "$conf/postgresql.conf" ||
+    printf "include_dir = 'conf.d'\n" >> "$conf/postgresql.conf" || return 1
+  printf '%s\n' "# nodeimg: Web3Signer reaches its database on the cluster address" \
+    "listen_addresses = 'localhost,$NFS_SERVER'" "port = $SIGNER_DB_PORT" \
+    "password_encryption = 'scram-sha-256'" > "$conf/conf.d/60-nodeimg.conf" || return 1
+  # The first matching line wins and none before it matches the subnet: every
+  # other role, database or address is refused.
+  hba="host $SIGNER_DB_NAME $SIGNER_DB_USER $SUBNET scram-sha-256"
+  grep -qxF "$hba" "$conf/pg_hba.conf" || printf '%s\n' "$hba" >> "$conf/pg_hba.conf" || return 1
+  systemctl enable postgresql >/dev/null 2>&1
+  systemctl restart postgresql || { say "cannot restart postgresql"; return 1; }
+  tries=0
+  until signer_psql postgres -c 'SELECT 1' >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    if [ $tries -ge 120 ]; then say "PostgreSQL $ver does not answer"; return 1; fi
+    sleep 1
+  done
+  # The password on standard input, never on a command line; a failing
+  # statement is not logged with it.
+  signer_psql postgres <<EOF || { say "cannot create the role and database $SIGNER_DB_NAME"; return 1; }
+SET log_min_error_statement = panic;
+SET password_encryption = 'scram-sha-256';
+SELECT 'CREATE ROLE $SIGNER_DB_USER LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$SIGNER_DB_USER')\gexec
+ALTER ROLE $SIGNER_DB_USER PASSWORD '$SIGNER_DB_PASSWORD';
+SELECT 'CREATE DATABASE $SIGNER_DB_NAME OWNER $SIGNER_DB_USER' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$SIGNER_DB_NAME')\gexec
+EOF
+  signer_psql "$SIGNER_DB_NAME" -c "CREATE SCHEMA IF NOT EXISTS nodeimg" \
+    -c "CREATE TABLE IF NOT EXISTS nodeimg.migrations (file text PRIMARY KEY, sha256 text NOT NULL, applied timestamptz NOT NULL DEFAULT now())" ||
+    { say "cannot record migrations in $SIGNER_DB_NAME"; return 1; }
+  total=0; new=0
+  # dash sorts a glob byte by byte: the zero-padded numbers keep the order.
+  for f in "$SIGNER_DB_MIGRATIONS"/V*.sql; do
+    [ -f "$f" ] || continue
+    name=${f##*/}
+    sum=$(sha256sum "$f" | cut -d' ' -f1)
+    was=$(signer_psql "$SIGNER_DB_NAME" -At -c "SELECT sha256 FROM nodeimg.migrations WHERE file = '$name'") || return 1
+    total=$((total + 1))
+    if [ -n "$was" ]; then
+      [ "$was" = "$sum" ] || { say "migration $name was applied with other content ($was)"; return 1; }
+      continue
+    fi
+    # One transaction a file: its objects belong to the signer's role, and
+    # the record commits with them or not at all.
+    signer_psql "$SIGNER_DB_NAME" -1 -c "SET ROLE $SIGNER_DB_USER" -f "$f" -c "RESET ROLE" \
+      -c "INSERT INTO nodeimg.migrations (file, sha256) VALUES ('$name', '$sum')" ||
+      { say "migration $name failed (see $LOG_DIR/signer-db.log)"; return 1; }
+    new=$((new + 1))
+  done
+  version=$(signer_psql "$SIGNER_DB_NAME" -At -c "SELECT version FROM database_version WHERE id = 1" 2>/dev/null)
+  say "PostgreSQL $ver on $NFS_SERVER:$SIGNER_DB_PORT for $SUBNET: $SIGNER_DB_NAME at database_version ${version:-none}, $total migrations ($new applied now)"
+}
+
 # The export mounts as the persistent volumes will: NFSv4, over 2049/tcp only
 # (the one port the NFS server's firewall opens; showmount would need rpcbind).
 nfs_export_answers() {
@@ -380,7 +450,6 @@ nfs_export_answers() {
 step_release() {
   if [ "$STAKING" = legacy ]; then say "the eth2xk8s chart is installed by hand (install.sh of nodeimg release)"; return 3; fi
   if [ "$STAKING" != true ]; then say "the profile has no staking section"; return 3; fi
-  if [ "$NODEIMG_MACHINE" != "$FIRST_MASTER" ]; then say "installed by $FIRST_MASTER, the first master"; return 3; fi
   if ! is_settled microk8s-launch; then say "after microk8s-launch"; return 2; fi
   ready=$(microk8s kubectl get nodes --no-headers 2>/dev/null |
     awk -v me="$NODEIMG_MACHINE" '$1 != me && $2 == "Ready"' | wc -l)

@@ -24,6 +24,18 @@ CONSENSUS_CLIENT={{ staking.consensus }}
 {%- else %}
 STAKING=false
 {%- endif %}
+{%- if signer_db %}
+# The remote signer's slashing-protection database (this file is 0600).
+SIGNER_DB=true
+SIGNER_DB_NAME={{ signer_db.name }}
+SIGNER_DB_USER={{ signer_db.user }}
+SIGNER_DB_PORT={{ signer_db.port }}
+SIGNER_DB_PASSWORD={{ signer_db.password }}
+SIGNER_DB_MIGRATIONS={{ signer_db.migrations }}
+SUBNET={{ network.subnet }}
+{%- else %}
+SIGNER_DB=false
+{%- endif %}
 # One rule a line: PORTS PROTO FROM COMMENT (PORTS comma-separated, FROM `any` or a network).
 FIREWALL_RULES={% set_global rules = "" %}{% for r in firewall.rules %}{% set_global rules = rules ~ r.ports ~ " " ~ r.proto ~ " " ~ r.from ~ " " ~ r.comment ~ "
 " %}{% endfor %}{{ rules }}

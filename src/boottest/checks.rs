@@ -212,6 +212,7 @@ const TABLE: &[(&str, Check)] = &[
     ("validator-keys", validator_keys_check),
     ("nfs-client", nfs_client_check),
     ("release-nfs", release_nfs_check),
+    ("signer-db", signer_db_check),
     ("microk8s-config", microk8s_config_check),
     ("online-steps", online_steps_check),
     ("seed-copies", seed_copies_check),
@@ -532,6 +533,66 @@ fn release_nfs_check(s: &Seen) -> Outcome {
     }
 }
 
+/// The tables Web3Signer reads and writes its slashing protection in.
+const SIGNER_TABLES: &[&str] = &[
+    "database_version",
+    "signed_attestations",
+    "signed_blocks",
+    "validators",
+];
+
+/// (nfs, first master; with the remote signer) The NFS server's signer-db
+/// step done; from the first master, through the server's firewall, a login
+/// with the secrets file's password into Web3Signer's tables at the version
+/// it expects, in a database its role owns, and a wrong password refused.
+fn signer_db_check(s: &Seen) -> Outcome {
+    use crate::staking::{SIGNER_DB_USER, WEB3SIGNER_DB_VERSION};
+    if s.spec.signer_db().is_none() {
+        return Outcome::NotApplicable;
+    }
+    if s.m.role == Role::Nfs {
+        return match s.status.get("signer-db") {
+            Some((st, msg)) if st == state::DONE => Outcome::Ok(msg.clone()),
+            Some((st, msg)) => Outcome::Failed(format!("signer-db {st}: {msg}")),
+            None => Outcome::Failed(format!("signer-db not reported{}", s.incomplete)),
+        };
+    }
+    if !s.spec.is_first_master(s.m) {
+        return Outcome::NotApplicable;
+    }
+    let fact = |k: &str| s.facts.one(k).unwrap_or("").trim().to_string();
+    let (login, tables, owner, wrong) = (
+        fact("signer-db-login"),
+        fact("signer-db-tables"),
+        fact("signer-db-owner"),
+        fact("signer-db-wrong"),
+    );
+    let tables: Vec<&str> = tables.split(',').collect();
+    let missing: Vec<&&str> = SIGNER_TABLES
+        .iter()
+        .filter(|t| !tables.contains(t))
+        .collect();
+    if login != format!("version|{WEB3SIGNER_DB_VERSION}") {
+        Outcome::Failed(format!(
+            "login with the password: {login:?} (want database_version {WEB3SIGNER_DB_VERSION}){}",
+            s.incomplete
+        ))
+    } else if !missing.is_empty() {
+        Outcome::Failed(format!("tables {missing:?} missing from {tables:?}"))
+    } else if owner != SIGNER_DB_USER {
+        Outcome::Failed(format!(
+            "the database is owned by {owner:?}, not {SIGNER_DB_USER}"
+        ))
+    } else if !wrong.contains("password authentication failed") {
+        Outcome::Failed(format!("a wrong password was not refused: {wrong:?}"))
+    } else {
+        Outcome::Ok(format!(
+            "logged in from here with the password: database_version {WEB3SIGNER_DB_VERSION}, {} tables, owned by {owner}; a wrong password refused",
+            tables.len()
+        ))
+    }
+}
+
 fn microk8s_config_check(s: &Seen) -> Outcome {
     if s.m.role.is_kubernetes() {
         file_check(s.facts, &s.files, "/etc/microk8s.yaml")
@@ -542,7 +603,7 @@ fn microk8s_config_check(s: &Seen) -> Outcome {
 
 /// The local steps done, nothing failed, and the internet-bound steps done
 /// or retrying with the online service active; on a master that joins the
-/// first one's control plane, the release step skipped: one master installs
+/// first one's control plane, no release step at all: one master installs
 /// the release (a second helm run would race it).
 fn online_steps_check(s: &Seen) -> Outcome {
     let outcome = online_steps_outcome(s);
@@ -550,11 +611,12 @@ fn online_steps_check(s: &Seen) -> Outcome {
         return outcome;
     }
     match (outcome, s.status.get("release")) {
-        (Outcome::Ok(said), Some((st, msg))) if st == state::SKIPPED => {
-            Outcome::Ok(format!("{said}; release skipped: {msg}"))
-        }
-        (Outcome::Ok(_), release) => Outcome::Failed(format!(
-            "release {release:?} on a joining master: only {} installs it",
+        (Outcome::Ok(said), None) => Outcome::Ok(format!(
+            "{said}; no release step (installed by {})",
+            s.spec.master().name
+        )),
+        (Outcome::Ok(_), Some((st, msg))) => Outcome::Failed(format!(
+            "a release step ({st}: {msg}) on a joining master: only {} installs it",
             s.spec.master().name
         )),
         (failed, _) => failed,
@@ -563,7 +625,7 @@ fn online_steps_check(s: &Seen) -> Outcome {
 
 fn online_steps_outcome(s: &Seen) -> Outcome {
     let status = &s.status;
-    let local = firstboot::local(s.m.role);
+    let local = firstboot::local(s.spec.duty(s.m));
     let online = online_steps_of(s.spec, s.m);
     let service = s.facts.one("online-service").unwrap_or("");
     if status.is_empty() {
@@ -747,12 +809,15 @@ fn validator_keys_check(s: &Seen) -> Outcome {
 /// less the local ones it retries); the release only where a staking
 /// release is installed.
 pub fn online_steps_of(spec: &Spec, m: &MachineSpec) -> Vec<&'static str> {
-    let local = firstboot::local(m.role);
+    let duty = spec.duty(m);
+    let local = firstboot::local(duty);
     let installs_release = spec.staking.as_ref().is_some_and(|s| s.legacy.is_none());
-    firstboot::online(m.role)
+    let signer_db = crate::resolve::holds_signer_db(spec, m);
+    firstboot::online(duty)
         .into_iter()
         .filter(|step| !local.contains(step))
         .filter(|step| *step != "release" || installs_release)
+        .filter(|step| *step != "signer-db" || signer_db)
         .collect()
 }
 
@@ -815,6 +880,7 @@ mod evaluate_tests {
             &spec,
             &s,
             &keys,
+            &[],
             &[],
             secrets.jwt_secret.as_deref().unwrap(),
         );

@@ -369,7 +369,7 @@ pub(super) fn status_outcome(
     }
     // Every internet-bound step of the role, the release too where it has
     // nothing to install: offline, the loop may not have reached it yet.
-    let online = firstboot::online(m.role);
+    let online = firstboot::online(spec.duty(m));
     let at_work: Vec<&status::Step> = st
         .steps
         .iter()

@@ -43,8 +43,12 @@ pub struct ProbeSettings {
     /// A throwaway private key (OpenSSH format) authorized in the profile.
     pub login_key: Option<String>,
     /// Per machine: strings of the secrets its seed carried (a line of the
-    /// host key, the join token, the JWT), to look for after first boot.
+    /// host key, the join token, the JWT, the signer database's password),
+    /// to look for after first boot.
     pub secret_markers: BTreeMap<String, Vec<String>>,
+    /// The signer database's password, for the first master's probe to log
+    /// in to it on the NFS server as Web3Signer will.
+    pub signer_db_password: Option<String>,
 }
 
 impl ProbeSettings {
@@ -77,12 +81,16 @@ impl ProbeSettings {
                 if m.role == Role::Master {
                     markers.extend(secrets.jwt_secret.clone());
                 }
+                if crate::resolve::holds_signer_db(spec, m) {
+                    markers.extend(secrets.signer_db_password.clone());
+                }
                 (m.name.clone(), markers)
             })
             .collect();
         ProbeSettings {
             host_keys,
             login_key,
+            signer_db_password: secrets.signer_db_password.clone(),
             secret_markers,
         }
     }
@@ -169,6 +177,33 @@ pub fn ssh_target<'a>(spec: &'a Spec, m: &MachineSpec) -> Option<&'a MachineSpec
     (next.name != m.name).then_some(next)
 }
 
+/// The first master's probe logs in to the signer's database on the NFS
+/// server, over the cluster network and through the server's firewall, as
+/// Web3Signer will: its address, port, database, role and (rotated, like
+/// the markers) password. None elsewhere, or with the local signer.
+fn signer_db_env(
+    spec: &Spec,
+    m: &MachineSpec,
+    probe: &ProbeSettings,
+) -> Vec<(&'static str, String)> {
+    let nfs = spec.nfs_server();
+    let (true, true, Some(password)) = (
+        spec.is_first_master(m),
+        crate::resolve::holds_signer_db(spec, nfs),
+        probe.signer_db_password.as_deref(),
+    ) else {
+        return Vec::new();
+    };
+    use crate::staking::{SIGNER_DB_NAME, SIGNER_DB_PORT, SIGNER_DB_USER};
+    vec![
+        ("PROBE_SIGNER_DB_HOST", nfs.ip.to_string()),
+        ("PROBE_SIGNER_DB_PORT", SIGNER_DB_PORT.to_string()),
+        ("PROBE_SIGNER_DB_NAME", SIGNER_DB_NAME.to_string()),
+        ("PROBE_SIGNER_DB_USER", SIGNER_DB_USER.to_string()),
+        ("PROBE_SIGNER_DB_PASSWORD", rotate(password)),
+    ]
+}
+
 /// The vendor-data that installs and starts the probe on a test machine.
 pub fn probe_vendor_data(
     spec: &Spec,
@@ -243,6 +278,9 @@ pub fn probe_vendor_data(
         ("PROBE_ONLINE_WAIT", ONLINE_WAIT_SECS.to_string()),
         ("PROBE_MARKERS", markers.join(" ")),
     ]
+    .into_iter()
+    .chain(signer_db_env(spec, m, probe))
+    .collect::<Vec<_>>()
     .iter()
     .map(|(name, value)| json!({ "name": name, "value": value }))
     .collect::<Vec<_>>();

@@ -322,7 +322,7 @@ pub fn judge(
         problems.push(format!("it calls itself {h:?}, not {}", m.name));
     }
     problems.extend(cloud_init_problem(a.cloud_init.as_ref()));
-    problems.extend(step_problems(m, &a));
+    problems.extend(step_problems(spec, m, &a));
     // The first master answers for the cluster: its nodes and the releases
     // it installed.
     let kubernetes = spec.is_first_master(m) && a.complete;
@@ -358,8 +358,8 @@ fn cloud_init_problem(c: Option<&CloudInit>) -> Option<String> {
     }
 }
 
-/// Every step of the role must be settled (done or skipped).
-fn step_problems(m: &MachineSpec, a: &Answer) -> Vec<String> {
+/// Every step of the machine must be settled (done or skipped).
+fn step_problems(spec: &Spec, m: &MachineSpec, a: &Answer) -> Vec<String> {
     if a.no_status_file {
         return vec![format!(
             "it has no {}: not a machine nodeimg built, or its first boot has not begun",
@@ -367,7 +367,7 @@ fn step_problems(m: &MachineSpec, a: &Answer) -> Vec<String> {
         )];
     }
     let mut problems = Vec::new();
-    for want in firstboot::all(m.role) {
+    for want in firstboot::all(spec.duty(m)) {
         match a.steps.iter().find(|s| s.step == want) {
             Some(s) if firstboot::SETTLED.contains(&s.state.as_str()) => {}
             Some(s) => problems.push(step_problem(s)),

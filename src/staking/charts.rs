@@ -6,7 +6,10 @@ use std::path::{Path as FsPath, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::{chart_archive, chart_url, legacy_url, LegacyChart, StakingSpec, LEGACY_FOLDER};
+use super::{
+    chart_archive, chart_url, legacy_url, migration_url, migrations_folder, LegacyChart,
+    Migrations, StakingSpec, LEGACY_FOLDER,
+};
 use crate::diag::{Diagnostic, Kind};
 use crate::fetch;
 
@@ -124,4 +127,37 @@ pub fn fetch_legacy_archive(
     fetcher
         .fetch(&url, &legacy.sha256, crate::io::input::MAX_CHART)
         .context("the eth2xk8s archive (pinned in staking.eth2xk8s)")
+}
+
+/// Web3Signer's migration files (verified against their pins): from
+/// `charts_dir` as `web3signer-migrations-<commit>/<file>`, else downloaded
+/// at the pinned commit. Returns (file name, bytes) in the order they apply.
+pub fn fetch_migrations(
+    m: &Migrations,
+    charts_dir: Option<&FsPath>,
+    fetch_opts: &fetch::FetchOptions,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let fetcher = fetch::Fetcher::new(fetch_opts.clone())?;
+    let folder = migrations_folder(&m.commit);
+    m.files
+        .iter()
+        .map(|(file, sha256)| {
+            let url = archive_source(
+                charts_dir,
+                &format!("{folder}/{file}"),
+                migration_url(&m.commit, file),
+            )?;
+            let path = fetcher
+                .fetch(&url, sha256, crate::io::input::MAX_CHECKSUM_LIST)
+                .with_context(|| {
+                    format!(
+                        "Web3Signer's migration {file} at {} (pinned in staking.web3signer.migrations or nodeimg's defaults)",
+                        m.commit
+                    )
+                })?;
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            Ok((file.clone(), bytes))
+        })
+        .collect()
 }

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::values::split_image;
 use super::{
-    clients, legacy_url, ChartPin, Group, LegacyChart, Network, StakingSpec, DEFAULT_CHARTS,
-    EPOCH_SECONDS, LEGACY_COMMIT,
+    clients, legacy_url, ChartPin, Group, LegacyChart, Migrations, Network, Signer, StakingSpec,
+    DEFAULT_CHARTS, EPOCH_SECONDS, LEGACY_COMMIT, WEB3SIGNER_COMMIT, WEB3SIGNER_MIGRATIONS,
 };
 use crate::diag::{Checker, Kind, Path};
 use crate::profile;
@@ -163,6 +163,7 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
     let groups = groups(c, &at, &s.validators, &waivers);
     let mut charts = chart_pins(c, &at, &s.charts, &execution, &consensus);
     let legacy = legacy_chart(c, &at, s, &consensus, &images);
+    let signer = signer(c, &at, s, legacy.is_some());
     if legacy.is_some() {
         // The consensus side comes from the archive, not a chart pin.
         charts.retain(|n, _| n == &execution);
@@ -198,7 +199,157 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
         charts,
         overrides: waivers.0,
         legacy,
+        signer: signer?,
     })
+}
+
+/// `signer`: `local` (default) or `web3signer`, with the pins of
+/// Web3Signer's database migrations.
+fn signer(c: &mut Checker, at: &Path, s: &profile::Staking, legacy: bool) -> Option<Signer> {
+    let p = at.key("signer");
+    match s.signer.as_deref() {
+        None | Some("local") => {
+            if s.web3signer.is_some() {
+                c.warning(
+                    Kind::Risky,
+                    at.key("web3signer"),
+                    "`web3signer` settings with the local signer are not used",
+                    "add `signer: web3signer`, or remove the web3signer section",
+                );
+            }
+            Some(Signer::Local)
+        }
+        Some("web3signer") => {
+            if legacy {
+                c.error(
+                    Kind::Conflict,
+                    p.clone(),
+                    "the eth2xk8s chart cannot sign through a remote signer",
+                    "use the ethpandaops charts (leave chart_source out) with web3signer",
+                );
+            }
+            c.warning(
+                Kind::Unsupported,
+                p,
+                "this nodeimg sets up the remote signer's slashing-protection database (PostgreSQL on the NFS server) but not yet Web3Signer itself: the validator clients still sign with their own keys and slashing databases",
+                "keep one validator client per key group (replicas: 1) until the Web3Signer release lands",
+            );
+            let pin = s.web3signer.as_ref().and_then(|w| w.migrations.as_ref());
+            let migrations = migrations(c, &at.key("web3signer").key("migrations"), pin)?;
+            Some(Signer::Web3Signer { migrations })
+        }
+        Some(other) => {
+            c.error(
+                Kind::Unknown,
+                p,
+                format!("no signer {other:?}"),
+                "use local (each validator client signs) or web3signer",
+            );
+            None
+        }
+    }
+}
+
+/// The migrations' pins: the profile's (a commit and every file's sha256),
+/// else nodeimg's. File names become paths on the NFS server and rows of
+/// its database: `V<digits>__<letters, digits, _>.sql` only.
+fn migrations(
+    c: &mut Checker,
+    at: &Path,
+    pin: Option<&profile::MigrationsPin>,
+) -> Option<Migrations> {
+    let Some(pin) = pin else {
+        return Some(Migrations {
+            commit: WEB3SIGNER_COMMIT.into(),
+            files: WEB3SIGNER_MIGRATIONS
+                .iter()
+                .map(|(f, h)| (f.to_string(), h.to_string()))
+                .collect(),
+        });
+    };
+    let before = c.error_count();
+    let commit = pin.commit.clone().unwrap_or_default();
+    match pin.commit.as_deref() {
+        None => c.error(
+            Kind::Missing,
+            at.clone(),
+            "the migrations pin has no commit",
+            format!(
+                "pin the 40-hex-digit commit of Consensys/web3signer, e.g. {WEB3SIGNER_COMMIT}"
+            ),
+        ),
+        Some(_) if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) => c.error(
+            Kind::Malformed,
+            at.key("commit"),
+            format!("{commit:?} is not a full git commit id of Consensys/web3signer"),
+            format!("pin the 40-hex-digit commit, e.g. {WEB3SIGNER_COMMIT}"),
+        ),
+        Some(_) => {}
+    }
+    if pin.files.is_empty() {
+        c.error(
+            Kind::Missing,
+            at.clone(),
+            "the migrations pin lists no files",
+            "list every file of the migrations folder with its sha256 under `files`",
+        );
+    }
+    let mut files = Vec::new();
+    let mut digits = None;
+    for (name, sha) in &pin.files {
+        let p = at.key("files").key(name);
+        let number = migration_number(name);
+        if let (Some(n), Some(first)) = (number, digits) {
+            // First boot applies them in name order: it must be their order
+            // by number, as zero-padding to one width makes it.
+            if n.len() != first {
+                c.error(
+                    Kind::Malformed,
+                    p.clone(),
+                    format!("{name:?} is numbered with {} digits, the others with {first}: in name order, as first boot applies them, it would come out of turn", n.len()),
+                    "pad every number to one width, as the migrations folder does (V00001__...)",
+                );
+                continue;
+            }
+        }
+        digits = digits.or(number.map(str::len));
+        if number.is_none() {
+            c.error(
+                Kind::Malformed,
+                p.clone(),
+                format!("{name:?} is not a Web3Signer migration file name"),
+                "name the files as the migrations folder does, e.g. V00001__initial.sql",
+            );
+            continue;
+        }
+        let sha = sha256_pin(
+            c,
+            [p.clone(), p],
+            Some(sha),
+            format!("migration {name} has no valid sha256"),
+            "give the file's sha256 (64 hex digits)".into(),
+        );
+        files.push((name.clone(), sha.unwrap_or_default()));
+    }
+    // BTreeMap order: name order, as first boot applies them.
+    (c.error_count() == before).then(|| Migrations {
+        commit: commit.to_ascii_lowercase(),
+        files,
+    })
+}
+
+/// The number of a migration file named `V<digits>__<letters, digits,
+/// _>.sql`; None for any other name.
+fn migration_number(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix('V')?.strip_suffix(".sql")?;
+    let (number, words) = rest.split_once("__")?;
+    let named = !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit())
+        && !words.is_empty()
+        && words
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    named.then_some(number)
 }
 
 const NETWORK_HINT: &str = "use hoodi (the staking testnet) or mainnet";

@@ -13,7 +13,7 @@ mod payload;
 mod pins;
 mod values;
 
-pub use charts::{extract_legacy_chart, fetch_charts, fetch_legacy_archive};
+pub use charts::{extract_legacy_chart, fetch_charts, fetch_legacy_archive, fetch_migrations};
 pub(crate) use checks::check;
 pub use checks::{eip55, is_unpinned, OVERRIDES};
 pub use keys::{read_keys, GroupKeys};
@@ -71,7 +71,43 @@ pub struct StakingSpec {
     pub overrides: BTreeSet<String>,
     /// Set when the consensus side uses the legacy eth2xk8s chart.
     pub legacy: Option<LegacyChart>,
+    /// Who signs: the validator clients themselves, or a remote signer.
+    pub signer: Signer,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signer {
+    /// Each validator client with its own keys and slashing database.
+    Local,
+    /// Web3Signer, whose slashing protection is PostgreSQL on the NFS
+    /// server, migrated with these files.
+    Web3Signer { migrations: Migrations },
+}
+
+impl Signer {
+    /// The signer's database, when there is one.
+    pub fn database(&self) -> Option<&Migrations> {
+        match self {
+            Signer::Local => None,
+            Signer::Web3Signer { migrations } => Some(migrations),
+        }
+    }
+}
+
+/// Web3Signer's PostgreSQL migrations, pinned: a commit and each file's
+/// sha256, in the order they apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrations {
+    pub commit: String,
+    pub files: Vec<(String, String)>,
+}
+
+/// The signer's database on the NFS server: its name, its role, and where
+/// the seed puts the migrations (applied in file-name order).
+pub const SIGNER_DB_NAME: &str = "web3signer";
+pub const SIGNER_DB_USER: &str = "web3signer";
+pub const SIGNER_DB_PORT: u16 = 5432;
+pub const SIGNER_DB_MIGRATIONS: &str = "/var/lib/nodeimg/signer-db/migrations";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegacyChart {

@@ -148,6 +148,7 @@ pub fn payload(
     s: &StakingSpec,
     keys: &[GroupKeys],
     charts: &[(String, Vec<u8>)],
+    migrations: &[(String, Vec<u8>)],
     jwt: &str,
 ) -> crate::payload::Payload {
     use crate::payload::PayloadFile;
@@ -168,6 +169,15 @@ pub fn payload(
             0o600,
             &g.password,
             false,
+        ));
+    }
+    // The signer database's migrations: public SQL, applied on first boot.
+    for (file, bytes) in migrations {
+        nfs.push(PayloadFile::new(
+            format!("{}/{file}", super::SIGNER_DB_MIGRATIONS),
+            0o644,
+            bytes,
+            true,
         ));
     }
     payload.files.insert(spec.nfs_server().name.clone(), nfs);

@@ -413,14 +413,44 @@ pub fn with_stand_in_charts(s: &Scratch, text: &str) -> String {
     let mirror = s.path("chart-mirror");
     let geth = package_chart(s, "geth", "1.1.3", &mirror);
     let prysm = package_chart(s, "prysm", "1.2.3", &mirror);
-    text.replace(
-        "76ef685c9dc55a19adbd8f19ca59cb68fae0296c51e2cbee3c699db9de776493",
-        &geth,
-    )
-    .replace(
-        "c9672166ad2f891c8f06a3ce3fd0668699f08a53aad1a4fb641a13ea49c5a870",
-        &prysm,
-    )
+    let text = text
+        .replace(
+            "76ef685c9dc55a19adbd8f19ca59cb68fae0296c51e2cbee3c699db9de776493",
+            &geth,
+        )
+        .replace(
+            "c9672166ad2f891c8f06a3ce3fd0668699f08a53aad1a4fb641a13ea49c5a870",
+            &prysm,
+        );
+    with_stand_in_migrations(&mirror, &text)
+}
+
+/// A profile with `signer: web3signer` pinned to the stand-in migrations
+/// (tests/signer-db), which are put in `mirror` where `--charts` finds them.
+pub fn with_stand_in_migrations(mirror: &Path, text: &str) -> String {
+    const SIGNER: &str = "  signer: web3signer\n";
+    if !text.contains(SIGNER) {
+        return text.to_string();
+    }
+    let commit = nodeimg::staking::WEB3SIGNER_COMMIT;
+    let folder = mirror.join(nodeimg::staking::migrations_folder(commit));
+    fs::create_dir_all(&folder).unwrap();
+    let mut pins =
+        format!("  web3signer:\n    migrations:\n      commit: {commit}\n      files:\n");
+    let mut files: Vec<_> = fs::read_dir(repo().join("tests/signer-db"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    for f in files {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = fs::read(&f).unwrap();
+        fs::write(folder.join(&name), &bytes).unwrap();
+        let sha = nodeimg::io::hash::sha256_hex(&bytes);
+        pins.push_str(&format!("        {name}: {sha}\n"));
+    }
+    text.replace(SIGNER, &format!("{SIGNER}{pins}"))
 }
 
 /// `cloud-init schema` accepts the user-data at `ud`; `what` names it.
