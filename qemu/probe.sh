@@ -152,16 +152,18 @@ esac
 # and a wrong password refused. Retried while the server's signer-db step
 # may still be at work.
 if [ -n "${PROBE_SIGNER_DB_HOST:-}" ]; then
+  # shellcheck disable=SC2153  # the settings come from the env file
   signer_db() { # PASSWORD SQL
     PGPASSWORD=$1 PGCONNECT_TIMEOUT=10 psql -X -At -v ON_ERROR_STOP=1 -h "$PROBE_SIGNER_DB_HOST" \
       -p "$PROBE_SIGNER_DB_PORT" -U "$PROBE_SIGNER_DB_USER" -d "$PROBE_SIGNER_DB_NAME" -c "$2" 2>&1 < /dev/null |
       tr '\n' ' '
   }
   password=$(printf '%s' "$PROBE_SIGNER_DB_PASSWORD" | tr 'A-Za-z0-9' 'N-ZA-Mn-za-m5-90-4')
+  # Until the migrations are all in (the NFS server applies them one by one).
   i=0
   while :; do
     said=$(signer_db "$password" "SELECT 'version', version FROM database_version WHERE id = 1")
-    case "$said" in version*) break ;; esac
+    [ "$said" = "version|$PROBE_SIGNER_DB_VERSION " ] && break
     i=$((i + 1)); [ $i -ge 60 ] && break; sleep 5
   done
   out signer-db-login "$said"
@@ -185,12 +187,15 @@ else
   out key-staging absent
 fi
 
-# The internet-bound steps: give the online service time for one attempt.
-i=0
-while [ $i -lt "$PROBE_ONLINE_WAIT" ]; do
-  [ -f /var/lib/nodeimg/online.done ] && break
-  grep -Eq '^apt-update (done|skipped|retrying) ' /var/lib/nodeimg/status 2>/dev/null && break
-  sleep 1; i=$((i + 1))
+# The internet-bound steps: give the online service time for one attempt,
+# of the steps this machine's checks read too (PROBE_AWAIT).
+for step in apt-update ${PROBE_AWAIT:-}; do
+  i=0
+  while [ $i -lt "$PROBE_ONLINE_WAIT" ]; do
+    [ -f /var/lib/nodeimg/online.done ] && break
+    grep -Eq "^$step (done|skipped|retrying|failed) " /var/lib/nodeimg/status 2>/dev/null && break
+    sleep 1; i=$((i + 1))
+  done
 done
 # After first boot no copy of the seed's secrets may be left (step forget-seed):
 # not in cloud-init's folders, the logs or a seed partition. The markers come

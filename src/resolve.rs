@@ -117,7 +117,8 @@ fn signer_db_ports(spec: &Spec, m: &MachineSpec) -> Vec<PortRule> {
         port: crate::staking::SIGNER_DB_PORT,
         proto: crate::validate::Proto::Tcp,
         from: Source::Cluster,
-        why: "PostgreSQL (the signer's slashing protection)".into(),
+        // ufw refuses a comment holding a single quote.
+        why: "PostgreSQL for Web3Signer".into(),
     }]
 }
 
@@ -386,6 +387,30 @@ mod tests {
             assert_eq!(seen.len(), role_rules, "{}: {rules:?}", m.name);
             let wanted = if m.role == Role::Worker { 20 } else { 0 };
             assert_eq!(extras, wanted, "{}", m.name);
+        }
+    }
+
+    /// ufw refuses a rule whose comment holds a single quote ("Comment may
+    /// not contain \"'\"", its parser.py): the first boot's firewall step
+    /// would fail. No rule of any shipped profile, nor of the remote signer.
+    #[test]
+    fn no_ufw_comment_holds_a_single_quote() {
+        let remote = include_str!("../profiles/hoodi.yaml").replace(
+            "  doppelganger: true\n",
+            "  doppelganger: true\n  signer: web3signer\n",
+        );
+        for text in [
+            include_str!("../profiles/tutorial.yaml"),
+            include_str!("../profiles/homelab.yaml"),
+            include_str!("../profiles/ha.yaml"),
+            &remote,
+        ] {
+            let spec = spec(text);
+            for m in &spec.machines {
+                for r in ufw_rules(&spec, m) {
+                    assert!(!r.comment.contains('\''), "{}: {}", m.name, r.comment);
+                }
+            }
         }
     }
 

@@ -235,7 +235,8 @@ fn the_remote_signer_database_goes_to_the_nfs_server_only() {
     let db_rules: Vec<&str> = rules.lines().filter(|l| l.contains("5432")).collect();
     assert_eq!(db_rules.len(), 1, "{rules}");
     assert!(
-        db_rules[0].contains(" tcp 172.20.0.0/20 ") && db_rules[0].contains("PostgreSQL"),
+        db_rules[0].contains(" tcp 172.20.0.0/20 ")
+            && db_rules[0].contains("PostgreSQL for Web3Signer"),
         "5432 from the subnet only: {rules}"
     );
     let migrations = repo().join("tests/signer-db");

@@ -179,14 +179,18 @@ pub fn ssh_target<'a>(spec: &'a Spec, m: &MachineSpec) -> Option<&'a MachineSpec
 
 /// The first master's probe logs in to the signer's database on the NFS
 /// server, over the cluster network and through the server's firewall, as
-/// Web3Signer will: its address, port, database, role and (rotated, like
-/// the markers) password. None elsewhere, or with the local signer.
+/// Web3Signer will: its address, port, database, role, (rotated, like the
+/// markers) password and the version the migrations end at. The NFS
+/// server's probe waits for its signer-db step. None with the local signer.
 fn signer_db_env(
     spec: &Spec,
     m: &MachineSpec,
     probe: &ProbeSettings,
 ) -> Vec<(&'static str, String)> {
     let nfs = spec.nfs_server();
+    if crate::resolve::holds_signer_db(spec, m) {
+        return vec![("PROBE_AWAIT", "signer-db".into())];
+    }
     let (true, true, Some(password)) = (
         spec.is_first_master(m),
         crate::resolve::holds_signer_db(spec, nfs),
@@ -201,6 +205,10 @@ fn signer_db_env(
         ("PROBE_SIGNER_DB_NAME", SIGNER_DB_NAME.to_string()),
         ("PROBE_SIGNER_DB_USER", SIGNER_DB_USER.to_string()),
         ("PROBE_SIGNER_DB_PASSWORD", rotate(password)),
+        (
+            "PROBE_SIGNER_DB_VERSION",
+            crate::staking::WEB3SIGNER_DB_VERSION.to_string(),
+        ),
     ]
 }
 
