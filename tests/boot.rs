@@ -89,13 +89,7 @@ fn a_timed_out_boot_test_fails_and_leaves_nothing_running() {
 #[test]
 #[ignore = "boots 5 VMs for minutes: run by scripts/test with NODEIMG_GUEST_IMAGE"]
 fn three_masters_boot_and_only_the_first_installs_the_release() {
-    let profile = shipped_profile("hoodi.yaml")
-        .replace(
-            "  - {name: worker-1,",
-            "  - {name: master-2, role: master, ip: 172.20.10.13}\n  - {name: master-3, role: master, ip: 172.20.10.14}\n  - {name: worker-1,",
-        )
-        .replace("  doppelganger: true\n", "  doppelganger: true\n  signer: web3signer\n");
-    assert!(profile.contains("signer: web3signer"));
+    let profile = with_remote_signer(&with_three_masters(&shipped_profile("hoodi.yaml")));
     let s = staking_scratch(&profile, 7, 1);
     let r = boot_test(
         &s,

@@ -278,10 +278,7 @@ fn script_definitions(s: &Scratch, machine: &str) -> (String, String) {
 /// first has the release step.
 #[test]
 fn the_first_boot_script_runs_the_steps_nodeimg_defines() {
-    let text = shipped_profile("hoodi.yaml").replace(
-        "  - {name: worker-1,",
-        "  - {name: master-2, role: master, ip: 172.20.10.13}\n  - {name: master-3, role: master, ip: 172.20.10.14}\n  - {name: worker-1,",
-    );
+    let text = with_three_masters(&shipped_profile("hoodi.yaml"));
     let s = staking_scratch(&text, 5, 2);
     let r = run_with_charts(&s, "build", "out");
     assert!(r.ok(), "{}", r.stderr());

@@ -195,10 +195,7 @@ fn the_staking_seeds_pass_the_cloud_init_schema() {
 /// pinned ones stops the build, naming it.
 #[test]
 fn the_remote_signer_database_goes_to_the_nfs_server_only() {
-    let text = shipped_profile("hoodi.yaml").replace(
-        "  doppelganger: true\n",
-        "  doppelganger: true\n  signer: web3signer\n",
-    );
+    let text = with_remote_signer(&shipped_profile("hoodi.yaml"));
     let s = staking_scratch(&text, 7, 1);
     let r = run_with_charts(&s, "build", "out");
     assert!(r.ok(), "{}", r.stderr());

@@ -425,6 +425,28 @@ pub fn with_stand_in_charts(s: &Scratch, text: &str) -> String {
     with_stand_in_migrations(&mirror, &text)
 }
 
+/// `text` (the tutorial's machines) with a highly available control plane:
+/// master-2 and master-3 added before worker-1.
+pub fn with_three_masters(text: &str) -> String {
+    const WORKER: &str = "  - {name: worker-1,";
+    assert!(text.contains(WORKER), "no worker-1 to add masters before");
+    text.replacen(
+        WORKER,
+        &format!("  - {{name: master-2, role: master, ip: 172.20.10.13}}\n  - {{name: master-3, role: master, ip: 172.20.10.14}}\n{WORKER}"),
+        1,
+    )
+}
+
+/// `text` (a staking profile like hoodi.yaml) signing through Web3Signer.
+pub fn with_remote_signer(text: &str) -> String {
+    const AFTER: &str = "  doppelganger: true\n";
+    assert!(
+        text.contains(AFTER),
+        "no doppelganger line to add the signer after"
+    );
+    text.replacen(AFTER, &format!("{AFTER}  signer: web3signer\n"), 1)
+}
+
 /// A profile with `signer: web3signer` pinned to the stand-in migrations
 /// (tests/signer-db), which are put in `mirror` where `--charts` finds them.
 pub fn with_stand_in_migrations(mirror: &Path, text: &str) -> String {
