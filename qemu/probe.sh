@@ -125,6 +125,8 @@ case "$PROBE_ROLE" in
       fi
     else
       out nfs-mount ok
+      # Automatic failover: the failover step's timer (inactive: not installed).
+      out failover-timer "$(systemctl is-active nodeimg-failover.timer 2>/dev/null)"
       # The release step's own NFS condition, through the server's firewall.
       if said=$(/usr/local/sbin/nodeimg-setup check-nfs 2>&1); then
         out release-nfs "ok $said"
@@ -174,9 +176,9 @@ fi
 
 # Validator keys: where the NFS server placed them, and no staging copy.
 if [ "$PROBE_ROLE" = nfs ]; then
-  for d in "$PROBE_EXPORT_ROOT"/validator-*; do
+  for d in "$PROBE_EXPORT_ROOT"/*; do
     [ -d "$d" ] || continue
-    for f in "$d"/keystores/*.json "$d"/password.txt; do
+    for f in "$d"/keystores/*.json "$d"/password.txt "$d"/passwords/*.txt; do
       [ -e "$f" ] && out key "$(basename "$d") ${f#"$d"/} $(stat -c '%u:%g %a' "$f")"
     done
   done

@@ -13,6 +13,9 @@ cd "$(dirname "$0")"
 helm repo add ethpandaops {{ repository | safe }} --force-update >/dev/null
 {%- endif %}
 kubectl apply -f {{ storage | safe }}
+{%- if signer_secret %}
+kubectl apply -f {{ signer_secret | safe }}
+{%- endif %}
 {%- for r in releases %}
 helm upgrade --install {{ r.name | safe }} {{ r.chart | safe }} --version {{ r.version | safe }} -n {{ namespace | safe }} -f {{ r.values | safe }}
 {%- for f in r.set_files %} --set-file {{ f | safe }}{% endfor %}

@@ -28,6 +28,9 @@ pub const RELEASE_CHARTS: &str = "charts";
 pub const RELEASE_VALUES: &str = "values";
 pub const RELEASE_JWT: &str = "jwt.hex";
 pub const RELEASE_LIST: &str = "releases.list";
+/// The Secret manifest with the remote signer's database password (0600),
+/// applied before the releases when the profile signs remotely.
+pub const RELEASE_SIGNER_SECRET: &str = "signer-db-secret.yaml";
 /// The values key the charts take the JWT file as (`--set-file KEY=FILE`).
 pub const RELEASE_JWT_KEY: &str = "jwt";
 /// The legacy eth2xk8s chart's wallet passwords (`nodeimg release` only;
@@ -134,6 +137,8 @@ pub enum Runs {
     Kubernetes,
     /// The first master alone.
     FirstMaster,
+    /// Every master.
+    Masters,
 }
 
 impl Runs {
@@ -143,6 +148,7 @@ impl Runs {
             Runs::NfsServer => duty.role == Role::Nfs,
             Runs::Kubernetes => duty.role.is_kubernetes(),
             Runs::FirstMaster => duty.first_master,
+            Runs::Masters => duty.role == Role::Master,
         }
     }
 
@@ -153,6 +159,7 @@ impl Runs {
             Runs::NfsServer => "nfs",
             Runs::Kubernetes => "kubernetes",
             Runs::FirstMaster => "first_master",
+            Runs::Masters => "masters",
         }
     }
 }
@@ -197,6 +204,9 @@ pub const STEPS: &[Step] = &[
     // One master installs the release (a second helm run would race it);
     // the step skips itself without a staking release.
     step("release", false, true, Runs::FirstMaster),
+    // Every master watches for signing pods stuck on a dead node (with
+    // automatic failover; it skips itself otherwise).
+    step("failover", true, false, Runs::Masters),
 ];
 
 fn names(duty: impl Into<Duty>, keep: impl Fn(&Step) -> bool) -> Vec<&'static str> {
@@ -247,6 +257,7 @@ pub fn context() -> Value {
         Runs::NfsServer,
         Runs::Kubernetes,
         Runs::FirstMaster,
+        Runs::Masters,
     ]
     .into_iter()
     .map(|runs| (runs.key().to_string(), lists(runs)))
@@ -257,6 +268,7 @@ pub fn context() -> Value {
         "release_dir": RELEASE_DIR,
         "release": {
             "storage": RELEASE_STORAGE,
+            "signer_secret": RELEASE_SIGNER_SECRET,
             "charts": RELEASE_CHARTS,
             "jwt": RELEASE_JWT,
             "jwt_key": RELEASE_JWT_KEY,

@@ -33,7 +33,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use diag::{Diagnostic, Kind};
-use firstboot::{RELEASE_CHARTS, RELEASE_JWT, RELEASE_PASSWORDS, RELEASE_STORAGE, RELEASE_VALUES};
+use firstboot::{
+    RELEASE_CHARTS, RELEASE_JWT, RELEASE_PASSWORDS, RELEASE_SIGNER_SECRET, RELEASE_STORAGE,
+    RELEASE_VALUES,
+};
 
 pub use diag::Report;
 pub use render::Seed;
@@ -546,6 +549,11 @@ fn staking_payload(
         &archives,
         &migrations,
         secrets.jwt()?,
+        if s.signer.is_remote() {
+            Some(secrets.signer_db_password()?)
+        } else {
+            None
+        },
     ))
 }
 
@@ -565,7 +573,13 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
             ))
             .into());
     };
-    let releases = staking::releases(&v.spec, &s);
+    // Validator clients that sign remotely name their group's keys.
+    let keys = if s.signer.is_remote() {
+        read_validator_keys(&v, profile_path)?
+    } else {
+        Vec::new()
+    };
+    let releases = staking::releases(&v.spec, &s, &keys);
     let archives = if opts.values_only {
         Vec::new()
     } else {
@@ -631,6 +645,10 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
     let script = staking::install_script(&s, &releases, !archives.is_empty())?;
     stage.write_top("install.sh", script.as_bytes(), 0o755)?;
     stage.write_top(RELEASE_JWT, secrets.jwt()?.as_bytes(), 0o600)?;
+    if s.signer.is_remote() {
+        let manifest = staking::signer_secret_manifest(&s, secrets.signer_db_password()?);
+        stage.write_top(RELEASE_SIGNER_SECRET, manifest.as_bytes(), 0o600)?;
+    }
     if changes.any() {
         secrets.write(&writing.secrets)?;
     }

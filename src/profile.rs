@@ -288,6 +288,10 @@ pub struct Staking {
     pub signer: Option<String>,
     /// The remote signer's settings (with `signer: web3signer`).
     pub web3signer: Option<Web3Signer>,
+    /// What happens to the signing pods of a node that stops answering:
+    /// `automatic` (moved; the remote signer's default) or `manual` (they
+    /// wait for a human; the only choice with the local signer).
+    pub failover: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -295,6 +299,11 @@ pub struct Web3Signer {
     /// Web3Signer's PostgreSQL migrations: the commit of Consensys/web3signer
     /// and each file's sha256 (default: nodeimg's pins).
     pub migrations: Option<MigrationsPin>,
+    /// Web3Signer's container image (default: nodeimg's pin).
+    pub image: Option<String>,
+    /// Where its slashing-protection database is: `nfs-server` (default:
+    /// PostgreSQL set up on the NFS server by its seed).
+    pub database: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -64,6 +64,14 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "files/nodeimg-online.service",
         include_str!("../cloudinit/files/nodeimg-online.service"),
     ),
+    (
+        "files/nodeimg-failover.service",
+        include_str!("../cloudinit/files/nodeimg-failover.service"),
+    ),
+    (
+        "files/nodeimg-failover.timer",
+        include_str!("../cloudinit/files/nodeimg-failover.timer"),
+    ),
 ];
 
 /// Templates rendered into `files.<key>` before the seed files; the key is

@@ -218,6 +218,7 @@ pub fn cluster_context(spec: &Spec, secrets: &Secrets) -> Result<Value> {
         "nodeimg": { "version": env!("CARGO_PKG_VERSION") },
         "status_file": crate::firstboot::STATUS_FILE,
         "firstboot": crate::firstboot::context(),
+        "failover_every": crate::staking::FAILOVER_EVERY_SECONDS,
         "cluster": { "name": spec.cluster_name, "domain": spec.domain },
         "network": {
             "subnet": spec.subnet.to_string(),
@@ -261,6 +262,13 @@ pub fn cluster_context(spec: &Spec, secrets: &Secrets) -> Result<Value> {
             "consensus": s.consensus,
             "groups": s.groups.iter().map(|g| g.name.clone()).collect::<Vec<_>>(),
             "legacy": s.legacy.is_some(),
+            // Where the NFS server puts the keystores when Web3Signer holds them.
+            "signer_folder": s.signer.is_remote().then_some(crate::staking::SIGNER_FOLDER),
+            // The releases whose pods the masters move off a dead node.
+            "failover": (s.failover == crate::staking::Failover::Automatic).then(|| json!({
+                "after": crate::staking::FAILOVER_SECONDS,
+                "releases": s.signing_releases(),
+            })),
         })),
     }))
 }

@@ -78,7 +78,7 @@ fn a_timed_out_boot_test_fails_and_leaves_nothing_running() {
 }
 
 /// The staking profile with a highly available control plane and the
-/// remote signer's database: three masters (five machines). Every master
+/// remote signer: three masters (five machines). Every master
 /// boots with its launch configuration and its firewall (dqlite open to the
 /// other masters only, checked with the real ufw), and only the first master
 /// may install the release: the others have no such step. The NFS
@@ -86,6 +86,8 @@ fn a_timed_out_boot_test_fails_and_leaves_nothing_running() {
 /// stand-in migrations, and the first master logs in to it through the
 /// server's firewall with the secrets file's password, finds Web3Signer's
 /// tables at the version it demands, and is refused with a wrong password.
+/// The keystores (one, with its password) are in the signer's folder only,
+/// and every master runs the failover timer.
 #[test]
 #[ignore = "boots 5 VMs for minutes: run by scripts/test with NODEIMG_GUEST_IMAGE"]
 fn three_masters_boot_and_only_the_first_installs_the_release() {
@@ -109,7 +111,18 @@ fn three_masters_boot_and_only_the_first_installs_the_release() {
             "{name}: {table}"
         );
         assert_eq!(m["checks"]["ufw"]["status"], "ok", "{name}: {table}");
+        // Every master watches for signing pods on a dead node.
+        let failover = m["checks"]["failover"]["detail"].as_str().unwrap_or("");
+        assert!(
+            failover.ends_with("nodeimg-failover.timer active"),
+            "{name}: {failover}"
+        );
     }
+    // The keys are the remote signer's: in its folder, named for Web3Signer.
+    let keys = machines[0]["checks"]["validator-keys"]["detail"]
+        .as_str()
+        .unwrap_or("");
+    assert!(keys.starts_with("2 file(s) in place"), "{keys}");
     for (m, says) in [
         (
             &machines[0],

@@ -87,6 +87,17 @@ fn render(s: &Scratch, line: &str) -> Vec<serde_json::Value> {
     serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout)).expect("rendered YAML")
 }
 
+/// The claim a pod's `storage` volume mounts.
+fn storage_claim(pod: &serde_json::Value) -> serde_json::Value {
+    pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "storage")
+        .unwrap()["persistentVolumeClaim"]["claimName"]
+        .clone()
+}
+
 fn kind<'a>(docs: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
     docs.iter()
         .find(|d| d["kind"] == kind)
@@ -319,13 +330,7 @@ fn check_pair(exec: (&str, &str), cons: (&str, &str, &str)) -> String {
         assert_eq!(sts["spec"]["replicas"], 1, "{release}");
         assert_eq!(pod["securityContext"]["runAsUser"], 1001);
         assert_eq!(pod["securityContext"]["runAsGroup"], 2000);
-        let claim = pod["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == "storage")
-            .unwrap()["persistentVolumeClaim"]["claimName"]
-            .clone();
+        let claim = storage_claim(pod);
         assert_eq!(claim, format!("staking-{release}"));
         let inits: Vec<String> = pod["initContainers"]
             .as_array()
@@ -415,6 +420,14 @@ fn check_pair(exec: (&str, &str), cons: (&str, &str, &str)) -> String {
                 assert_eq!(
                     sts["spec"]["updateStrategy"]["type"], "OnDelete",
                     "never a rolling update"
+                );
+                // The local signer: a validator stays with its node until a
+                // human acts (Kubernetes' own 300 s tolerations, then
+                // Terminating until the node answers).
+                assert!(
+                    pod["tolerations"].as_array().is_none_or(|a| a.is_empty()),
+                    "{}",
+                    pod["tolerations"]
                 );
                 assert_eq!(inits[0], "start-delay");
                 assert_eq!(
@@ -742,4 +755,302 @@ fn p2p_behind_a_router_advertises_its_address_from_the_pinned_node() {
         "{}",
         r.stderr()
     );
+}
+
+/// Automatic failover: the pod leaves a node that is unreachable or not
+/// ready after nodeimg's failover time, not Kubernetes' default 300 s.
+fn assert_moves_on(pod: &serde_json::Value) {
+    let mut keys: Vec<&str> = Vec::new();
+    for t in pod["tolerations"].as_array().expect("tolerations") {
+        assert_eq!(t["effect"], "NoExecute", "{t}");
+        assert_eq!(t["operator"], "Exists", "{t}");
+        assert_eq!(
+            t["tolerationSeconds"],
+            nodeimg::staking::FAILOVER_SECONDS,
+            "{t}"
+        );
+        keys.push(t["key"].as_str().unwrap());
+    }
+    assert_eq!(
+        keys,
+        [
+            "node.kubernetes.io/unreachable",
+            "node.kubernetes.io/not-ready"
+        ]
+    );
+}
+
+/// The secrets file's value of `key`.
+fn secret_of(s: &Scratch, key: &str) -> String {
+    let text = fs::read_to_string(s.secrets()).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("{key} in the secrets file"))
+        .trim_matches('"')
+        .to_string()
+}
+
+/// With `signer: web3signer`, for each consensus client: Web3Signer is a
+/// release of its own (the pinned image, the bundled database off, slashing
+/// protection on the NFS server's PostgreSQL with the role's password from
+/// the Secret nodeimg writes, never in the ConfigMap or a values file, its
+/// config holding only options Web3Signer knows, the keystores read from
+/// the folder the NFS server places them in); each validator client holds no
+/// keys and signs through the signer's Service for its group's keys only,
+/// with the flags its client reads (Prysm and Teku flags, Lighthouse's
+/// definitions file written where its data dir puts it).
+#[test]
+fn the_remote_signer_holds_the_keys_and_the_validators_sign_through_it() {
+    for cons in CONSENSUS {
+        let s = Scratch::with_profile(&with_remote_signer(&hoodi_with(EXECUTION[0], cons)));
+        with_keys(&s);
+        release_values_only(&s);
+        let password = secret_of(&s, "signer_db_password");
+        let keystore_password = fs::read_to_string(s.path("validator_keys/password.txt")).unwrap();
+        let pubkeys: Vec<String> = fs::read_dir(s.path("validator_keys"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .map(|p| {
+                let v: serde_json::Value =
+                    serde_json::from_str(&fs::read_to_string(p).unwrap()).unwrap();
+                format!("0x{}", v["pubkey"].as_str().unwrap())
+            })
+            .collect();
+        assert_eq!(pubkeys.len(), 1);
+        let script = fs::read_to_string(s.path("rel/install.sh")).unwrap();
+        let lines: Vec<&str> = script
+            .lines()
+            .filter(|l| l.starts_with("helm upgrade"))
+            .collect();
+        let names: Vec<&str> = lines
+            .iter()
+            .map(|l| l.split_whitespace().nth(3).unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["execution", "beacon", "web3signer", "validator-group-1"]
+        );
+        // The Secret is applied before any release that reads it.
+        let secret_at = script
+            .find("kubectl apply -f signer-db-secret.yaml\n")
+            .expect("the Secret applied");
+        assert!(secret_at < script.find("helm upgrade").unwrap(), "{script}");
+        assert_eq!(mode(&s.path("rel/signer-db-secret.yaml")), 0o600);
+        let secret: serde_json::Value = serde_saphyr::from_str(
+            &fs::read_to_string(s.path("rel/signer-db-secret.yaml")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(secret["kind"], "Secret");
+        assert_eq!(secret["metadata"]["namespace"], "staking");
+        for f in fs::read_dir(s.path("rel/values")).unwrap() {
+            let text = fs::read_to_string(f.unwrap().path()).unwrap();
+            assert!(!text.contains(&password), "a password in a values file");
+            assert!(
+                !text.contains(keystore_password.trim()),
+                "a password in a values file"
+            );
+        }
+        // Web3Signer.
+        let line = lines[2];
+        let docs = render(&s, line);
+        let rendered = serde_json::to_string(&docs).unwrap();
+        assert!(!rendered.contains(&password), "the password rendered");
+        assert!(
+            !rendered.contains("slashingprotectiondb"),
+            "the bundled database rendered"
+        );
+        assert!(!rendered.contains("emptyDir"), "{rendered}");
+        assert!(!rendered.contains("postgres\""), "{rendered}");
+        let sts = kind(&docs, "StatefulSet");
+        let pod = &sts["spec"]["template"]["spec"];
+        for c in pod["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(pod["initContainers"].as_array().into_iter().flatten())
+        {
+            let image = c["image"].as_str().unwrap();
+            assert!(!nodeimg::staking::is_unpinned(image), "{image}");
+        }
+        assert_eq!(
+            pod["containers"][0]["image"],
+            nodeimg::staking::WEB3SIGNER_IMAGE
+        );
+        assert_moves_on(pod);
+        // Two replicas, kept apart, neither waiting for the other.
+        assert_eq!(sts["spec"]["replicas"], 2);
+        assert_eq!(sts["spec"]["podManagementPolicy"], "Parallel");
+        let term = &pod["affinity"]["podAntiAffinity"]
+            ["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"];
+        assert_eq!(term["topologyKey"], "kubernetes.io/hostname");
+        assert_eq!(
+            term["labelSelector"]["matchLabels"],
+            sts["spec"]["template"]["metadata"]["labels"]
+        );
+        let claim = storage_claim(pod);
+        assert_eq!(claim, "staking-web3signer");
+        let storage: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(&fs::read_to_string(s.path("rel/storage.yaml")).unwrap())
+                .unwrap();
+        let pvc = storage
+            .iter()
+            .find(|d| d["kind"] == "PersistentVolumeClaim" && d["metadata"]["name"] == claim)
+            .expect("the claim in storage.yaml");
+        assert_eq!(
+            pvc["spec"]["accessModes"],
+            serde_json::json!(["ReadWriteMany"])
+        );
+        let pv = storage
+            .iter()
+            .find(|d| d["metadata"]["name"] == pvc["spec"]["volumeName"])
+            .unwrap();
+        assert_eq!(pv["spec"]["nfs"]["path"], "/data/web3signer");
+        // The config file: options Web3Signer knows at the top level (it
+        // refuses unknown ones), no password, no database.
+        let container = &pod["containers"][0];
+        let config: serde_json::Value = serde_saphyr::from_str(
+            kind(&docs, "ConfigMap")["data"]["config.yaml"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        let keys: BTreeSet<&str> = config
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let known = [
+            "data-path",
+            "http-listen-port",
+            "http-listen-host",
+            "http-host-allowlist",
+            "key-store-path",
+        ];
+        assert!(keys.iter().all(|k| known.contains(k)), "{keys:?}");
+        assert_eq!(config["http-listen-port"], 9000);
+        let a = args(sts);
+        let config_mount = container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "config")
+            .unwrap()["mountPath"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            a[..3],
+            [
+                "web3signer".to_string(),
+                format!("--config-file={config_mount}"),
+                "eth2".into()
+            ]
+        );
+        for want in [
+            "--network=hoodi",
+            "--slashing-protection-enabled=true",
+            "--slashing-protection-db-url=jdbc:postgresql://172.20.10.10:5432/web3signer",
+            "--slashing-protection-db-username=web3signer",
+            "--keystores-path=/data/keystores",
+            "--keystores-passwords-path=/data/passwords",
+        ] {
+            assert_eq!(a.iter().filter(|x| *x == want).count(), 1, "{want}: {a:?}");
+        }
+        assert!(!a.iter().any(|x| x.contains("password=")), "{a:?}");
+        let env = &container["env"][0];
+        assert_eq!(
+            env["name"],
+            "WEB3SIGNER_ETH2_SLASHING_PROTECTION_DB_PASSWORD"
+        );
+        let from = &env["valueFrom"]["secretKeyRef"];
+        assert_eq!(from["name"], secret["metadata"]["name"]);
+        let key = from["key"].as_str().unwrap();
+        assert_eq!(secret["stringData"][key], password.as_str());
+        let service = kind(&docs, "Service");
+        let port = service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "http")
+            .unwrap()["port"]
+            .clone();
+        let url = format!(
+            "http://{}:{port}",
+            service["metadata"]["name"].as_str().unwrap()
+        );
+        // The validator client: no keys, the signer's URL, the group's keys.
+        let docs = render(&s, lines[3]);
+        let sts = kind(&docs, "StatefulSet");
+        let pod = &sts["spec"]["template"]["spec"];
+        assert_moves_on(pod);
+        let a = args(sts);
+        let has = |x: &str| a.iter().any(|y| y == x);
+        let inits: Vec<&serde_json::Value> =
+            pod["initContainers"].as_array().unwrap().iter().collect();
+        assert!(
+            inits.iter().all(|c| c["name"] != "import-keys"),
+            "{inits:?}"
+        );
+        assert!(
+            !a.iter()
+                .any(|x| x.contains("wallet") || x.contains("--validator-keys")),
+            "{a:?}"
+        );
+        match cons.0 {
+            "lighthouse" => {
+                assert!(
+                    has("--datadir=/data") && has("--init-slashing-protection"),
+                    "{a:?}"
+                );
+                assert!(has("--disable-auto-discover"), "{a:?}");
+                // Lighthouse reads <datadir>/validators/validator_definitions.yml:
+                // run the init container's command with the real sh, /data
+                // standing in at a folder of its own.
+                let init = inits.iter().find(|c| c["name"] == "signer-keys").unwrap();
+                let cmd: Vec<&str> = init["command"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_str().unwrap())
+                    .collect();
+                assert_eq!(cmd[..2], ["sh", "-c"]);
+                let data = s.path("lighthouse-data");
+                fs::create_dir_all(&data).unwrap();
+                let line = cmd[2].replace("/data", data.to_str().unwrap());
+                let env_value = init["env"][0]["value"].as_str().unwrap();
+                let out = std::process::Command::new("sh")
+                    .args(["-c", &line])
+                    .env(init["env"][0]["name"].as_str().unwrap(), env_value)
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{out:?}");
+                let defs: serde_json::Value = serde_saphyr::from_str(
+                    &fs::read_to_string(data.join("validators/validator_definitions.yml")).unwrap(),
+                )
+                .unwrap();
+                let want: Vec<serde_json::Value> = pubkeys
+                    .iter()
+                    .map(|k| {
+                        serde_json::json!({"enabled": true, "voting_public_key": k, "type": "web3signer", "url": url})
+                    })
+                    .collect();
+                assert_eq!(defs, serde_json::Value::Array(want));
+            }
+            _ => {
+                assert!(
+                    has(&format!("--validators-external-signer-url={url}")),
+                    "{a:?}"
+                );
+                assert!(
+                    has(&format!(
+                        "--validators-external-signer-public-keys={}",
+                        pubkeys.join(",")
+                    )),
+                    "{a:?}"
+                );
+            }
+        }
+    }
 }

@@ -367,18 +367,29 @@ fn the_probe_vendor_data_passes_shellcheck() {
 /// with verified archives and fetching from the repository (--values-only).
 #[test]
 fn the_release_install_script_passes_shellcheck() {
-    let v = nodeimg::load_profile_str("p.yaml", &shipped_profile("hoodi.yaml")).unwrap();
-    let s = v.spec.staking.clone().unwrap();
-    let releases = nodeimg::staking::releases(&v.spec, &s);
     let dir = tempfile::tempdir().unwrap();
-    for verified_archives in [true, false] {
-        let text = nodeimg::staking::install_script(&s, &releases, verified_archives).unwrap();
-        assert_eq!(
-            text.contains("helm repo add ethpandaops"),
-            !verified_archives,
-            "{text}"
-        );
-        assert_shellcheck_passes(&dir.path().join("install.sh"), &text);
+    for profile in [
+        shipped_profile("hoodi.yaml"),
+        with_remote_signer(&shipped_profile("hoodi.yaml")),
+    ] {
+        let v = nodeimg::load_profile_str("p.yaml", &profile).unwrap();
+        let s = v.spec.staking.clone().unwrap();
+        let releases = nodeimg::staking::releases(&v.spec, &s, &[]);
+        for verified_archives in [true, false] {
+            let text = nodeimg::staking::install_script(&s, &releases, verified_archives).unwrap();
+            assert_eq!(
+                text.contains("helm repo add ethpandaops"),
+                !verified_archives,
+                "{text}"
+            );
+            // The signer's Secret before the releases that read it.
+            assert_eq!(
+                text.contains("kubectl apply -f signer-db-secret.yaml\nhelm upgrade"),
+                s.signer.is_remote(),
+                "{text}"
+            );
+            assert_shellcheck_passes(&dir.path().join("install.sh"), &text);
+        }
     }
 }
 
@@ -533,5 +544,268 @@ fn the_diff_and_change_scripts_pass_shellcheck() {
     for change in [true, false] {
         let text = nodeimg::boottest::change_script("/etc/chrony/chrony.conf", change).unwrap();
         assert_shellcheck_passes(&dir.path().join(format!("change-{change}.sh")), &text);
+    }
+}
+
+/// The hoodi profile (with the remote signer if `remote`) and `keys`
+/// keystores from `seed`, built into `out`.
+fn hoodi_built(remote: bool, seed: u8, keys: usize) -> Scratch {
+    let text = shipped_profile("hoodi.yaml");
+    let text = if remote {
+        with_remote_signer(&text)
+    } else {
+        text
+    };
+    let s = staking_scratch(&text, seed, keys);
+    let r = run_with_charts(&s, "build", "out");
+    assert!(r.ok(), "{}", r.stderr());
+    s
+}
+
+/// The NFS server's `place_validator_keys`, run by the real `sh` on the
+/// files its seed carries: with the local signer each group's keystores and
+/// password go to its validator folder; with Web3Signer every keystore goes
+/// to the signer's folder (the one its release's claim mounts) as
+/// GROUP.NAME.json with passwords/GROUP.NAME.txt holding the group's
+/// password, as Web3Signer pairs them (the keystore's name, .txt), and the
+/// validators' folders get no key. The staging copy is gone either way.
+#[test]
+fn the_nfs_server_places_the_keys_where_their_signer_reads_them() {
+    for remote in [false, true] {
+        let s = hoodi_built(remote, 9, 2);
+        let (definitions, _) = script_definitions(&s, "nfs");
+        // The seed's staging files, under a root of the test's own.
+        let root = s.path("root");
+        let staging = format!("{}/", nodeimg::firstboot::KEYS_STAGING);
+        for (path, _, bytes) in seed_files(&s.path("out/nfs/user-data")) {
+            if path.starts_with(&staging) {
+                let to = root.join(path.trim_start_matches('/'));
+                fs::create_dir_all(to.parent().unwrap()).unwrap();
+                fs::write(to, bytes).unwrap();
+            }
+        }
+        let export = s.path("export");
+        fs::create_dir_all(&export).unwrap();
+        let file = s.path("place.sh");
+        let me = nodeimg_uid();
+        fs::write(
+            &file,
+            format!(
+                "{definitions}\nKEYS_STAGING='{}{}'\nNFS_EXPORT_ROOT='{}'\nNFS_UID={me}\nNFS_GID={me}\nplace_validator_keys\n",
+                root.display(),
+                nodeimg::firstboot::KEYS_STAGING,
+                export.display()
+            ),
+        )
+        .unwrap();
+        let out = tool("sh", &[file.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !root.join(staging.trim_start_matches('/')).exists(),
+            "staging left"
+        );
+        let password = fs::read(s.path("validator_keys/password.txt")).unwrap();
+        let mut keystores: Vec<String> = fs::read_dir(s.path("validator_keys"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json"))
+            .collect();
+        keystores.sort();
+        let listing = |dir: &std::path::Path| -> Vec<String> {
+            let mut v: Vec<String> = fs::read_dir(dir)
+                .map(|d| {
+                    d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            v.sort();
+            v
+        };
+        let group = export.join("validator-group-1");
+        if remote {
+            // The folder the Web3Signer release's claim mounts.
+            let v = nodeimg::load_profile_str("p.yaml", &fs::read_to_string(s.profile()).unwrap())
+                .unwrap();
+            let storage =
+                nodeimg::staking::storage_manifest(&v.spec, v.spec.staking.as_ref().unwrap());
+            assert!(storage.contains("path: /data/web3signer\n"), "{storage}");
+            let signer = export.join("web3signer");
+            let placed = listing(&signer.join("keystores"));
+            let want: Vec<String> = keystores.iter().map(|k| format!("group-1.{k}")).collect();
+            assert_eq!(placed, want);
+            for k in &placed {
+                let stem = k.strip_suffix(".json").unwrap();
+                let txt = signer.join("passwords").join(format!("{stem}.txt"));
+                assert_eq!(fs::read(&txt).unwrap(), password, "{}", txt.display());
+                assert_eq!(mode(&txt), 0o600);
+                assert_eq!(mode(&signer.join("keystores").join(k)), 0o600);
+            }
+            assert_eq!(listing(&signer.join("passwords")).len(), placed.len());
+            assert!(listing(&group).is_empty(), "{:?}", listing(&group));
+        } else {
+            assert_eq!(listing(&group.join("keystores")), keystores);
+            assert_eq!(fs::read(group.join("password.txt")).unwrap(), password);
+            assert!(!export.join("web3signer").exists());
+        }
+    }
+}
+
+fn nodeimg_uid() -> String {
+    String::from_utf8(tool("id", &["-u"]).stdout)
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// An RFC 3339 UTC time `ago` seconds before now, as the API writes it.
+fn rfc3339_ago(ago: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let out = tool(
+        "date",
+        &[
+            "-u",
+            "-d",
+            &format!("@{}", now - ago),
+            "+%Y-%m-%dT%H:%M:%SZ",
+        ],
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A pod as the API returns it: on `node`, of `release`, evicted or not.
+fn pod(name: &str, namespace: &str, node: &str, release: &str, evicted: bool) -> serde_json::Value {
+    let mut meta = serde_json::json!({
+        "name": name,
+        "namespace": namespace,
+        "labels": {"app.kubernetes.io/instance": release},
+    });
+    if evicted {
+        meta["deletionTimestamp"] = serde_json::json!(rfc3339_ago(20));
+    }
+    serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta,
+        "spec": {"nodeName": node, "containers": []}})
+}
+
+fn node(name: &str, ready: &str, since: u64) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+    "status": {"conditions": [
+        {"type": "MemoryPressure", "status": "False", "lastTransitionTime": rfc3339_ago(9000)},
+        {"type": "Ready", "status": ready, "lastTransitionTime": rfc3339_ago(since)},
+    ]}})
+}
+
+/// A master's `nodeimg-setup failover`, run by the real `sh` with the real
+/// kubectl (as `microk8s kubectl`) against a stand-in API server on
+/// loopback: with the remote signer it force-deletes exactly the signing
+/// pods (Web3Signer, the validator clients) that Kubernetes already evicted
+/// from a node without heartbeat for the failover time, and nothing else: no
+/// beacon node, no pod still bound to a live node, to a node that only just
+/// went silent, or to a node whose kubelet still reports (NotReady), no pod
+/// of another namespace. With the local signer it touches nothing.
+#[test]
+fn a_master_moves_only_the_evicted_signing_pods_of_a_dead_node() {
+    let after = nodeimg::staking::FAILOVER_SECONDS;
+    for remote in [true, false] {
+        let s = hoodi_built(remote, 11, 1);
+        let fixture = serde_json::json!({
+            "nodes": [
+                node("master", "True", 9000),
+                node("worker-1", "Unknown", after + 60),
+                node("worker-2", "Unknown", 5),
+                node("worker-3", "False", after + 60),
+            ],
+            "pods": [
+                pod("validator-group-1-0", "staking", "worker-1", "validator-group-1", true),
+                pod("web3signer-1", "staking", "worker-1", "web3signer", true),
+                pod("beacon-0", "staking", "worker-1", "beacon", true),
+                pod("web3signer-0", "staking", "worker-2", "web3signer", true),
+                pod("validator-group-9-0", "staking", "worker-1", "validator-group-9", false),
+                pod("validator-group-1-0", "other", "worker-1", "validator-group-1", true),
+                pod("validator-group-8-0", "staking", "worker-3", "validator-group-1", true),
+                pod("web3signer-2", "staking", "master", "web3signer", true),
+            ],
+        });
+        let fixture_file = s.path("api.json");
+        fs::write(&fixture_file, fixture.to_string()).unwrap();
+        let deletions = s.path("deletions.log");
+        let port_file = s.path("port");
+        let mut server = std::process::Command::new("python3")
+            .arg(repo().join("tests/kube/fake-apiserver.py"))
+            .args([&fixture_file, &deletions, &port_file])
+            .spawn()
+            .expect("python3");
+        let mut waited = 0;
+        while !port_file.exists() && waited < 100 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            waited += 1;
+        }
+        let port = fs::read_to_string(&port_file).expect("the API server's port");
+        let kubeconfig = s.path("kubeconfig");
+        fs::write(
+            &kubeconfig,
+            format!("apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"http://127.0.0.1:{port}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n"),
+        )
+        .unwrap();
+        // `microk8s kubectl ARGS` is the real kubectl.
+        let bin = s.path("bin");
+        fs::create_dir_all(&bin).unwrap();
+        fs::write(
+            bin.join("microk8s"),
+            format!(
+                "#!/bin/sh\n[ \"$1\" = kubectl ] || exit 2\nshift\nexec '{}' \"$@\"\n",
+                kubectl().display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(bin.join("microk8s"), fs::Permissions::from_mode(0o755)).unwrap();
+        let (definitions, _) = script_definitions(&s, "master");
+        let file = s.path("failover.sh");
+        fs::write(&file, format!("{definitions}\nfailover\n")).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg(&file)
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .unwrap();
+        server.kill().ok();
+        server.wait().ok();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deleted: Vec<serde_json::Value> = fs::read_to_string(&deletions)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let names: Vec<(&str, &str)> = deleted
+            .iter()
+            .map(|d| (d["namespace"].as_str().unwrap(), d["pod"].as_str().unwrap()))
+            .collect();
+        if remote {
+            assert_eq!(
+                names,
+                [
+                    ("staking", "validator-group-1-0"),
+                    ("staking", "web3signer-1")
+                ],
+                "{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            for d in &deleted {
+                assert_eq!(d["options"]["gracePeriodSeconds"], 0, "{d}");
+            }
+        } else {
+            assert!(names.is_empty(), "{names:?}");
+        }
     }
 }

@@ -267,6 +267,67 @@ const CASES: &[Case] = &[
         hint: "64 hex digits",
         waiver: None,
     },
+    // The checks that change with the signer.
+    Case {
+        name: "automatic failover with the local signer",
+        edits: &[(
+            "  doppelganger: true",
+            "  doppelganger: true\n  failover: automatic",
+        )],
+        culprit: "automatic",
+        kind: Kind::Unsafe,
+        says: "automatic failover with the local signer",
+        hint: "use `signer: web3signer`",
+        waiver: None,
+    },
+    Case {
+        name: "an unknown failover",
+        edits: &[(
+            "  doppelganger: true",
+            "  doppelganger: true\n  signer: web3signer\n  failover: eventually",
+        )],
+        culprit: "eventually",
+        kind: Kind::Unknown,
+        says: "no failover \"eventually\"",
+        hint: "automatic (with signer: web3signer) or manual",
+        waiver: None,
+    },
+    Case {
+        name: "the remote signer on the chart's bundled database",
+        edits: &[(
+            "  doppelganger: true",
+            "  doppelganger: true\n  signer: web3signer\n  web3signer: {database: bundled}",
+        )],
+        culprit: "bundled}",
+        kind: Kind::Unsafe,
+        says: "keeps the slashing history on one node's volume",
+        hint: "nodeimg sets up PostgreSQL on the NFS server",
+        waiver: None,
+    },
+    Case {
+        name: "the remote signer on a database that is not PostgreSQL",
+        edits: &[(
+            "  doppelganger: true",
+            "  doppelganger: true\n  signer: web3signer\n  web3signer: {database: \"jdbc:h2:mem:web3signer\"}",
+        )],
+        culprit: "\"jdbc:h2",
+        kind: Kind::Unsafe,
+        says: "\"jdbc:h2:mem:web3signer\" is not PostgreSQL",
+        hint: "nodeimg sets up PostgreSQL on the NFS server",
+        waiver: None,
+    },
+    Case {
+        name: "the remote signer on a PostgreSQL elsewhere",
+        edits: &[(
+            "  doppelganger: true",
+            "  doppelganger: true\n  signer: web3signer\n  web3signer: {database: \"jdbc:postgresql://10.0.0.5/w3s\"}",
+        )],
+        culprit: "\"jdbc:postgresql",
+        kind: Kind::Unsupported,
+        says: "a PostgreSQL database elsewhere is not supported",
+        hint: "nodeimg sets up PostgreSQL on the NFS server",
+        waiver: None,
+    },
     Case {
         name: "an unknown override",
         edits: &[(
@@ -414,4 +475,35 @@ fn a_file_that_is_not_a_keystore_is_refused() {
         "{}",
         r.stderr()
     );
+}
+
+/// Rescheduling changes with the signer: the automatic failover refused
+/// with the local signer above is what the remote signer gets by default,
+/// and may be written out; `manual` is accepted with either.
+#[test]
+fn automatic_failover_is_allowed_with_the_remote_signer_only() {
+    for (edit, ok) in [
+        ("  doppelganger: true\n  signer: web3signer", true),
+        (
+            "  doppelganger: true\n  signer: web3signer\n  failover: automatic",
+            true,
+        ),
+        (
+            "  doppelganger: true\n  signer: web3signer\n  failover: manual",
+            true,
+        ),
+        ("  doppelganger: true\n  failover: manual", true),
+        ("  doppelganger: true\n  failover: automatic", false),
+    ] {
+        let text = shipped_profile("hoodi.yaml").replacen("  doppelganger: true", edit, 1);
+        let s = Scratch::with_profile(&text);
+        write_keys(
+            &s.path("validator_keys"),
+            1,
+            1,
+            &s.path("validator_keys/password.txt"),
+        );
+        let r = s.run(&["validate", "profile.yaml"]);
+        assert_eq!(r.ok(), ok, "{edit}: {}", r.stderr());
+    }
 }

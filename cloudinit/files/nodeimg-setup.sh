@@ -5,6 +5,8 @@
 #                          nodeimg-online.service, retried with backoff until all are done
 #   nodeimg-setup status   print the state of every step
 #   nodeimg-setup check-nfs  whether the NFS export answers as the release step needs
+#   nodeimg-setup failover   complete the eviction of signing pods from dead nodes
+#                            (masters, automatic failover; nodeimg-failover.timer)
 # The state of every step is one line of $STATUS_FILE:
 #   STEP STATE ATTEMPTS UNIX-TIME MESSAGE
 # STATE is pending, running, done, skipped, waiting (for a package or an earlier
@@ -39,6 +41,10 @@ if [ "$NODEIMG_ROLE" = nfs ]; then ALL_STEPS="$ALL_STEPS {{ s.nfs.all | join(sep
 if [ "$NODEIMG_MACHINE" = "$FIRST_MASTER" ]; then
   ONLINE_STEPS="$ONLINE_STEPS {{ s.first_master.online | join(sep=" ") | safe }}"
   ALL_STEPS="$ALL_STEPS {{ s.first_master.all | join(sep=" ") | safe }}"
+fi
+if [ "$NODEIMG_ROLE" = master ]; then
+  LOCAL_STEPS="$LOCAL_STEPS {{ s.masters.local | join(sep=" ") | safe }}"
+  ALL_STEPS="$ALL_STEPS {{ s.masters.all | join(sep=" ") | safe }}"
 fi
 KEYS_STAGING={{ firstboot.keys_staging | safe }}
 RELEASE_DIR={{ firstboot.release_dir | safe }}
@@ -227,22 +233,33 @@ step_nfs_exports() {
 
 # Moves each group's keystores and password from the seed's staging folder
 # into the group's data folder, owned by the workload, readable by it only.
+# With a remote signer they go to its one folder instead, each keystore as
+# GROUP.KEYSTORE.json with passwords/GROUP.KEYSTORE.txt (Web3Signer's
+# layout; group names hold no dot), and the validators' folders get none.
 place_validator_keys() {
   [ -d "$KEYS_STAGING" ] || return 0
   for g in "$KEYS_STAGING"/*; do
     [ -d "$g" ] || continue
-    dest="$NFS_EXPORT_ROOT/validator-$(basename "$g")"
+    group=$(basename "$g")
+    if [ -n "${SIGNER_KEYS_FOLDER:-}" ]; then
+      dest="$NFS_EXPORT_ROOT/$SIGNER_KEYS_FOLDER"
+      prefix="$group."
+    else
+      dest="$NFS_EXPORT_ROOT/validator-$group"
+      prefix=""
+    fi
     install -d -o "$NFS_UID" -g "$NFS_GID" -m 0700 "$dest/keystores" || return 1
     for k in "$g"/keystores/*.json; do
       [ -f "$k" ] || continue
-      install -o "$NFS_UID" -g "$NFS_GID" -m 0600 "$k" "$dest/keystores/" || return 1
-      if [ "${CONSENSUS_CLIENT:-}" = teku ]; then
-        # Teku reads KEYSTORE.json with passwords/KEYSTORE.txt.
+      name="$prefix$(basename "$k" .json)"
+      install -o "$NFS_UID" -g "$NFS_GID" -m 0600 "$k" "$dest/keystores/$name.json" || return 1
+      if [ -n "$prefix" ] || [ "${CONSENSUS_CLIENT:-}" = teku ]; then
+        # Web3Signer and Teku read KEYSTORE.json with passwords/KEYSTORE.txt.
         install -d -o "$NFS_UID" -g "$NFS_GID" -m 0700 "$dest/passwords" || return 1
-        install -o "$NFS_UID" -g "$NFS_GID" -m 0600 "$g/password.txt" "$dest/passwords/$(basename "$k" .json).txt" || return 1
+        install -o "$NFS_UID" -g "$NFS_GID" -m 0600 "$g/password.txt" "$dest/passwords/$name.txt" || return 1
       fi
     done
-    install -o "$NFS_UID" -g "$NFS_GID" -m 0600 "$g/password.txt" "$dest/password.txt" || return 1
+    [ -n "$prefix" ] || install -o "$NFS_UID" -g "$NFS_GID" -m 0600 "$g/password.txt" "$dest/password.txt" || return 1
   done
   # The keys now live in the data folders only.
   rm -rf "$KEYS_STAGING"
@@ -461,6 +478,10 @@ step_release() {
 {#- The release directory's file names come from src/firstboot.rs. #}
 {%- set r = firstboot.release %}
   microk8s kubectl apply -f {{ r.storage | safe }} || { say "kubectl apply -f {{ r.storage | safe }} failed"; return 1; }
+  # The remote signer's database password, as a Secret (the file is 0600).
+  if [ -f {{ r.signer_secret | safe }} ]; then
+    microk8s kubectl apply -f {{ r.signer_secret | safe }} >/dev/null || { say "kubectl apply -f {{ r.signer_secret | safe }} failed"; return 1; }
+  fi
   installed=""
   while read -r name chart values jwt; do
     [ -n "$name" ] || continue
@@ -470,6 +491,43 @@ step_release() {
     installed="$installed $name"
   done < {{ r.list | safe }}
   say "installed:$installed"
+}
+
+# ---- failover (masters) ---------------------------------------------------
+
+step_failover() {
+  if [ "${FAILOVER:-manual}" != automatic ]; then say "manual: the signing pods of a dead node wait for you (README: Redundancy)"; return 3; fi
+  systemctl daemon-reload || { say "systemctl daemon-reload failed"; return 1; }
+  systemctl enable --now nodeimg-failover.timer || { say "cannot start nodeimg-failover.timer"; return 1; }
+  say "signing pods of a node unreachable for $FAILOVER_AFTER s move"
+}
+
+# Kubernetes evicts a signing pod FAILOVER_AFTER seconds after its node
+# became unreachable (the pod's tolerations), but a StatefulSet's pod stays
+# Terminating until the dead node's kubelet confirms: its replacement never
+# starts. With the remote signer, whose database refuses a second signature,
+# a master completes that eviction: it force-deletes the pods of the signing
+# releases that Kubernetes already evicted from a node whose Ready condition
+# has been Unknown (no heartbeat) for FAILOVER_AFTER seconds. A node that
+# reports NotReady still runs its kubelet, which stops the pods itself.
+failover() {
+  [ "${FAILOVER:-manual}" = automatic ] || return 0
+  command -v microk8s >/dev/null 2>&1 || return 0
+  now=$(date +%s)
+  nodes=$(microk8s kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.status.conditions[?(@.type=="Ready")].status}{" "}{.status.conditions[?(@.type=="Ready")].lastTransitionTime}{"\n"}{end}') || return 1
+  pods=""
+  echo "$nodes" | while read -r node ready since; do
+    [ "$ready" = Unknown ] || continue
+    at=$(date -d "$since" +%s 2>/dev/null) || continue
+    [ $((now - at)) -ge "$FAILOVER_AFTER" ] || continue
+    [ -n "$pods" ] || pods=$(microk8s kubectl -n "$STAKING_NAMESPACE" get pods -o jsonpath='{range .items[?(@.metadata.deletionTimestamp)]}{.metadata.name}{" "}{.spec.nodeName}{" "}{.metadata.labels.app\.kubernetes\.io/instance}{"\n"}{end}') || return 1
+    echo "$pods" | while read -r pod on release; do
+      [ "$on" = "$node" ] || continue
+      case " $FAILOVER_RELEASES " in *" $release "*) ;; *) continue ;; esac
+      log "failover: $pod ($release) was evicted from $node, unreachable since $since: deleting it so that its StatefulSet starts it on a healthy node"
+      microk8s kubectl -n "$STAKING_NAMESPACE" delete pod "$pod" --grace-period=0 --force --wait=false
+    done
+  done
 }
 
 # ---- entry points ---------------------------------------------------------
@@ -510,12 +568,15 @@ case "${1:-}" in
   status)
     cat "$STATUS_FILE"
     ;;
+  failover)
+    failover
+    ;;
   check-nfs)
     # The release step's NFS condition on its own (boot-test runs it offline).
     if nfs_export_answers; then echo "NFS export $NFS_SERVER:$NFS_EXPORT_ROOT answers"; else exit 1; fi
     ;;
   *)
-    echo "usage: nodeimg-setup local|online|status|check-nfs" >&2
+    echo "usage: nodeimg-setup local|online|status|check-nfs|failover" >&2
     exit 2
     ;;
 esac

@@ -21,6 +21,16 @@ STAKING={% if staking.legacy %}legacy{% else %}true{% endif %}
 STAKING_NAMESPACE={{ staking.namespace }}
 STAKING_GROUPS={{ staking.groups | join(sep=" ") }}
 CONSENSUS_CLIENT={{ staking.consensus }}
+{%- if staking.signer_folder %}
+SIGNER_KEYS_FOLDER={{ staking.signer_folder }}
+{%- endif %}
+{%- if staking.failover %}
+FAILOVER=automatic
+FAILOVER_AFTER={{ staking.failover.after }}
+FAILOVER_RELEASES={{ staking.failover.releases | join(sep=" ") }}
+{%- else %}
+FAILOVER=manual
+{%- endif %}
 {%- else %}
 STAKING=false
 {%- endif %}

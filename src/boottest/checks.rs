@@ -213,6 +213,7 @@ const TABLE: &[(&str, Check)] = &[
     ("nfs-client", nfs_client_check),
     ("release-nfs", release_nfs_check),
     ("signer-db", signer_db_check),
+    ("failover", failover_check),
     ("microk8s-config", microk8s_config_check),
     ("online-steps", online_steps_check),
     ("seed-copies", seed_copies_check),
@@ -636,6 +637,8 @@ fn online_steps_outcome(s: &Seen) -> Outcome {
         ))
     } else if let Some(bad) = local
         .iter()
+        // The failover step skips itself by design (the failover check).
+        .filter(|st| **st != "failover")
         .find(|st| status.get(**st).map(|x| x.0.as_str()) != Some(state::DONE))
     {
         Outcome::Failed(format!("local step {bad} is {:?}", status.get(*bad)))
@@ -667,6 +670,34 @@ fn online_steps_outcome(s: &Seen) -> Outcome {
         } else {
             Outcome::Ok(format!("retrying offline ({})", retrying.join("; ")))
         }
+    }
+}
+
+/// (masters) With automatic failover the failover step started
+/// nodeimg-failover.timer, which is active; with manual failover the step
+/// skipped itself and there is no timer.
+fn failover_check(s: &Seen) -> Outcome {
+    if s.m.role != Role::Master {
+        return Outcome::NotApplicable;
+    }
+    let automatic = s
+        .spec
+        .staking
+        .as_ref()
+        .is_some_and(|st| st.failover == crate::staking::Failover::Automatic);
+    let timer = s.facts.one("failover-timer").unwrap_or("unreported");
+    match s.status.get("failover") {
+        Some((st, msg)) if automatic && st == state::DONE && timer == "active" => {
+            Outcome::Ok(format!("{msg}; nodeimg-failover.timer active"))
+        }
+        Some((st, msg)) if !automatic && st == state::SKIPPED && timer != "active" => {
+            Outcome::Ok(msg.clone())
+        }
+        Some((st, msg)) => Outcome::Failed(format!(
+            "failover {st} ({msg}), nodeimg-failover.timer {timer:?}, expected {}",
+            if automatic { "automatic" } else { "manual" }
+        )),
+        None => Outcome::Failed(format!("failover not reported{}", s.incomplete)),
     }
 }
 
@@ -772,13 +803,33 @@ fn validator_keys_check(s: &Seen) -> Outcome {
     if m.role != Role::Nfs {
         return Outcome::Ok("no keys on this machine".into());
     }
-    // (group, file) the seed carried: .../validator-keys/<group>/<file>.
+    // (folder, file) where each file the seed carried must be:
+    // .../validator-keys/<group>/<file> goes to validator-<group>/<file>,
+    // or with a remote signer to its folder (see place_validator_keys).
+    let signer_folder = spec
+        .staking
+        .as_ref()
+        .filter(|s| s.signer.is_remote())
+        .map(|_| crate::staking::SIGNER_FOLDER);
     let carried: Vec<(String, String)> = written_files(seed)
         .into_keys()
         .filter_map(|p| {
             let rest = p.strip_prefix(&format!("{KEYS_STAGING}/"))?;
-            let (group, file) = rest.split_once('/')?;
-            Some((format!("validator-{group}"), file.to_string()))
+            rest.split_once('/')
+                .map(|(g, f)| (g.to_string(), f.to_string()))
+        })
+        .flat_map(|(group, file)| match signer_folder {
+            None => vec![(format!("validator-{group}"), file)],
+            Some(folder) => match file.strip_prefix("keystores/") {
+                Some(k) => {
+                    let stem = k.strip_suffix(".json").unwrap_or(k);
+                    vec![
+                        (folder.to_string(), format!("keystores/{group}.{k}")),
+                        (folder.to_string(), format!("passwords/{group}.{stem}.txt")),
+                    ]
+                }
+                None => Vec::new(),
+            },
         })
         .collect();
     let want = format!("{}:{} 600", spec.nfs.uid, spec.nfs.gid);
@@ -793,6 +844,17 @@ fn validator_keys_check(s: &Seen) -> Outcome {
             ))
         })
         .collect();
+    if signer_folder.is_some() {
+        // Validator clients that sign remotely hold no keys at all.
+        if let Some(((folder, file), _)) = placed
+            .iter()
+            .find(|((f, _), _)| f.starts_with("validator-"))
+        {
+            return Outcome::Failed(format!(
+                "{folder}/{file} holds a key, but the remote signer holds them"
+            ));
+        }
+    }
     for (folder, file) in &carried {
         match placed.get(&(folder.clone(), file.clone())) {
             None => return Outcome::Failed(format!("{folder}/{file} is missing")),
@@ -883,6 +945,7 @@ mod evaluate_tests {
             &[],
             &[],
             secrets.jwt_secret.as_deref().unwrap(),
+            None,
         );
         let engine = crate::render::Engine::new(None).unwrap();
         let seeds: BTreeMap<String, Seed> =

@@ -124,7 +124,7 @@ pub fn expected_releases(spec: &Spec) -> Option<(String, Vec<String>)> {
         // The eth2xk8s chart is installed by hand (nodeimg release).
         return None;
     }
-    let names = crate::staking::releases(spec, s)
+    let names = crate::staking::releases(spec, s, &[])
         .into_iter()
         .map(|r| r.name)
         .collect();

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::values::split_image;
 use super::{
-    clients, legacy_url, ChartPin, Group, LegacyChart, Migrations, Network, Signer, StakingSpec,
-    DEFAULT_CHARTS, EPOCH_SECONDS, LEGACY_COMMIT, WEB3SIGNER_COMMIT, WEB3SIGNER_MIGRATIONS,
+    clients, legacy_url, ChartPin, Failover, Group, LegacyChart, Migrations, Network, Signer,
+    StakingSpec, DEFAULT_CHARTS, EPOCH_SECONDS, LEGACY_COMMIT, WEB3SIGNER_CHART, WEB3SIGNER_COMMIT,
+    WEB3SIGNER_IMAGE, WEB3SIGNER_MIGRATIONS,
 };
 use crate::diag::{Checker, Kind, Path};
 use crate::profile;
@@ -153,7 +154,19 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
     let (execution, consensus) = client_names(c, &at, s);
     let images = images(c, &at, s, &consensus);
     let waivers = Waivers::read(c, &at, &s.overrides);
-    image_pins(c, &at, network, &waivers, &images);
+    image_pins(
+        c,
+        network,
+        &waivers,
+        &[
+            (at.key("execution").key("image"), &images.execution),
+            (at.key("consensus").key("image"), &images.consensus),
+            (
+                at.key("consensus").key("validator_image"),
+                &images.validator,
+            ),
+        ],
+    );
     let checkpoint_sync_url = checkpoint_sync_url(c, &at, s.checkpoint_sync_url.as_ref(), network);
     let fee_recipient = fee_recipient(c, &at, s.fee_recipient.as_deref());
     graffiti(c, &at, &s.graffiti);
@@ -161,9 +174,16 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
     let p2p_public_ip = p2p_public_ip(c, &at, &s.p2p);
     signing_delays(c, &at, s, &waivers);
     let groups = groups(c, &at, &s.validators, &waivers);
-    let mut charts = chart_pins(c, &at, &s.charts, &execution, &consensus);
     let legacy = legacy_chart(c, &at, s, &consensus, &images);
     let signer = signer(c, &at, s, legacy.is_some());
+    let mut used = vec![execution.as_str(), consensus.as_str()];
+    if let Some(Signer::Web3Signer { image, .. }) = &signer {
+        used.push(WEB3SIGNER_CHART);
+        let key = at.key("web3signer").key("image");
+        image_pins(c, network, &waivers, &[(key, image)]);
+    }
+    let mut charts = chart_pins(c, &at, &s.charts, &used);
+    let failover = failover(c, &at, s);
     if legacy.is_some() {
         // The consensus side comes from the archive, not a chart pin.
         charts.retain(|n, _| n == &execution);
@@ -200,7 +220,40 @@ pub(crate) fn check(c: &mut Checker, s: &profile::Staking) -> Option<StakingSpec
         overrides: waivers.0,
         legacy,
         signer: signer?,
+        failover: failover?,
     })
+}
+
+/// `failover`: automatic only where a second signature is refused by the
+/// signer's database; with the local signer a moved validator client could
+/// sign beside its old self on a node that is cut off but still running.
+fn failover(c: &mut Checker, at: &Path, s: &profile::Staking) -> Option<Failover> {
+    // As written, so that a signer with errors of its own adds none here.
+    let remote = s.signer.as_deref() == Some("web3signer");
+    let p = at.key("failover");
+    match s.failover.as_deref() {
+        None if remote => Some(Failover::Automatic),
+        None | Some("manual") => Some(Failover::Manual),
+        Some("automatic") if remote => Some(Failover::Automatic),
+        Some("automatic") => {
+            c.error(
+                Kind::Unsafe,
+                p,
+                "automatic failover with the local signer: a validator client moved off a node that is cut off but still running would sign beside its old self with the same keys and slashing database, a slashable double vote",
+                "use `signer: web3signer` (its PostgreSQL refuses a second signature), or keep `failover: manual` and follow the runbook in the README (Redundancy)",
+            );
+            None
+        }
+        Some(other) => {
+            c.error(
+                Kind::Unknown,
+                p,
+                format!("no failover {other:?}"),
+                "use automatic (with signer: web3signer) or manual",
+            );
+            None
+        }
+    }
 }
 
 /// `signer`: `local` (default) or `web3signer`, with the pins of
@@ -228,15 +281,23 @@ fn signer(c: &mut Checker, at: &Path, s: &profile::Staking, legacy: bool) -> Opt
                     "use the ethpandaops charts (leave chart_source out) with web3signer",
                 );
             }
-            c.warning(
-                Kind::Unsupported,
-                p,
-                "this nodeimg sets up the remote signer's slashing-protection database (PostgreSQL on the NFS server) but not yet Web3Signer itself: the validator clients still sign with their own keys and slashing databases",
-                "keep one validator client per key group (replicas: 1) until the Web3Signer release lands",
-            );
-            let pin = s.web3signer.as_ref().and_then(|w| w.migrations.as_ref());
-            let migrations = migrations(c, &at.key("web3signer").key("migrations"), pin)?;
-            Some(Signer::Web3Signer { migrations })
+            let settings = s.web3signer.clone().unwrap_or_default();
+            let image = match &settings.image {
+                Some(_) => check_image(
+                    c,
+                    at.key("web3signer").key("image"),
+                    &settings.image,
+                    "Web3Signer's",
+                ),
+                None => WEB3SIGNER_IMAGE.to_string(),
+            };
+            signer_database(c, &at.key("web3signer").key("database"), &settings)?;
+            let migrations = migrations(
+                c,
+                &at.key("web3signer").key("migrations"),
+                settings.migrations.as_ref(),
+            )?;
+            Some(Signer::Web3Signer { migrations, image })
         }
         Some(other) => {
             c.error(
@@ -247,6 +308,40 @@ fn signer(c: &mut Checker, at: &Path, s: &profile::Staking, legacy: bool) -> Opt
             );
             None
         }
+    }
+}
+
+/// `web3signer.database`: the NFS server's PostgreSQL. A database that
+/// forgets (the chart's bundled one lives on one node's volume) or is not
+/// PostgreSQL (the only one Web3Signer's slashing protection supports) is
+/// refused: the database is what makes a moved validator client safe.
+fn signer_database(c: &mut Checker, p: &Path, settings: &profile::Web3Signer) -> Option<()> {
+    let refuse = |c: &mut Checker, kind: Kind, says: String| {
+        c.error(
+            kind,
+            p.clone(),
+            says,
+            "leave `database` out (or write nfs-server): nodeimg sets up PostgreSQL on the NFS server, whose disk keeps the slashing history",
+        );
+        None
+    };
+    match settings.database.as_deref() {
+        None | Some("nfs-server") => Some(()),
+        Some("bundled") => refuse(
+            c,
+            Kind::Unsafe,
+            "the web3signer chart's bundled PostgreSQL keeps the slashing history on one node's volume (lost with the node, when a moved signer would need it most), with the password `postgres` and migrations fetched from an unpinned branch at every start".into(),
+        ),
+        Some(url) if url.starts_with("jdbc:postgresql:") => refuse(
+            c,
+            Kind::Unsupported,
+            format!("{url}: a PostgreSQL database elsewhere is not supported; nodeimg sets up and migrates the one on the NFS server"),
+        ),
+        Some(other) => refuse(
+            c,
+            Kind::Unsafe,
+            format!("{other:?} is not PostgreSQL: Web3Signer's slashing protection keeps its history only in PostgreSQL"),
+        ),
     }
 }
 
@@ -494,19 +589,12 @@ fn risk(name: &str) -> &'static str {
 /// (unless waived), a warning elsewhere.
 fn image_pins(
     c: &mut Checker,
-    at: &Path,
     network: Option<Network>,
     waivers: &Waivers,
-    images: &Images,
+    images: &[(Path, &String)],
 ) {
-    for (key, image) in [
-        (at.key("execution").key("image"), &images.execution),
-        (at.key("consensus").key("image"), &images.consensus),
-        (
-            at.key("consensus").key("validator_image"),
-            &images.validator,
-        ),
-    ] {
+    for (key, image) in images {
+        let key = key.clone();
         if image.is_empty() || !is_unpinned(image) {
             continue;
         }
@@ -802,8 +890,7 @@ fn chart_pins(
     c: &mut Checker,
     at: &Path,
     pins: &BTreeMap<String, profile::ChartPin>,
-    execution: &str,
-    consensus: &str,
+    used: &[&str],
 ) -> BTreeMap<String, ChartPin> {
     let mut charts = BTreeMap::new();
     for (name, pin) in pins {
@@ -854,7 +941,7 @@ fn chart_pins(
             },
         );
     }
-    for used in [execution, consensus] {
+    for &used in used {
         if !charts.contains_key(used) {
             if let Some((n, v, h)) = DEFAULT_CHARTS.iter().find(|(n, _, _)| *n == used) {
                 charts.insert(
@@ -867,7 +954,7 @@ fn chart_pins(
             }
         }
     }
-    charts.retain(|n, _| n == execution || n == consensus);
+    charts.retain(|n, _| used.contains(&n.as_str()));
     charts
 }
 

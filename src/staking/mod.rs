@@ -17,7 +17,9 @@ pub use charts::{extract_legacy_chart, fetch_charts, fetch_legacy_archive, fetch
 pub(crate) use checks::check;
 pub use checks::{eip55, is_unpinned, OVERRIDES};
 pub use keys::{read_keys, GroupKeys};
-pub use payload::{install_script, payload, releases_list, storage_manifest};
+pub use payload::{
+    install_script, payload, releases_list, signer_secret_manifest, storage_manifest,
+};
 pub use pins::*;
 pub use values::{releases, shell_arg, to_yaml, Release, KEYSTORE_DIR, PASSWORD_FILE};
 
@@ -73,15 +75,38 @@ pub struct StakingSpec {
     pub legacy: Option<LegacyChart>,
     /// Who signs: the validator clients themselves, or a remote signer.
     pub signer: Signer,
+    pub failover: Failover,
 }
+
+/// What happens to the signing pods (validator clients, the remote signer)
+/// of a node that stops answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failover {
+    /// They stay bound to it until a human acts (the local signer: a second
+    /// client with the same keys could double-sign).
+    Manual,
+    /// Evicted after [`FAILOVER_SECONDS`] and started on a healthy node
+    /// (the remote signer's database refuses any second signature).
+    Automatic,
+}
+
+/// How long a signing pod tolerates its node being unreachable (or not
+/// ready) before Kubernetes evicts it, and how long the node must have been
+/// unreachable before a master completes that eviction.
+pub const FAILOVER_SECONDS: u64 = 30;
+/// How often the masters look for such pods (nodeimg-failover.timer).
+pub const FAILOVER_EVERY_SECONDS: u64 = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signer {
     /// Each validator client with its own keys and slashing database.
     Local,
     /// Web3Signer, whose slashing protection is PostgreSQL on the NFS
-    /// server, migrated with these files.
-    Web3Signer { migrations: Migrations },
+    /// server, migrated with these files, run from `image`.
+    Web3Signer {
+        migrations: Migrations,
+        image: String,
+    },
 }
 
 impl Signer {
@@ -89,8 +114,12 @@ impl Signer {
     pub fn database(&self) -> Option<&Migrations> {
         match self {
             Signer::Local => None,
-            Signer::Web3Signer { migrations } => Some(migrations),
+            Signer::Web3Signer { migrations, .. } => Some(migrations),
         }
+    }
+
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Signer::Web3Signer { .. })
     }
 }
 
@@ -108,6 +137,17 @@ pub const SIGNER_DB_NAME: &str = "web3signer";
 pub const SIGNER_DB_USER: &str = "web3signer";
 pub const SIGNER_DB_PORT: u16 = 5432;
 pub const SIGNER_DB_MIGRATIONS: &str = "/var/lib/nodeimg/signer-db/migrations";
+/// The Kubernetes Secret (and its key) that gives Web3Signer the
+/// database password; its manifest is a 0600 file of the release.
+pub const SIGNER_DB_SECRET: &str = "web3signer-db";
+pub const SIGNER_DB_SECRET_KEY: &str = "password";
+/// Web3Signer's release and Service name, and its HTTP port (the chart's
+/// `httpPort`, Web3Signer's default).
+pub const SIGNER_SERVICE: &str = "web3signer";
+pub const SIGNER_HTTP_PORT: u16 = 9000;
+/// The NFS folder holding the keystores Web3Signer loads (`keystores/`,
+/// with `passwords/<keystore>.txt`), mounted at /data.
+pub const SIGNER_FOLDER: &str = "web3signer";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegacyChart {
@@ -138,9 +178,28 @@ pub struct ChartPin {
 }
 
 impl StakingSpec {
+    /// The URL validator clients sign through (the signer's Service).
+    pub fn signer_url(&self) -> Option<String> {
+        self.signer
+            .is_remote()
+            .then(|| format!("http://{SIGNER_SERVICE}:{SIGNER_HTTP_PORT}"))
+    }
+
+    /// The releases that sign: the remote signer and the validator clients.
+    pub fn signing_releases(&self) -> Vec<String> {
+        let signer = self.signer.is_remote().then(|| SIGNER_SERVICE.to_string());
+        signer
+            .into_iter()
+            .chain(self.groups.iter().map(Group::folder))
+            .collect()
+    }
+
     /// The NFS folders the workloads need (one per workload).
     pub fn folders(&self) -> Vec<String> {
         let mut v = vec!["execution".to_string(), "beacon".to_string()];
+        if self.signer.is_remote() {
+            v.push(SIGNER_FOLDER.to_string());
+        }
         v.extend(self.groups.iter().map(Group::folder));
         v
     }

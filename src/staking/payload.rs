@@ -6,11 +6,11 @@ use serde_json::json;
 use super::values::pvc;
 use super::{
     chart_archive, releases, to_yaml, GroupKeys, Release, StakingSpec, CHART_REPOSITORY,
-    KEYSTORE_DIR, PASSWORD_FILE,
+    KEYSTORE_DIR, PASSWORD_FILE, SIGNER_DB_SECRET, SIGNER_DB_SECRET_KEY, SIGNER_FOLDER,
 };
 use crate::firstboot::{
     KEYS_STAGING, RELEASE_CHARTS, RELEASE_DIR, RELEASE_JWT, RELEASE_JWT_KEY as JWT_KEY,
-    RELEASE_LIST, RELEASE_STORAGE,
+    RELEASE_LIST, RELEASE_SIGNER_SECRET, RELEASE_STORAGE,
 };
 
 /// Static NFS PersistentVolumes and their claims, one per workload folder,
@@ -31,13 +31,20 @@ pub fn storage_manifest(spec: &crate::Spec, s: &StakingSpec) -> String {
     };
     for folder in folders {
         let name = pvc(&folder);
+        // Web3Signer's replicas, on two nodes, share its folder (NFS serves
+        // both); every other workload is one pod.
+        let access = if folder == SIGNER_FOLDER {
+            "ReadWriteMany"
+        } else {
+            "ReadWriteOnce"
+        };
         docs.push(json!({
             "apiVersion": "v1",
             "kind": "PersistentVolume",
             "metadata": {"name": format!("{}-{name}", s.namespace)},
             "spec": {
                 "capacity": {"storage": "1Ti"},
-                "accessModes": ["ReadWriteOnce"],
+                "accessModes": [access],
                 "persistentVolumeReclaimPolicy": "Retain",
                 "storageClassName": "",
                 "nfs": {"server": server, "path": format!("{}/{folder}", spec.nfs.export_root)},
@@ -49,7 +56,7 @@ pub fn storage_manifest(spec: &crate::Spec, s: &StakingSpec) -> String {
             "kind": "PersistentVolumeClaim",
             "metadata": {"name": name, "namespace": s.namespace},
             "spec": {
-                "accessModes": ["ReadWriteOnce"],
+                "accessModes": [access],
                 "storageClassName": "",
                 "volumeName": format!("{}-{name}", s.namespace),
                 "resources": {"requests": {"storage": "1Ti"}},
@@ -59,6 +66,19 @@ pub fn storage_manifest(spec: &crate::Spec, s: &StakingSpec) -> String {
     docs.iter()
         .map(|d| format!("---\n{}", to_yaml(d)))
         .collect()
+}
+
+/// The Secret that gives Web3Signer its database password (applied before
+/// the releases; a 0600 file, like the JWT).
+pub fn signer_secret_manifest(s: &StakingSpec, password: &str) -> String {
+    let doc = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": SIGNER_DB_SECRET, "namespace": s.namespace},
+        "type": "Opaque",
+        "stringData": {SIGNER_DB_SECRET_KEY: password},
+    });
+    format!("---\n{}", to_yaml(&doc))
 }
 
 /// The template of `nodeimg release`'s install.sh.
@@ -107,6 +127,7 @@ pub fn install_script(
     let context = json!({
         "repository": if from_repository { CHART_REPOSITORY } else { "" },
         "storage": RELEASE_STORAGE,
+        "signer_secret": if s.signer.is_remote() { RELEASE_SIGNER_SECRET } else { "" },
         "namespace": s.namespace,
         "releases": releases,
     });
@@ -150,6 +171,7 @@ pub fn payload(
     charts: &[(String, Vec<u8>)],
     migrations: &[(String, Vec<u8>)],
     jwt: &str,
+    signer_db_password: Option<&str>,
 ) -> crate::payload::Payload {
     use crate::payload::PayloadFile;
     let mut payload = crate::payload::Payload::default();
@@ -186,7 +208,7 @@ pub fn payload(
         // must not reach the master: it is installed by hand (install.sh).
         return payload;
     }
-    let releases = releases(spec, s);
+    let releases = releases(spec, s, keys);
     let mut master = Vec::new();
     for (file, bytes) in charts {
         // Chart archives are compressed already.
@@ -223,6 +245,14 @@ pub fn payload(
         jwt.as_bytes(),
         false,
     ));
+    if let Some(password) = signer_db_password {
+        master.push(PayloadFile::new(
+            format!("{RELEASE_DIR}/{RELEASE_SIGNER_SECRET}"),
+            0o600,
+            signer_secret_manifest(s, password).as_bytes(),
+            false,
+        ));
+    }
     payload.files.insert(spec.master().name.clone(), master);
     payload
 }

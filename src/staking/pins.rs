@@ -45,7 +45,20 @@ pub const DEFAULT_CHARTS: &[(&str, &str, &str)] = &[
         "1.2.0",
         "55ebc42f477ea3fbac0bde135fd46fe6713c6036b4c61dcde0f4d45dd953cdac",
     ),
+    // The remote signer's chart (index.yaml digest of web3signer-1.0.6,
+    // 2025-01-20: the chart's last change).
+    (
+        WEB3SIGNER_CHART,
+        "1.0.6",
+        "b81025d93d4f15262f3193b8a2c5e4322e796b221a4440d8ae275c80cd91f29d",
+    ),
 ];
+
+/// The ethpandaops chart of Web3Signer, used with `signer: web3signer`.
+pub const WEB3SIGNER_CHART: &str = "web3signer";
+/// Web3Signer's image at the release whose migrations nodeimg pins (not
+/// `-distroless`: the chart starts it with `sh -ac`).
+pub const WEB3SIGNER_IMAGE: &str = "consensys/web3signer:26.4.2";
 
 /// The reference setup's chart: lumostone/eth2xk8s, its prysm/helm folder.
 pub const LEGACY_COMMIT: &str = "6b7e9ef574d1215bc8b73c4eb89304073ca30df0";

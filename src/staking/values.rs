@@ -6,7 +6,10 @@ use serde_json::{json, Value};
 use crate::firstboot::{RELEASE_JWT, RELEASE_JWT_KEY as JWT_KEY, RELEASE_VALUES};
 
 use super::{
-    clients, ChartPin, LegacyChart, Network, StakingSpec, DELAY_IMAGE, LEGACY_CHART, LEGACY_VERSION,
+    clients, ChartPin, Failover, GroupKeys, LegacyChart, Network, Signer, StakingSpec, DELAY_IMAGE,
+    FAILOVER_SECONDS, LEGACY_CHART, LEGACY_VERSION, SIGNER_DB_NAME, SIGNER_DB_PORT,
+    SIGNER_DB_SECRET, SIGNER_DB_SECRET_KEY, SIGNER_DB_USER, SIGNER_FOLDER, SIGNER_HTTP_PORT,
+    SIGNER_SERVICE, WEB3SIGNER_CHART,
 };
 
 /// One Helm release of the staking stack.
@@ -177,8 +180,9 @@ fn beacon_args(s: &StakingSpec) -> Vec<String> {
 }
 
 /// The validator client's flags, and the init containers that prepare its
-/// keys (after the start delay).
-fn validator_args(s: &StakingSpec) -> Vec<String> {
+/// keys (after the start delay). `pubkeys`: the group's keys (0x-hex), which
+/// a client signing through the remote signer asks it to sign for.
+fn validator_args(s: &StakingSpec, pubkeys: &[String]) -> Vec<String> {
     let n = s.network.as_str();
     let fee = &s.fee_recipient;
     let port = beacon_http_port(&s.consensus);
@@ -186,18 +190,40 @@ fn validator_args(s: &StakingSpec) -> Vec<String> {
         .network_arg(n)
         .into_iter()
         .collect();
-    a.extend(match s.consensus.as_str() {
-        "prysm" => vec![
+    a.extend(match (s.consensus.as_str(), s.signer_url()) {
+        ("prysm", None) => vec![
             "--beacon-rpc-provider=beacon:4000".into(),
             "--wallet-dir=/data/wallet".into(),
             format!("--wallet-password-file=/data/{PASSWORD_FILE}"),
             format!("--suggested-fee-recipient={fee}"),
         ],
-        "lighthouse" => vec![
-            format!("--beacon-nodes=http://beacon:{port}"),
+        // No wallet: every signature is asked of the remote signer, for
+        // the group's keys only.
+        ("prysm", Some(url)) => vec![
+            "--beacon-rpc-provider=beacon:4000".into(),
+            format!("--validators-external-signer-url={url}"),
+            format!(
+                "--validators-external-signer-public-keys={}",
+                pubkeys.join(",")
+            ),
             format!("--suggested-fee-recipient={fee}"),
         ],
-        _ => vec![
+        ("lighthouse", signer) => {
+            let mut v = vec![
+                format!("--beacon-nodes=http://beacon:{port}"),
+                format!("--suggested-fee-recipient={fee}"),
+            ];
+            if signer.is_some() {
+                // The keys are the definitions file's web3signer entries
+                // (init container); the local slashing database is made on
+                // first start (Web3Signer's PostgreSQL is the one that
+                // refuses a second signature).
+                v.push("--disable-auto-discover".into());
+                v.push("--init-slashing-protection".into());
+            }
+            v
+        }
+        (_, None) => vec![
             format!("--beacon-node-api-endpoint=http://beacon:{port}"),
             format!("--validator-keys=/data/{KEYSTORE_DIR}:/data/passwords"),
             format!("--validators-proposer-default-fee-recipient={fee}"),
@@ -206,6 +232,15 @@ fn validator_args(s: &StakingSpec) -> Vec<String> {
             // use"). One pod per group (OnDelete, start delay, doppelganger)
             // is the guard instead.
             "--validators-keystore-locking-enabled=false".into(),
+        ],
+        (_, Some(url)) => vec![
+            format!("--beacon-node-api-endpoint=http://beacon:{port}"),
+            format!("--validators-external-signer-url={url}"),
+            format!(
+                "--validators-external-signer-public-keys={}",
+                pubkeys.join(",")
+            ),
+            format!("--validators-proposer-default-fee-recipient={fee}"),
         ],
     });
     // Where the chart's validator command has no data dir (lighthouse), the
@@ -238,7 +273,7 @@ fn validator_args(s: &StakingSpec) -> Vec<String> {
     a
 }
 
-fn validator_init_containers(spec: &crate::Spec, s: &StakingSpec) -> Value {
+fn validator_init_containers(spec: &crate::Spec, s: &StakingSpec, pubkeys: &[String]) -> Value {
     let security =
         json!({"runAsUser": spec.nfs.uid, "runAsGroup": spec.nfs.gid, "runAsNonRoot": true});
     let mount = json!([{"name": "storage", "mountPath": "/data"}]);
@@ -248,6 +283,24 @@ fn validator_init_containers(spec: &crate::Spec, s: &StakingSpec) -> Value {
         "command": ["sleep", s.start_delay.to_string()],
         "securityContext": security,
     })];
+    if let Some(url) = s.signer_url() {
+        // Prysm and Teku take the keys as flags; Lighthouse only from its
+        // definitions file, rewritten at every start from nodeimg's list.
+        if s.consensus == "lighthouse" {
+            v.push(json!({
+                "name": "signer-keys",
+                "image": DELAY_IMAGE,
+                "command": ["sh", "-c", format!(
+                    "mkdir -p {dir} && printf '%s\\n' \"$VALIDATOR_DEFINITIONS\" > {dir}/{LIGHTHOUSE_DEFINITIONS}",
+                    dir = LIGHTHOUSE_VALIDATORS_DIR
+                )],
+                "env": [{"name": "VALIDATOR_DEFINITIONS", "value": lighthouse_definitions(&url, pubkeys)}],
+                "securityContext": security,
+                "volumeMounts": mount,
+            }));
+        }
+        return Value::Array(v);
+    }
     let import = match s.consensus.as_str() {
         "prysm" => Some(json!([
             "/app/cmd/validator/validator",
@@ -286,9 +339,118 @@ fn validator_init_containers(spec: &crate::Spec, s: &StakingSpec) -> Value {
     Value::Array(v)
 }
 
-/// Every release, in install order: execution, beacon, one validator per
-/// group.
-pub fn releases(spec: &crate::Spec, s: &StakingSpec) -> Vec<Release> {
+/// Where Lighthouse's validator client (`--datadir=/data`) reads its
+/// validator definitions.
+pub const LIGHTHOUSE_VALIDATORS_DIR: &str = "/data/validators";
+pub const LIGHTHOUSE_DEFINITIONS: &str = "validator_definitions.yml";
+
+/// Lighthouse's validator definitions for keys held by a remote signer.
+fn lighthouse_definitions(url: &str, pubkeys: &[String]) -> String {
+    let defs: Vec<Value> = pubkeys
+        .iter()
+        .map(|k| {
+            json!({
+                "enabled": true,
+                "voting_public_key": k,
+                "type": "web3signer",
+                "url": url,
+            })
+        })
+        .collect();
+    to_yaml(&Value::Array(defs))
+}
+
+/// With automatic failover, a signing pod leaves a node that is unreachable
+/// (or not ready) after [`FAILOVER_SECONDS`] instead of Kubernetes' 300.
+fn failover_tolerations(s: &StakingSpec) -> Option<Value> {
+    (s.failover == Failover::Automatic).then(|| {
+        let toleration = |key: &str| {
+            json!({
+                "key": key,
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": FAILOVER_SECONDS,
+            })
+        };
+        json!([
+            toleration("node.kubernetes.io/unreachable"),
+            toleration("node.kubernetes.io/not-ready"),
+        ])
+    })
+}
+
+/// The Web3Signer release: the pinned image, the NFS folder of every
+/// group's keystores, slashing protection on the NFS server's PostgreSQL
+/// with the password from a Secret (never in the ConfigMap), the chart's
+/// bundled database off. Two replicas on two nodes where there are two:
+/// the database serialises their signatures, so either may answer.
+fn signer_release(spec: &crate::Spec, s: &StakingSpec, image: &str) -> Release {
+    let mut v = common_values(spec, SIGNER_SERVICE, SIGNER_FOLDER, image);
+    let nodes = spec
+        .machines
+        .iter()
+        .filter(|m| m.role != crate::model::Role::Nfs)
+        .count();
+    v["replicas"] = json!(nodes.min(2));
+    // Parallel: a replica stuck on a dead node does not hold back the other.
+    v["podManagementPolicy"] = json!("Parallel");
+    v["affinity"] = json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+        "weight": 100,
+        "podAffinityTerm": {
+            "topologyKey": "kubernetes.io/hostname",
+            "labelSelector": {"matchLabels": {
+                "app.kubernetes.io/name": WEB3SIGNER_CHART,
+                "app.kubernetes.io/instance": SIGNER_SERVICE,
+            }},
+        },
+    }]}});
+    v["slashingprotectiondb"] = json!({"enabled": false});
+    // Top-level options only (the chart passes this file before `eth2`);
+    // key-store-path holds no .yaml key files, only the keystores.
+    v["config"] = json!(format!(
+        "data-path: \"/data\"\nhttp-listen-port: {SIGNER_HTTP_PORT}\nhttp-listen-host: 0.0.0.0\nhttp-host-allowlist: \"*\"\nkey-store-path: \"/data/{KEYSTORE_DIR}\"\n"
+    ));
+    v["httpPort"] = json!(SIGNER_HTTP_PORT);
+    let nfs = spec.nfs_server().ip;
+    v["extraArgs"] = json!([
+        format!("--network={}", s.network.as_str()),
+        "--slashing-protection-enabled=true",
+        format!("--slashing-protection-db-url=jdbc:postgresql://{nfs}:{SIGNER_DB_PORT}/{SIGNER_DB_NAME}"),
+        format!("--slashing-protection-db-username={SIGNER_DB_USER}"),
+        format!("--keystores-path=/data/{KEYSTORE_DIR}"),
+        format!("--keystores-passwords-path=/data/{SIGNER_PASSWORDS_DIR}"),
+    ]);
+    // Web3Signer reads each option from WEB3SIGNER_<SUBCOMMAND>_<OPTION>
+    // too; this one comes from the Secret.
+    if let Some(t) = failover_tolerations(s) {
+        v["tolerations"] = t;
+    }
+    v["extraEnv"] = json!([{
+        "name": "WEB3SIGNER_ETH2_SLASHING_PROTECTION_DB_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": SIGNER_DB_SECRET, "key": SIGNER_DB_SECRET_KEY}},
+    }]);
+    Release {
+        name: SIGNER_SERVICE.into(),
+        chart: WEB3SIGNER_CHART.into(),
+        pin: s.charts.get(WEB3SIGNER_CHART).cloned().unwrap_or(ChartPin {
+            version: String::new(),
+            sha256: String::new(),
+        }),
+        values_file: format!("{RELEASE_VALUES}/{SIGNER_SERVICE}.yaml"),
+        values: v,
+        set_files: Vec::new(),
+        local: false,
+    }
+}
+
+/// The folder (beside the keystores) of Web3Signer's per-keystore password
+/// files, `<keystore>.txt`.
+pub const SIGNER_PASSWORDS_DIR: &str = "passwords";
+
+/// Every release, in install order: execution, beacon, the remote signer
+/// (if any), one validator per group. `keys`: each group's keys, which
+/// validator clients signing remotely name.
+pub fn releases(spec: &crate::Spec, s: &StakingSpec, keys: &[GroupKeys]) -> Vec<Release> {
     let pin = |chart: &str| {
         s.charts.get(chart).cloned().unwrap_or(ChartPin {
             version: String::new(),
@@ -331,7 +493,15 @@ pub fn releases(spec: &crate::Spec, s: &StakingSpec) -> Vec<Release> {
         set_files: vec![(JWT_KEY.into(), RELEASE_JWT.into())],
         local: false,
     });
+    if let Signer::Web3Signer { image, .. } = &s.signer {
+        out.push(signer_release(spec, s, image));
+    }
     for g in &s.groups {
+        let pubkeys: Vec<String> = keys
+            .iter()
+            .filter(|k| k.group == g.name)
+            .flat_map(|k| k.keystores.iter().map(|(_, _, p)| format!("0x{p}")))
+            .collect();
         let name = g.folder();
         let mut v = common_values(spec, &name, &name, &s.validator_image);
         v["mode"] = json!("validator");
@@ -339,8 +509,11 @@ pub fn releases(spec: &crate::Spec, s: &StakingSpec) -> Vec<Release> {
         // Never a rolling update: a new validator pod starts only after the
         // old one is deleted (and then waits out the start delay).
         v["updateStrategy"] = json!({"type": "OnDelete"});
-        v["extraArgs"] = json!(validator_args(s));
-        v["initContainers"] = validator_init_containers(spec, s);
+        v["extraArgs"] = json!(validator_args(s, &pubkeys));
+        if let Some(t) = failover_tolerations(s) {
+            v["tolerations"] = t;
+        }
+        v["initContainers"] = validator_init_containers(spec, s, &pubkeys);
         if s.consensus == "teku" {
             // The chart probes the REST API (5051), which teku's validator
             // client does not serve by default: probe its metrics instead, as

@@ -262,6 +262,18 @@ pub fn chronyd_parses(conf: &Path) -> Result<(), String> {
 }
 
 /// Runs the real helm with `args` in `dir`; it must succeed. Its output.
+/// The real kubectl scripts/test-deps unpacks beside helm.
+pub fn kubectl() -> PathBuf {
+    if let Some(p) = std::env::var_os("NODEIMG_KUBECTL") {
+        return PathBuf::from(p);
+    }
+    let cached = cache_dir().join("helm/kubectl");
+    if cached.is_file() {
+        return cached;
+    }
+    PathBuf::from("kubectl")
+}
+
 pub fn helm_ok(dir: &Path, args: &[&str]) -> Output {
     let out = Command::new(helm())
         .args(args)
@@ -369,7 +381,13 @@ pub fn assert_kind_at(profile: &Path, what: &str, kind: nodeimg::diag::Kind, at:
 pub fn chart(s: &Scratch, name: &str) -> std::path::PathBuf {
     let dir = s.path(&format!("charts/{name}"));
     if !dir.exists() {
-        let src = repo().join("tests/charts/ethclient");
+        // A chart of its own (web3signer), else the client charts' stand-in.
+        let own = repo().join("tests/charts").join(name);
+        let src = if own.is_dir() {
+            own
+        } else {
+            repo().join("tests/charts/ethclient")
+        };
         fs::create_dir_all(dir.join("templates")).unwrap();
         for f in ["values.yaml", "values.schema.json"] {
             fs::copy(src.join(f), dir.join(f)).unwrap();
@@ -422,6 +440,23 @@ pub fn with_stand_in_charts(s: &Scratch, text: &str) -> String {
             "c9672166ad2f891c8f06a3ce3fd0668699f08a53aad1a4fb641a13ea49c5a870",
             &prysm,
         );
+    // A remote signer's chart too (pinned after the other two).
+    let text = if text.contains("  signer: web3signer\n") {
+        const PRYSM_PIN: &str = "    prysm: {version: 1.2.3, sha256: ";
+        assert!(
+            text.contains(PRYSM_PIN),
+            "no prysm pin to add web3signer's after"
+        );
+        let version = "1.0.6";
+        let sha = package_chart(s, "web3signer", version, &mirror);
+        text.replacen(
+            PRYSM_PIN,
+            &format!("    web3signer: {{version: {version}, sha256: {sha}}}\n{PRYSM_PIN}"),
+            1,
+        )
+    } else {
+        text
+    };
     with_stand_in_migrations(&mirror, &text)
 }
 
@@ -590,6 +625,7 @@ pub fn client_argv(sts: &serde_json::Value) -> Vec<String> {
         "lighthouse",
         "teku",
         "nimbus_beacon_node",
+        "web3signer",
     ] {
         let p = bin.path().join(name);
         fs::write(&p, printer).unwrap();
@@ -616,7 +652,8 @@ pub fn client_argv(sts: &serde_json::Value) -> Vec<String> {
         })
         .collect();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let line = k8s_expand(&cmd[2], &env);
+    // Web3Signer's chart starts the image's binary by its path.
+    let line = k8s_expand(&cmd[2], &env).replace("/opt/web3signer/bin/web3signer", "web3signer");
     let path = format!("{}:/usr/bin:/bin", bin.path().display());
     let out = Command::new("sh")
         .args(["-ac", &line])
