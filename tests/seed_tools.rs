@@ -52,7 +52,56 @@ fn seed_iso_is_a_cidata_volume_holding_the_loose_files() {
         let text = String::from_utf8_lossy(&xorriso.stdout).to_string()
             + &String::from_utf8_lossy(&xorriso.stderr);
         assert!(text.contains("Volume Id    : cidata"), "{m}: {text}");
+        assert_volume_is_the_whole_image(iso);
     }
+}
+
+/// The volume size every reader is told (isoinfo -d; xorriso's primary
+/// and Joliet descriptors) is the image's size: no run-out blocks after the
+/// last structure, none missing.
+fn assert_volume_is_the_whole_image(iso: &str) {
+    let len = fs::metadata(iso).unwrap().len();
+    let info = tool("isoinfo", &["-d", "-i", iso]);
+    let info = String::from_utf8_lossy(&info.stdout).into_owned();
+    let blocks: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("Volume size is: "))
+        .unwrap_or_else(|| panic!("{iso}: {info}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(blocks * 2048, len, "{iso}: {info}");
+    let image = fs::read(iso).unwrap();
+    assert!(
+        image[image.len() - 2048..].iter().any(|&b| b != 0),
+        "{iso} ends with an empty block"
+    );
+}
+
+/// Files whose content ends in zero blocks come back whole from the
+/// trimmed image (the run-out is cut, never data), through isoinfo's Rock
+/// Ridge and Joliet trees, and the kernel-facing volume size is the image's.
+#[test]
+fn a_seed_image_keeps_every_byte_and_loses_only_its_run_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut zeros = vec![0u8; 700 * 1024];
+    zeros[0] = b'x';
+    let text = b"#cloud-config\n".to_vec();
+    let image =
+        nodeimg::iso::pack(&[("user-data", &text, 0o600), ("zeros", &zeros, 0o644)]).unwrap();
+    let iso = dir.path().join("seed.iso");
+    fs::write(&iso, &image).unwrap();
+    let iso = iso.to_str().unwrap();
+    assert_volume_is_the_whole_image(iso);
+    for tree in ["-R", "-J"] {
+        for (name, want) in [("user-data", &text), ("zeros", &zeros)] {
+            let out = tool("isoinfo", &[tree, "-i", iso, "-x", &format!("/{name}")]);
+            assert_eq!(&out.stdout, want, "{tree} {name}");
+        }
+    }
+    // The content (one block of text, 350 of zeros) plus what ISO 9660 and
+    // its two extensions need: well under the 300 KiB run-out alone.
+    assert!(image.len() < (1 + 350 + 60) * 2048, "{} bytes", image.len());
 }
 
 /// A shipped profile, built in a scratch directory.
