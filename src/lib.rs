@@ -648,6 +648,8 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
     if s.signer.is_remote() {
         let manifest = staking::signer_secret_manifest(&s, secrets.signer_db_password()?);
         stage.write_top(RELEASE_SIGNER_SECRET, manifest.as_bytes(), 0o600)?;
+        let backup = staking::backup_script(&v.spec, &s)?;
+        stage.write_top("backup.sh", backup.as_bytes(), 0o755)?;
     }
     if changes.any() {
         secrets.write(&writing.secrets)?;

@@ -1054,3 +1054,122 @@ fn the_remote_signer_holds_the_keys_and_the_validators_sign_through_it() {
         }
     }
 }
+
+/// With the remote signer `release` writes backup.sh (0755), without it
+/// none. Run by the real `sh` with a stand-in `nodeimg` that records what it
+/// would run over `nodeimg ssh` and answers with stand-in bytes: the NFS
+/// server dumps the signer's database with pg_dump, the master has
+/// Web3Signer export the interchange file from the same database URL its
+/// release uses; each answer lands in its own file. The remote commands are
+/// parsed by the real `sh`, as the machine's shell would.
+#[test]
+fn the_backup_script_dumps_the_database_and_exports_the_history() {
+    let local = Scratch::with_profile(&shipped_profile("hoodi.yaml"));
+    release_values_only(&local);
+    assert!(!local.path("rel/backup.sh").exists());
+    let s = Scratch::with_profile(&with_remote_signer(&shipped_profile("hoodi.yaml")));
+    with_keys(&s);
+    release_values_only(&s);
+    let script = s.path("rel/backup.sh");
+    assert_eq!(mode(&script), 0o755);
+    let bin = s.path("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let log = s.path("ssh.log");
+    // nodeimg ssh PROFILE MACHINE -- COMMAND...: ssh joins COMMAND with spaces.
+    fs::write(
+        bin.join("nodeimg"),
+        format!(
+            "#!/bin/sh\n[ \"$1\" = ssh ] || exit 2\n[ \"$4\" = -- ] || exit 2\nmachine=$3\nshift 4\nprintf '%s\\n' \"$machine $*\" >> '{}'\nprintf 'answer of %s' \"$machine\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(bin.join("nodeimg"), fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg(&script)
+        .args(["profile.yaml", "backups"])
+        .env("NODEIMG", bin.join("nodeimg"))
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut files: Vec<(String, String)> = fs::read_dir(s.path("backups"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                fs::read_to_string(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files[0].0.starts_with("interchange-") && files[0].0.ends_with(".json"));
+    assert_eq!(files[0].1, "answer of master");
+    assert!(files[1].0.starts_with("web3signer-") && files[1].0.ends_with(".dump"));
+    assert_eq!(files[1].1, "answer of nfs");
+    let ran = fs::read_to_string(&log).unwrap();
+    let ran: Vec<(&str, &str)> = ran.lines().map(|l| l.split_once(' ').unwrap()).collect();
+    // The remote shell's words.
+    let words = |command: &str| -> Vec<String> {
+        let out = std::process::Command::new("sh")
+            .args(["-c", &format!("set -- {command}; printf '%s\\0' \"$@\"")])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split('\0')
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(ran[0].0, "nfs");
+    assert_eq!(
+        words(ran[0].1),
+        [
+            "sudo",
+            "-u",
+            "postgres",
+            "pg_dump",
+            "--format=custom",
+            "web3signer"
+        ]
+    );
+    assert_eq!(ran[1].0, "master");
+    let w = words(ran[1].1);
+    assert_eq!(
+        w[..10],
+        [
+            "sudo",
+            "microk8s",
+            "kubectl",
+            "-n",
+            "staking",
+            "exec",
+            "sts/web3signer",
+            "--",
+            "sh",
+            "-c"
+        ]
+    );
+    assert_eq!(w.len(), 11, "{w:?}");
+    // The export reads the database Web3Signer's release signs with.
+    let values = fs::read_to_string(s.path("rel/values/web3signer.yaml")).unwrap();
+    let url = values
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("- --slashing-protection-db-url="))
+        .expect("the release's database URL");
+    assert!(
+        w[10].starts_with(&format!(
+            "/opt/web3signer/bin/web3signer eth2 --slashing-protection-db-url={url} --slashing-protection-db-username=web3signer export --to=/tmp/interchange.json"
+        )),
+        "{}",
+        w[10]
+    );
+}

@@ -439,6 +439,10 @@ fn the_release_install_script_passes_shellcheck() {
             );
             assert_shellcheck_passes(&dir.path().join("install.sh"), &text);
         }
+        if s.signer.is_remote() {
+            let text = nodeimg::staking::backup_script(&v.spec, &s).unwrap();
+            assert_shellcheck_passes(&dir.path().join("backup.sh"), &text);
+        }
     }
 }
 

@@ -18,7 +18,7 @@ pub(crate) use checks::check;
 pub use checks::{eip55, is_unpinned, OVERRIDES};
 pub use keys::{read_keys, GroupKeys};
 pub use payload::{
-    install_script, payload, releases_list, signer_secret_manifest, storage_manifest,
+    backup_script, install_script, payload, releases_list, signer_secret_manifest, storage_manifest,
 };
 pub use pins::*;
 pub use values::{releases, shell_arg, to_yaml, Release, KEYSTORE_DIR, PASSWORD_FILE};
@@ -137,6 +137,14 @@ pub const SIGNER_DB_NAME: &str = "web3signer";
 pub const SIGNER_DB_USER: &str = "web3signer";
 pub const SIGNER_DB_PORT: u16 = 5432;
 pub const SIGNER_DB_MIGRATIONS: &str = "/var/lib/nodeimg/signer-db/migrations";
+/// The JDBC URL of the signer's database, as Web3Signer takes it.
+pub fn signer_db_url(spec: &crate::Spec) -> String {
+    format!(
+        "jdbc:postgresql://{}:{SIGNER_DB_PORT}/{SIGNER_DB_NAME}",
+        spec.nfs_server().ip
+    )
+}
+
 /// The Kubernetes Secret (and its key) that gives Web3Signer the
 /// database password; its manifest is a 0600 file of the release.
 pub const SIGNER_DB_SECRET: &str = "web3signer-db";

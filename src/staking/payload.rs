@@ -81,6 +81,25 @@ pub fn signer_secret_manifest(s: &StakingSpec, password: &str) -> String {
     format!("---\n{}", to_yaml(&doc))
 }
 
+/// The template of `nodeimg release`'s backup.sh (with the remote signer).
+const BACKUP_TEMPLATE: &str = include_str!("../../release/backup.sh");
+
+/// The commands that back up the remote signer's database over `nodeimg
+/// ssh`: the whole database from the NFS server (pg_dump), and the slashing
+/// history as an EIP-3076 interchange file from Web3Signer itself.
+pub fn backup_script(spec: &crate::Spec, s: &StakingSpec) -> anyhow::Result<String> {
+    let context = json!({
+        "nfs": spec.nfs_server().name,
+        "master": spec.master().name,
+        "namespace": s.namespace,
+        "signer": super::SIGNER_SERVICE,
+        "db": super::SIGNER_DB_NAME,
+        "user": super::SIGNER_DB_USER,
+        "url": super::signer_db_url(spec),
+    });
+    crate::render::render_own_sh("release/backup.sh", BACKUP_TEMPLATE, &context)
+}
+
 /// The template of `nodeimg release`'s install.sh.
 const INSTALL_TEMPLATE: &str = include_str!("../../release/install.sh");
 

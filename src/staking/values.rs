@@ -7,9 +7,8 @@ use crate::firstboot::{RELEASE_JWT, RELEASE_JWT_KEY as JWT_KEY, RELEASE_VALUES};
 
 use super::{
     clients, ChartPin, Failover, GroupKeys, LegacyChart, Network, Signer, StakingSpec, DELAY_IMAGE,
-    FAILOVER_SECONDS, LEGACY_CHART, LEGACY_VERSION, SIGNER_DB_NAME, SIGNER_DB_PORT,
-    SIGNER_DB_SECRET, SIGNER_DB_SECRET_KEY, SIGNER_DB_USER, SIGNER_FOLDER, SIGNER_HTTP_PORT,
-    SIGNER_SERVICE, WEB3SIGNER_CHART,
+    FAILOVER_SECONDS, LEGACY_CHART, LEGACY_VERSION, SIGNER_DB_SECRET, SIGNER_DB_SECRET_KEY,
+    SIGNER_DB_USER, SIGNER_FOLDER, SIGNER_HTTP_PORT, SIGNER_SERVICE, WEB3SIGNER_CHART,
 };
 
 /// One Helm release of the staking stack.
@@ -411,11 +410,13 @@ fn signer_release(spec: &crate::Spec, s: &StakingSpec, image: &str) -> Release {
         "data-path: \"/data\"\nhttp-listen-port: {SIGNER_HTTP_PORT}\nhttp-listen-host: 0.0.0.0\nhttp-host-allowlist: \"*\"\nkey-store-path: \"/data/{KEYSTORE_DIR}\"\n"
     ));
     v["httpPort"] = json!(SIGNER_HTTP_PORT);
-    let nfs = spec.nfs_server().ip;
     v["extraArgs"] = json!([
         format!("--network={}", s.network.as_str()),
         "--slashing-protection-enabled=true",
-        format!("--slashing-protection-db-url=jdbc:postgresql://{nfs}:{SIGNER_DB_PORT}/{SIGNER_DB_NAME}"),
+        format!(
+            "--slashing-protection-db-url={}",
+            super::signer_db_url(spec)
+        ),
         format!("--slashing-protection-db-username={SIGNER_DB_USER}"),
         format!("--keystores-path=/data/{KEYSTORE_DIR}"),
         format!("--keystores-passwords-path=/data/{SIGNER_PASSWORDS_DIR}"),
