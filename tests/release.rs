@@ -1076,16 +1076,13 @@ fn the_backup_script_dumps_the_database_and_exports_the_history() {
     fs::create_dir_all(&bin).unwrap();
     let log = s.path("ssh.log");
     // nodeimg ssh PROFILE MACHINE -- COMMAND...: ssh joins COMMAND with spaces.
-    fs::write(
-        bin.join("nodeimg"),
-        format!(
+    write_executable(
+        &bin.join("nodeimg"),
+        &format!(
             "#!/bin/sh\n[ \"$1\" = ssh ] || exit 2\n[ \"$4\" = -- ] || exit 2\nmachine=$3\nshift 4\nprintf '%s\\n' \"$machine $*\" >> '{}'\nprintf 'answer of %s' \"$machine\"\n",
             log.display()
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(bin.join("nodeimg"), fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let out = std::process::Command::new("sh")
         .arg(&script)
         .args(["profile.yaml", "backups"])

@@ -809,16 +809,13 @@ fn a_master_moves_only_the_evicted_signing_pods_of_a_dead_node() {
         // `microk8s kubectl ARGS` is the real kubectl.
         let bin = s.path("bin");
         fs::create_dir_all(&bin).unwrap();
-        fs::write(
-            bin.join("microk8s"),
-            format!(
+        write_executable(
+            &bin.join("microk8s"),
+            &format!(
                 "#!/bin/sh\n[ \"$1\" = kubectl ] || exit 2\nshift\nexec '{}' \"$@\"\n",
                 kubectl().display()
             ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(bin.join("microk8s"), fs::Permissions::from_mode(0o755)).unwrap();
+        );
         let (definitions, _) = script_definitions(&s, "master");
         let file = s.path("failover.sh");
         fs::write(&file, format!("{definitions}\nfailover\n")).unwrap();

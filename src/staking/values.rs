@@ -32,6 +32,9 @@ pub struct Release {
 
 /// The directory inside the data folder where a group's keys are placed.
 pub const KEYSTORE_DIR: &str = "keystores";
+/// The folder beside it of per-keystore password files, `<keystore>.txt`,
+/// as Teku and Web3Signer pair them.
+pub const PASSWORDS_DIR: &str = "passwords";
 pub const PASSWORD_FILE: &str = "password.txt";
 
 pub(super) fn pvc(folder: &str) -> String {
@@ -178,6 +181,18 @@ fn beacon_args(s: &StakingSpec) -> Vec<String> {
     a
 }
 
+/// Prysm's and Teku's flags (the same names in both) for signing through
+/// the remote signer at `url`, for `pubkeys` only.
+fn external_signer_flags(url: &str, pubkeys: &[String]) -> Vec<String> {
+    vec![
+        format!("--validators-external-signer-url={url}"),
+        format!(
+            "--validators-external-signer-public-keys={}",
+            pubkeys.join(",")
+        ),
+    ]
+}
+
 /// The validator client's flags, and the init containers that prepare its
 /// keys (after the start delay). `pubkeys`: the group's keys (0x-hex), which
 /// a client signing through the remote signer asks it to sign for.
@@ -198,15 +213,12 @@ fn validator_args(s: &StakingSpec, pubkeys: &[String]) -> Vec<String> {
         ],
         // No wallet: every signature is asked of the remote signer, for
         // the group's keys only.
-        ("prysm", Some(url)) => vec![
-            "--beacon-rpc-provider=beacon:4000".into(),
-            format!("--validators-external-signer-url={url}"),
-            format!(
-                "--validators-external-signer-public-keys={}",
-                pubkeys.join(",")
-            ),
-            format!("--suggested-fee-recipient={fee}"),
-        ],
+        ("prysm", Some(url)) => [
+            vec!["--beacon-rpc-provider=beacon:4000".into()],
+            external_signer_flags(&url, pubkeys),
+            vec![format!("--suggested-fee-recipient={fee}")],
+        ]
+        .concat(),
         ("lighthouse", signer) => {
             let mut v = vec![
                 format!("--beacon-nodes=http://beacon:{port}"),
@@ -224,7 +236,7 @@ fn validator_args(s: &StakingSpec, pubkeys: &[String]) -> Vec<String> {
         }
         (_, None) => vec![
             format!("--beacon-node-api-endpoint=http://beacon:{port}"),
-            format!("--validator-keys=/data/{KEYSTORE_DIR}:/data/passwords"),
+            format!("--validator-keys=/data/{KEYSTORE_DIR}:/data/{PASSWORDS_DIR}"),
             format!("--validators-proposer-default-fee-recipient={fee}"),
             // Teku's keystore .lock files hold the PID; after a hard kill the
             // new container is PID 1 again and takes them as live ("already in
@@ -232,15 +244,12 @@ fn validator_args(s: &StakingSpec, pubkeys: &[String]) -> Vec<String> {
             // is the guard instead.
             "--validators-keystore-locking-enabled=false".into(),
         ],
-        (_, Some(url)) => vec![
-            format!("--beacon-node-api-endpoint=http://beacon:{port}"),
-            format!("--validators-external-signer-url={url}"),
-            format!(
-                "--validators-external-signer-public-keys={}",
-                pubkeys.join(",")
-            ),
-            format!("--validators-proposer-default-fee-recipient={fee}"),
-        ],
+        (_, Some(url)) => [
+            vec![format!("--beacon-node-api-endpoint=http://beacon:{port}")],
+            external_signer_flags(&url, pubkeys),
+            vec![format!("--validators-proposer-default-fee-recipient={fee}")],
+        ]
+        .concat(),
     });
     // Where the chart's validator command has no data dir (lighthouse), the
     // client would read $HOME, not the keys and slashing database on /data.
@@ -359,6 +368,15 @@ fn lighthouse_definitions(url: &str, pubkeys: &[String]) -> String {
     to_yaml(&Value::Array(defs))
 }
 
+/// A chart's pin (checked profiles pin every chart they use; empty
+/// otherwise).
+fn pin_of(s: &StakingSpec, chart: &str) -> ChartPin {
+    s.charts.get(chart).cloned().unwrap_or(ChartPin {
+        version: String::new(),
+        sha256: String::new(),
+    })
+}
+
 /// With automatic failover, a signing pod leaves a node that is unreachable
 /// (or not ready) after [`FAILOVER_SECONDS`] instead of Kubernetes' 300.
 fn failover_tolerations(s: &StakingSpec) -> Option<Value> {
@@ -388,7 +406,7 @@ fn signer_release(spec: &crate::Spec, s: &StakingSpec, image: &str) -> Release {
     let nodes = spec
         .machines
         .iter()
-        .filter(|m| m.role != crate::model::Role::Nfs)
+        .filter(|m| m.role.is_kubernetes())
         .count();
     v["replicas"] = json!(nodes.min(2));
     // Parallel: a replica stuck on a dead node does not hold back the other.
@@ -419,13 +437,13 @@ fn signer_release(spec: &crate::Spec, s: &StakingSpec, image: &str) -> Release {
         ),
         format!("--slashing-protection-db-username={SIGNER_DB_USER}"),
         format!("--keystores-path=/data/{KEYSTORE_DIR}"),
-        format!("--keystores-passwords-path=/data/{SIGNER_PASSWORDS_DIR}"),
+        format!("--keystores-passwords-path=/data/{PASSWORDS_DIR}"),
     ]);
-    // Web3Signer reads each option from WEB3SIGNER_<SUBCOMMAND>_<OPTION>
-    // too; this one comes from the Secret.
     if let Some(t) = failover_tolerations(s) {
         v["tolerations"] = t;
     }
+    // Web3Signer reads each option from WEB3SIGNER_<SUBCOMMAND>_<OPTION>
+    // too; this one comes from the Secret.
     v["extraEnv"] = json!([{
         "name": "WEB3SIGNER_ETH2_SLASHING_PROTECTION_DB_PASSWORD",
         "valueFrom": {"secretKeyRef": {"name": SIGNER_DB_SECRET, "key": SIGNER_DB_SECRET_KEY}},
@@ -433,10 +451,7 @@ fn signer_release(spec: &crate::Spec, s: &StakingSpec, image: &str) -> Release {
     Release {
         name: SIGNER_SERVICE.into(),
         chart: WEB3SIGNER_CHART.into(),
-        pin: s.charts.get(WEB3SIGNER_CHART).cloned().unwrap_or(ChartPin {
-            version: String::new(),
-            sha256: String::new(),
-        }),
+        pin: pin_of(s, WEB3SIGNER_CHART),
         values_file: format!("{RELEASE_VALUES}/{SIGNER_SERVICE}.yaml"),
         values: v,
         set_files: Vec::new(),
@@ -444,20 +459,11 @@ fn signer_release(spec: &crate::Spec, s: &StakingSpec, image: &str) -> Release {
     }
 }
 
-/// The folder (beside the keystores) of Web3Signer's per-keystore password
-/// files, `<keystore>.txt`.
-pub const SIGNER_PASSWORDS_DIR: &str = "passwords";
-
 /// Every release, in install order: execution, beacon, the remote signer
 /// (if any), one validator per group. `keys`: each group's keys, which
 /// validator clients signing remotely name.
 pub fn releases(spec: &crate::Spec, s: &StakingSpec, keys: &[GroupKeys]) -> Vec<Release> {
-    let pin = |chart: &str| {
-        s.charts.get(chart).cloned().unwrap_or(ChartPin {
-            version: String::new(),
-            sha256: String::new(),
-        })
-    };
+    let pin = |chart: &str| pin_of(s, chart);
     let mut out = Vec::new();
     let mut exec = common_values(spec, "execution", "execution", &s.execution_image);
     exec["extraArgs"] = json!(execution_args(&s.execution, s.network));

@@ -262,6 +262,13 @@ pub fn chronyd_parses(conf: &Path) -> Result<(), String> {
 }
 
 /// Runs the real helm with `args` in `dir`; it must succeed. Its output.
+/// Writes `text` to `path` as an executable (a stand-in program).
+pub fn write_executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// The real kubectl scripts/test-deps unpacks beside helm.
 pub fn kubectl() -> PathBuf {
     if let Some(p) = std::env::var_os("NODEIMG_KUBECTL") {
@@ -627,10 +634,7 @@ pub fn client_argv(sts: &serde_json::Value) -> Vec<String> {
         "nimbus_beacon_node",
         "web3signer",
     ] {
-        let p = bin.path().join(name);
-        fs::write(&p, printer).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        write_executable(&bin.path().join(name), printer);
     }
     // The container's environment as the kubelet resolves it: the
     // downward API's pod and node addresses, literal values; a variable
