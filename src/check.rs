@@ -2,6 +2,7 @@
 //! written. cloud-init's own schema check ignores unknown top-level keys,
 //! so a typo there would be silently skipped on the machine: refuse it here.
 
+use crate::diag::Pos;
 use crate::render::Seed;
 use crate::yaml::{self, Kind, Node};
 
@@ -147,6 +148,87 @@ fn parse(machine: &str, name: &str, text: &str, out: &mut Vec<Problem>) -> Optio
     }
 }
 
+/// A YAML document's top level: its keys and their positions, or the
+/// position of a root that is not a mapping.
+#[derive(Debug, PartialEq, Eq)]
+enum TopLevel {
+    Map(Vec<(String, Pos)>),
+    Other(Pos),
+}
+
+impl TopLevel {
+    fn of(node: &Node) -> TopLevel {
+        match &node.kind {
+            Kind::Map(e) => TopLevel::Map(e.iter().map(|(k, _)| (k.name.clone(), k.pos)).collect()),
+            _ => TopLevel::Other(node.pos),
+        }
+    }
+
+    /// The top level read from the parser's events alone, or None for
+    /// anything but one well-formed document with plain keys (then the
+    /// caller parses the whole tree, for its verdict and message). A
+    /// user-data is mostly block scalars (scripts), and building its whole
+    /// tree to look at the top cost more than rendering it.
+    fn scan(text: &str) -> Option<TopLevel> {
+        use granit_parser::{Event, Parser};
+        let pos = |m: &granit_parser::Marker| Pos {
+            line: u32::try_from(m.line()).unwrap_or(u32::MAX),
+            col: u32::try_from(m.col() + 1).unwrap_or(u32::MAX),
+        };
+        let mut parser = Parser::new_from_str(text);
+        let (mut depth, mut documents, mut at_key) = (0usize, 0, true);
+        let mut root = None;
+        let mut keys = Vec::new();
+        while let Some(event) = parser.next_event() {
+            let (event, span) = event.ok()?;
+            // Whether this event completes a node directly under the root.
+            let complete = match event {
+                Event::DocumentStart(..) => {
+                    documents += 1;
+                    if documents > 1 {
+                        return None;
+                    }
+                    false
+                }
+                Event::MappingStart(..) | Event::SequenceStart(..) => {
+                    if depth == 0 {
+                        root = Some(match event {
+                            Event::MappingStart(..) => TopLevel::Map(Vec::new()),
+                            _ => TopLevel::Other(pos(&span.start)),
+                        });
+                    } else if depth == 1 && at_key {
+                        return None; // a complex key
+                    }
+                    depth += 1;
+                    false
+                }
+                Event::MappingEnd | Event::SequenceEnd => {
+                    depth = depth.checked_sub(1)?;
+                    depth == 1
+                }
+                Event::Scalar(ref value, ..) => {
+                    if depth == 0 {
+                        root = Some(TopLevel::Other(pos(&span.start)));
+                    } else if depth == 1 && at_key {
+                        keys.push((value.to_string(), pos(&span.start)));
+                    }
+                    depth == 1
+                }
+                Event::Alias(..) if depth == 1 && at_key => return None,
+                Event::Alias(..) => depth == 1,
+                _ => false,
+            };
+            if complete && matches!(root, Some(TopLevel::Map(_))) {
+                at_key = !at_key;
+            }
+        }
+        match root? {
+            TopLevel::Map(_) => Some(TopLevel::Map(keys)),
+            other => Some(other),
+        }
+    }
+}
+
 fn entries(node: &Node) -> &[(yaml::Key, Node)] {
     match &node.kind {
         Kind::Map(e) => e,
@@ -172,29 +254,34 @@ pub fn check_seed(machine: &str, seed: &Seed) -> Vec<Problem> {
             message: "user-data does not start with `#cloud-config`, so cloud-init would not read it as cloud-config".into(),
         });
     }
-    if let Some(ud) = parse(machine, "user-data", &seed.user_data, &mut out) {
-        if !matches!(ud.kind, Kind::Map(_)) {
-            out.push(problem(
-                "user-data",
-                &ud,
-                "user-data is not a mapping".into(),
-            ));
-        }
-        for (key, _) in entries(&ud) {
-            if !CLOUD_CONFIG_KEYS.contains(&key.name.as_str()) {
-                let (message, hint) = yaml::unknown_key_message(
-                    &crate::diag::Path::root(),
-                    &key.name,
-                    CLOUD_CONFIG_KEYS,
-                );
-                out.push(Problem {
-                    file: format!("{machine}/user-data"),
-                    line: key.pos.line,
-                    col: key.pos.col,
-                    message: format!("{message} (cloud-init would ignore it): {hint}"),
-                });
+    let user_data = TopLevel::scan(&seed.user_data).or_else(|| {
+        parse(machine, "user-data", &seed.user_data, &mut out).map(|ud| TopLevel::of(&ud))
+    });
+    match user_data {
+        Some(TopLevel::Other(pos)) => out.push(Problem {
+            file: format!("{machine}/user-data"),
+            line: pos.line,
+            col: pos.col,
+            message: "user-data is not a mapping".into(),
+        }),
+        Some(TopLevel::Map(keys)) => {
+            for (key, pos) in keys {
+                if !CLOUD_CONFIG_KEYS.contains(&key.as_str()) {
+                    let (message, hint) = yaml::unknown_key_message(
+                        &crate::diag::Path::root(),
+                        &key,
+                        CLOUD_CONFIG_KEYS,
+                    );
+                    out.push(Problem {
+                        file: format!("{machine}/user-data"),
+                        line: pos.line,
+                        col: pos.col,
+                        message: format!("{message} (cloud-init would ignore it): {hint}"),
+                    });
+                }
             }
         }
+        None => {}
     }
     if let Some(md) = parse(machine, "meta-data", &seed.meta_data, &mut out) {
         for required in ["instance-id", "local-hostname"] {
@@ -259,6 +346,44 @@ mod tests {
         assert!(p[0].message.contains("#cloud-config"));
         let p = check_seed("m", &seed("#cloud-config\nhostname: [\n"));
         assert!(p[0].message.contains("not valid YAML"), "{p:?}");
+    }
+
+    #[test]
+    fn the_event_scan_reads_the_top_level_as_the_whole_parse_does() {
+        // The real user-data of every shipped profile's machines, and odd shapes.
+        let mut texts: Vec<String> = Vec::new();
+        for profile in [
+            include_str!("../profiles/tutorial.yaml"),
+            include_str!("../profiles/ha.yaml"),
+            include_str!("../profiles/hoodi.yaml"),
+        ] {
+            let spec = crate::checked_spec(profile);
+            let secrets = crate::secrets::Secrets::generate(&spec).unwrap();
+            let engine = crate::render::Engine::new(None).unwrap();
+            let seeds =
+                crate::render_seeds(&spec, &secrets, &engine, &[], &Default::default()).unwrap();
+            texts.extend(seeds.into_iter().map(|(_, s)| s.user_data));
+        }
+        for text in texts.iter().map(String::as_str).chain([
+            "#cloud-config\nhostname: x\nruncmd: [[true]]\nwrite_files:\n  - path: /a\n    content: |\n      a: b\nusers: [a]\n",
+            "#cloud-config\na: {b: [c, {d: e}]}\n'f g': |\n  h: i\n\"j\": [[k]]\nl: &m n\no: *m\n",
+            "#cloud-config\n- a\n- b\n",
+            "#cloud-config\nplain\n",
+            "#cloud-config\n{a: 1, b: {c: 2}}\n",
+        ]) {
+            let whole = TopLevel::of(&yaml::parse(text).unwrap());
+            assert_eq!(TopLevel::scan(text), Some(whole), "{text}");
+        }
+        // Left to the whole parse: syntax errors, several documents, a
+        // complex key, an empty document.
+        for text in [
+            "#cloud-config\na: [\n",
+            "a: 1\n---\nb: 2\n",
+            "? [a]\n: b\n",
+            "#cloud-config\n",
+        ] {
+            assert_eq!(TopLevel::scan(text), None, "{text}");
+        }
     }
 
     #[test]

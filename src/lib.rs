@@ -217,23 +217,7 @@ pub fn render_seeds(
         let problems = check::check_seed(&m.name, &seed);
         Ok((seed, problems))
     };
-    // Machines are independent: render and check them on every core, in
-    // profile order within each share, so the result is the same as one by one.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let share = selected.len().div_ceil(cores).max(1);
-    let results: Vec<Result<(Seed, Vec<check::Problem>)>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = selected
-            .chunks(share)
-            .map(|part| scope.spawn(move || part.iter().map(|m| one(m)).collect::<Vec<_>>()))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| {
-                w.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    });
+    let results = io::on_every_core(&selected, |m| one(m));
     let mut seeds = Vec::with_capacity(selected.len());
     let mut problems = Vec::new();
     for (m, result) in selected.iter().zip(results) {
@@ -247,6 +231,18 @@ pub fn render_seeds(
         ));
     }
     Ok(seeds)
+}
+
+/// `seed_iso` of every seed, given with its seed to `take`, on every core;
+/// the first error in profile order is returned, as one by one.
+fn pack_seeds(
+    seeds: &[(String, Seed)],
+    take: impl Fn(&str, &Seed, Vec<u8>) -> Result<()> + Sync,
+) -> Result<()> {
+    io::try_on_every_core(seeds, |(name, seed)| {
+        let image = iso::seed_iso(seed).with_context(|| format!("packing the seed of {name}"))?;
+        take(name, seed, image)
+    })
 }
 
 /// Every name is a machine of the profile; `how` names where it was given.
@@ -299,14 +295,13 @@ pub fn build(profile_path: &Path, opts: &BuildOptions) -> Result<BuildSummary> {
     let (secrets, changes) = secrets::load_or_generate(&writing.secrets, &v.spec)?;
     let payload = session.payload(&secrets, Some((opts.charts_dir.as_deref(), &opts.fetch)))?;
     let seeds = session.seeds(&secrets, &opts.only, &payload)?;
-    let mut stage = output::Stage::new(writing.out, !opts.only.is_empty())?;
+    let stage = output::Stage::new(writing.out, !opts.only.is_empty())?;
     let base = if opts.images {
         Some(open_base_image(v, opts, &stage.scratch())?)
     } else {
         None
     };
-    for (name, seed) in &seeds {
-        let iso = iso::seed_iso(seed).with_context(|| format!("packing the seed of {name}"))?;
+    pack_seeds(&seeds, |name, seed, iso| {
         if let Some(base) = &base {
             let dir = stage.machine_dir(name)?;
             write_machine_image(v, base, &iso, name, &dir.join(DISK_IMAGE))?;
@@ -320,7 +315,8 @@ pub fn build(profile_path: &Path, opts: &BuildOptions) -> Result<BuildSummary> {
         for (file, bytes, private) in files {
             stage.write(name, file, bytes, private)?;
         }
-    }
+        Ok(())
+    })?;
     if changes.any() {
         secrets.write(&writing.secrets)?;
     }
@@ -600,7 +596,7 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
     };
     let writing = Writing::begin(&out_dir, &inputs)?;
     let (secrets, changes) = secrets::load_or_generate(&writing.secrets, &v.spec)?;
-    let mut stage = output::Stage::new(writing.out, false)?;
+    let stage = output::Stage::new(writing.out, false)?;
     for r in &releases {
         let file = r
             .values_file
@@ -822,9 +818,7 @@ pub fn validate_only(
     let secrets_file = secrets_path(profile_path, secrets);
     let (secrets, _) = secrets::load_or_generate(&secrets_file, session.spec())?;
     let payload = session.payload(&secrets, None)?;
-    for (name, seed) in &session.seeds(&secrets, &[], &payload)? {
-        iso::seed_iso(seed).with_context(|| format!("packing the seed of {name}"))?;
-    }
+    pack_seeds(&session.seeds(&secrets, &[], &payload)?, |_, _, _| Ok(()))?;
     Ok(session.warnings())
 }
 

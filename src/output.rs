@@ -15,6 +15,7 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use anyhow::{bail, Context, Result};
 
@@ -58,10 +59,52 @@ fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
 /// SHA256SUMS takes the hash from it instead of reading gigabytes again.
 pub const SIDECAR_SUFFIX: &str = ".sha256";
 
-/// `SHA256SUMS` over every file of every machine directory in `dir`.
-fn sums(dir: &Path) -> Result<String> {
+/// A lock whose holder panicked: the panic goes on in the thread that joins
+/// it, and what the lock guards (names, sums) is never left half-changed.
+fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether `path` is a regular file of ours with exactly `mode` and `bytes`
+/// (not followed if it is a symbolic link).
+fn holds_exactly(path: &Path, bytes: &[u8], mode: u32) -> bool {
+    use std::io::Read;
+    let Ok(mut f) = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    else {
+        return false;
+    };
+    let Ok(meta) = f.metadata() else { return false };
+    if !meta.is_file()
+        || meta.mode() & 0o7777 != mode
+        || meta.uid() != crate::io::euid()
+        || meta.len() != bytes.len() as u64
+    {
+        return false;
+    }
+    let mut content = Vec::with_capacity(bytes.len());
+    f.read_to_end(&mut content).is_ok() && content == bytes
+}
+
+/// The sums a previous build recorded in `out`'s SHA256SUMS, by path.
+fn recorded_sums(out: &Path) -> BTreeMap<String, String> {
+    let text = fs::read_to_string(out.join(SUMS_FILE)).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let (hash, rel) = line.split_once("  ")?;
+            Some((rel.to_string(), crate::io::hash::parse_sha256(hash)?))
+        })
+        .collect()
+}
+
+/// `SHA256SUMS` over every file of every machine directory in `dir`; a
+/// file's sum is taken from `known`, else from its sidecar, else computed.
+fn sums(dir: &Path, known: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>> {
     let list = |d: &Path| fs::read_dir(d).with_context(|| format!("cannot list {}", d.display()));
     let mut lines = BTreeMap::new();
+    let mut unknown = Vec::new();
     for entry in list(dir)? {
         let entry = entry?;
         if !entry.file_type()?.is_dir() || entry.file_name().to_string_lossy().starts_with('.') {
@@ -72,19 +115,31 @@ fn sums(dir: &Path) -> Result<String> {
             if file.file_type()?.is_file() {
                 let name = file.file_name().to_string_lossy().into_owned();
                 let rel = format!("{}/{name}", entry.file_name().to_string_lossy());
+                if let Some(hash) = known.get(&rel) {
+                    lines.insert(rel, hash.clone());
+                    continue;
+                }
                 let sidecar = entry.path().join(format!("{name}{SIDECAR_SUFFIX}"));
-                let hash = match fs::read_to_string(&sidecar)
+                match fs::read_to_string(&sidecar)
                     .ok()
                     .and_then(|t| crate::io::hash::parse_sha256(t.split_whitespace().next()?))
                 {
-                    Some(h) => h,
-                    None => crate::io::hash::sha256_file(&file.path())?,
-                };
-                lines.insert(rel, hash);
+                    Some(h) => _ = lines.insert(rel, h),
+                    None => unknown.push((rel, file.path())),
+                }
             }
         }
     }
-    Ok(lines.iter().map(|(p, h)| format!("{h}  {p}\n")).collect())
+    let hashes = crate::io::on_every_core(&unknown, |(_, path)| crate::io::hash::sha256_file(path));
+    for ((rel, _), hash) in unknown.into_iter().zip(hashes) {
+        lines.insert(rel, hash?);
+    }
+    Ok(lines)
+}
+
+/// The text of `SHA256SUMS` for `sums` (path -> hash).
+fn sums_text(sums: &BTreeMap<String, String>) -> String {
+    sums.iter().map(|(p, h)| format!("{h}  {p}\n")).collect()
 }
 
 /// Every entry below `dir`: (relative path, is a directory), without
@@ -119,20 +174,24 @@ fn walk(
     Ok(())
 }
 
-fn manifest_text(tree: &Path) -> Result<String> {
+/// Every file below `tree` (relative paths).
+fn files_in(tree: &Path) -> Result<BTreeSet<String>> {
     let mut entries = Vec::new();
     walk(tree, "", &|_| true, &mut entries)?;
-    let mut text = String::from(MANIFEST_HEADER);
-    let files: BTreeSet<String> = entries
+    Ok(entries
         .into_iter()
         .filter(|(_, dir)| !dir)
         .map(|(p, _)| p)
-        .collect();
+        .collect())
+}
+
+fn manifest_text(files: &BTreeSet<String>) -> String {
+    let mut text = String::from(MANIFEST_HEADER);
     for f in files {
-        text.push_str(&f);
+        text.push_str(f);
         text.push('\n');
     }
-    Ok(text)
+    text
 }
 
 /// The files nodeimg recorded in `out`, or None if it recorded none.
@@ -504,7 +563,12 @@ pub struct Stage {
     root: PathBuf,
     _owner: File,
     partial: bool,
-    machines: Vec<String>,
+    /// `out` exists: the files it holds unchanged are linked, not written.
+    previous: bool,
+    /// The machine folders made so far (writers may run on several threads).
+    machines: Mutex<BTreeSet<String>>,
+    /// The sha256 of each file written through [`Stage::write`], by path.
+    hashes: Mutex<BTreeMap<String, String>>,
 }
 
 impl Stage {
@@ -532,7 +596,9 @@ impl Stage {
             root,
             _owner: owner,
             partial: partial && real.is_dir(),
-            machines: Vec::new(),
+            previous: real.is_dir(),
+            machines: Mutex::default(),
+            hashes: Mutex::default(),
         };
         let tree = stage.dir();
         fs::create_dir(&tree).with_context(|| format!("cannot create {}", tree.display()))?;
@@ -550,41 +616,81 @@ impl Stage {
     }
 
     /// The directory a machine's files are written to (created on first use).
-    pub fn machine_dir(&mut self, machine: &str) -> Result<PathBuf> {
+    pub fn machine_dir(&self, machine: &str) -> Result<PathBuf> {
         let dir = self.dir().join(machine);
-        if !self.machines.iter().any(|m| m == machine) {
+        let mut made = lock_ignoring_poison(&self.machines);
+        if !made.contains(machine) {
             fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            self.machines.push(machine.to_string());
+            made.insert(machine.to_string());
         }
         Ok(dir)
     }
 
     /// Writes one file of a machine; `private` (it holds a secret): 0600.
-    pub fn write(&mut self, machine: &str, name: &str, bytes: &[u8], private: bool) -> Result<()> {
+    pub fn write(&self, machine: &str, name: &str, bytes: &[u8], private: bool) -> Result<()> {
         let dir = self.machine_dir(machine)?;
-        write_file(&dir.join(name), bytes, private)
+        let rel = format!("{machine}/{name}");
+        let mode = if private { 0o600 } else { 0o644 };
+        if !self.link_unchanged(&rel, &dir.join(name), bytes, mode)? {
+            write_file(&dir.join(name), bytes, private)?;
+        }
+        let hash = crate::io::hash::sha256_hex(bytes);
+        lock_ignoring_poison(&self.hashes).insert(rel, hash);
+        Ok(())
     }
 
     /// Writes a file at the top of the output tree.
-    pub fn write_top(&mut self, name: &str, bytes: &[u8], mode: u32) -> Result<()> {
+    pub fn write_top(&self, name: &str, bytes: &[u8], mode: u32) -> Result<()> {
         let path = self.dir().join(name);
+        if self.link_unchanged(name, &path, bytes, mode)? {
+            return Ok(());
+        }
         write_file(&path, bytes, mode & 0o077 == 0)?;
         fs::set_permissions(&path, fs::Permissions::from_mode(mode))
             .with_context(|| format!("cannot set the mode of {}", path.display()))
     }
 
+    /// Puts the previous output's `rel` at `path` as a hard link when it is
+    /// exactly `bytes` with `mode`, owned by us: a rebuild then allocates no
+    /// inode and writes no data for what did not change (on ext4, creating
+    /// files while as many were just deleted costs more than the build).
+    /// The file is compared after linking, so what the new tree holds is
+    /// what was compared; nothing is ever written into a linked file.
+    fn link_unchanged(&self, rel: &str, path: &Path, bytes: &[u8], mode: u32) -> Result<bool> {
+        if !self.previous || fs::hard_link(self.out.join(rel), path).is_err() {
+            return Ok(false);
+        }
+        if holds_exactly(path, bytes, mode) {
+            return Ok(true);
+        }
+        fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
+        Ok(false)
+    }
+
     pub fn commit(self) -> Result<()> {
         let tree = self.dir();
+        let made = lock_ignoring_poison(&self.machines).clone();
+        let staged = sums(&tree, &lock_ignoring_poison(&self.hashes))?;
+        // The other machines' files keep the sums the previous build recorded
+        // for them: a partial build reads only what it wrote.
+        let mut all = BTreeMap::new();
+        if self.partial {
+            all = recorded_sums(&self.out);
+            all.retain(|rel, _| rel.split('/').next().is_some_and(|m| !made.contains(m)));
+        }
+        all.extend(staged);
+        if self.partial && self.commit_in_place(&made, &all)? {
+            return Ok(());
+        }
         if self.partial {
             // The other machines' files come along as hard links: the swap
             // below still replaces the whole folder in one step.
             let mut skip: Vec<&str> = vec![SUMS_FILE, MANIFEST_FILE];
-            skip.extend(self.machines.iter().map(String::as_str));
+            skip.extend(made.iter().map(String::as_str));
             link_tree(&self.out, &tree, &skip)?;
         }
-        let text = sums(&tree)?;
-        write_file(&tree.join(SUMS_FILE), text.as_bytes(), false)?;
-        let manifest = manifest_text(&tree)?;
+        write_file(&tree.join(SUMS_FILE), sums_text(&all).as_bytes(), false)?;
+        let manifest = manifest_text(&files_in(&tree)?);
         write_file(&tree.join(MANIFEST_FILE), manifest.as_bytes(), false)?;
         fs::set_permissions(&tree, fs::Permissions::from_mode(0o755))
             .with_context(|| format!("cannot set the mode of {}", tree.display()))?;
@@ -600,6 +706,72 @@ impl Stage {
             rename2(&tree, &self.out, libc::RENAME_NOREPLACE)
         };
         moved.with_context(|| format!("cannot move the new output into {}", self.out.display()))
+    }
+
+    /// A partial build's commit, in proportion to what it rebuilt: the
+    /// manifest, each rebuilt machine's folder and SHA256SUMS are swapped
+    /// into the output one by one, each in one step (RENAME_EXCHANGE), with
+    /// signals held off, instead of a whole new tree of hard links. The
+    /// manifest goes first, so that the output never holds a folder it does
+    /// not record; SHA256SUMS last. A failed swap puts back those done.
+    /// False (nothing changed) on a file system without RENAME_EXCHANGE.
+    fn commit_in_place(
+        &self,
+        made: &BTreeSet<String>,
+        sums: &BTreeMap<String, String>,
+    ) -> Result<bool> {
+        let mut files = recorded_files(&self.out)?.unwrap_or_default();
+        files.retain(|f| {
+            f != MANIFEST_FILE && f.split('/').next().is_some_and(|m| !made.contains(m))
+        });
+        files.extend(files_in(&self.dir())?);
+        files.insert(SUMS_FILE.to_string());
+        let top = self.root.join("top");
+        fs::create_dir(&top).with_context(|| format!("cannot create {}", top.display()))?;
+        write_file(
+            &top.join(MANIFEST_FILE),
+            manifest_text(&files).as_bytes(),
+            false,
+        )?;
+        write_file(&top.join(SUMS_FILE), sums_text(sums).as_bytes(), false)?;
+        let mut moves: Vec<(PathBuf, PathBuf)> =
+            vec![(top.join(MANIFEST_FILE), self.out.join(MANIFEST_FILE))];
+        moves.extend(made.iter().map(|m| (self.dir().join(m), self.out.join(m))));
+        moves.push((top.join(SUMS_FILE), self.out.join(SUMS_FILE)));
+
+        let _swap = interrupt::critical();
+        // (staged, in output, exchanged: the old one is now at `staged`)
+        let mut done: Vec<(&Path, &Path, bool)> = Vec::new();
+        for (staged, target) in &moves {
+            let exchanged = fs::symlink_metadata(target).is_ok();
+            let flags = if exchanged {
+                libc::RENAME_EXCHANGE
+            } else {
+                libc::RENAME_NOREPLACE
+            };
+            match rename2(staged, target, flags) {
+                Ok(()) => done.push((staged, target, exchanged)),
+                Err(e)
+                    if done.is_empty()
+                        && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) =>
+                {
+                    let _ = fs::remove_dir_all(&top);
+                    return Ok(false);
+                }
+                Err(e) => {
+                    for (staged, target, exchanged) in done.into_iter().rev() {
+                        let _ = match exchanged {
+                            true => rename2(staged, target, libc::RENAME_EXCHANGE),
+                            false => fs::rename(target, staged),
+                        };
+                    }
+                    return Err(e).with_context(|| {
+                        format!("cannot move the new {} into place", target.display())
+                    });
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// For file systems without RENAME_EXCHANGE: the old output is moved

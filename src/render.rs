@@ -92,7 +92,9 @@ pub struct Engine {
 }
 
 /// The context keys that differ between machines ([`crate::resolve::machine_context`]).
-const MACHINE_KEYS: &[&str] = &["machine", "host_key", "firewall", "packages", "payload"];
+const MACHINE_KEYS: &[&str] = &[
+    "machine", "hosts", "host_key", "firewall", "packages", "payload",
+];
 
 /// Whether a template may depend on the machine: an expression or tag of
 /// it names one of the machine's keys, or pulls in another template.
@@ -284,8 +286,7 @@ impl Engine {
     /// Prepares what every machine shares: the cluster context, converted
     /// once, and the `files/` templates that render from it alone (they use
     /// no machine's own values), rendered once. Per machine only the rest is
-    /// rendered, so a build of n machines costs n, not n x n (the hosts file
-    /// lists every machine).
+    /// rendered, so a build of n machines costs n, not n x n.
     pub fn prepare(&self, cluster: &serde_json::Value) -> Result<Shared> {
         let context =
             Context::from_serialize(cluster).context("internal: context not serializable")?;
@@ -488,7 +489,11 @@ mod tests {
         assert!(needs_machine("{% include \"other\" %}"));
         assert!(!needs_machine("Port {{ ssh.port }} and a lone { brace"));
         let embedded = |name: &str| TEMPLATES.iter().find(|(n, _)| *n == name).unwrap().1;
-        assert!(!needs_machine(embedded("files/hosts")));
+        assert!(!needs_machine(embedded("files/chrony.conf")));
+        assert!(needs_machine(embedded("files/hosts")));
+        assert!(needs_machine(
+            "{% for m in hosts %}{{ m.ip }}\n{% endfor %}"
+        ));
         assert!(needs_machine(embedded("files/microk8s.yaml")));
         assert!(needs_machine(embedded("files/setup.env.sh")));
     }

@@ -311,6 +311,7 @@ pub fn machine_context(
             "kubelet_on_cgroup_v1": m.kubelet_on_cgroup_v1(&spec.microk8s.channel),
             "joins_control_plane": spec.joins_control_plane(m),
         },
+        "hosts": spec.hosts_of(m).map(|x| machine_summary(spec, x)).collect::<Vec<_>>(),
         "ssh": ssh,
         "firewall": { "rules": ufw_rules(spec, m) },
         "packages": packages(spec, m),

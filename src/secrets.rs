@@ -31,21 +31,48 @@ pub struct Secrets {
     pub machines: BTreeMap<String, MachineSecrets>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MachineSecrets {
     /// OpenSSH private key text.
     pub ssh_host_ed25519_key: String,
+    /// The public half, once derived (a scalar multiplication per machine:
+    /// reading the file derives it to check the key, rendering needs it).
+    #[serde(skip)]
+    public: std::sync::OnceLock<String>,
 }
 
+impl PartialEq for MachineSecrets {
+    fn eq(&self, other: &Self) -> bool {
+        self.ssh_host_ed25519_key == other.ssh_host_ed25519_key
+    }
+}
+impl Eq for MachineSecrets {}
+
 impl MachineSecrets {
+    fn new(ssh_host_ed25519_key: String) -> MachineSecrets {
+        MachineSecrets {
+            ssh_host_ed25519_key,
+            public: std::sync::OnceLock::new(),
+        }
+    }
+
     /// The public half, as an authorized_keys / known_hosts line.
     pub fn public_key(&self) -> Result<String> {
+        if let Some(public) = self.public.get() {
+            return Ok(public.clone());
+        }
         let key = PrivateKey::from_openssh(&self.ssh_host_ed25519_key)
             .context("a host key in the secrets file is damaged")?;
-        key.public_key()
+        self.remember(&key)
+    }
+
+    fn remember(&self, key: &PrivateKey) -> Result<String> {
+        let public = key
+            .public_key()
             .to_openssh()
-            .context("could not encode a host public key")
+            .context("could not encode a host public key")?;
+        Ok(self.public.get_or_init(|| public).clone())
     }
 }
 
@@ -87,9 +114,9 @@ pub(crate) fn new_host_key(machine: &str) -> Result<MachineSecrets> {
     let text = key
         .to_openssh(LineEnding::LF)
         .context("could not encode an SSH host key")?;
-    Ok(MachineSecrets {
-        ssh_host_ed25519_key: text.to_string(),
-    })
+    let machine = MachineSecrets::new(text.to_string());
+    machine.remember(&key)?;
+    Ok(machine)
 }
 
 impl Secrets {
@@ -231,10 +258,17 @@ impl Secrets {
                 .hint("restore the file from your backup"));
             }
         }
-        for (name, m) in &s.machines {
-            match PrivateKey::from_openssh(&m.ssh_host_ed25519_key) {
-                Ok(k) if k.algorithm() == Algorithm::Ed25519 && !k.is_encrypted() => {}
-                _ => bail!(Diagnostic::new(Kind::Secrets, format!("the SSH host key of machine {name} is not an unencrypted ed25519 private key"))
+        // Decoding checks each key's public half: on every core.
+        let machines: Vec<_> = s.machines.iter().collect();
+        let usable = crate::io::on_every_core(&machines, |(_, m)| {
+            matches!(PrivateKey::from_openssh(&m.ssh_host_ed25519_key),
+                Ok(k) if k.algorithm() == Algorithm::Ed25519 && !k.is_encrypted()
+                    && m.remember(&k).is_ok())
+        });
+        for ((name, _), usable) in machines.iter().zip(usable) {
+            match usable {
+                true => {}
+                false => bail!(Diagnostic::new(Kind::Secrets, format!("the SSH host key of machine {name} is not an unencrypted ed25519 private key"))
                     .at(path.display())
                     .hint("restore the file from your backup, or delete that machine's entry to give it a new host key")),
             }

@@ -232,6 +232,17 @@ impl Spec {
     pub fn nfs_server(&self) -> &MachineSpec {
         self.by_role(Role::Nfs).next().expect("validated: one nfs")
     }
+    /// The machines `m`'s /etc/hosts lists, in profile order. A master lists
+    /// every machine: its API server reaches a joining node by name (MicroK8s
+    /// 1.27). Any other machine lists itself, the masters and the NFS server,
+    /// the only machines it talks to, so that each seed stays the same size
+    /// however many workers the cluster has (and adding a worker changes the
+    /// masters' seeds, not every seed).
+    pub fn hosts_of<'a>(&'a self, m: &'a MachineSpec) -> impl Iterator<Item = &'a MachineSpec> {
+        self.machines
+            .iter()
+            .filter(move |x| m.role == Role::Master || x.role != Role::Worker || x.name == m.name)
+    }
 }
 
 /// Checks a profile. Returns the spec when there is no error, and every

@@ -181,6 +181,62 @@ fn only_rebuilds_one_machine_with_the_same_identity() {
         fs::read_to_string(s.path("out/SHA256SUMS")).unwrap(),
         sums_before
     );
+    // The other machines' sums are the ones recorded before (a partial build
+    // reads only what it wrote), so a file changed in place since shows up.
+    fs::write(&master_ud, b"changed in place").unwrap();
+    let r = s.run(&["build", "profile.yaml", "-o", "out", "--only", "worker-1"]);
+    assert!(r.ok(), "{}", r.stderr());
+    let (ok, text) = sha256sum_check(&s.path("out"));
+    assert!(!ok && text.contains("master/user-data: FAILED"), "{text}");
+    assert_eq!(text.matches("FAILED").count(), 1, "{text}");
+}
+
+#[test]
+fn only_puts_a_new_machine_in_place_and_records_it() {
+    let text = shipped_profile("tutorial.yaml");
+    let s = Scratch::with_profile(&text);
+    s.build("out");
+    let nfs_iso = fs::metadata(s.path("out/nfs/seed.iso")).unwrap();
+    let grown = text.replace(
+        "  - {name: worker-1, role: worker, ip: 172.20.10.12}\n",
+        "  - {name: worker-1, role: worker, ip: 172.20.10.12}\n  - {name: worker-2, role: worker, ip: 172.20.10.13}\n",
+    );
+    fs::write(s.profile(), grown).unwrap();
+    let r = s.run(&[
+        "build",
+        "profile.yaml",
+        "-o",
+        "out",
+        "--only",
+        "worker-2",
+        "--only",
+        "master",
+    ]);
+    assert!(r.ok(), "{}", r.stderr());
+    // The rebuilt machines' folders were swapped in; the others are the
+    // same files as before (not copied, not linked anew).
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        fs::metadata(s.path("out/nfs/seed.iso")).unwrap().ino(),
+        nfs_iso.ino()
+    );
+    assert!(fs::read_to_string(s.path("out/master/user-data"))
+        .unwrap()
+        .contains("172.20.10.13 worker-2"));
+    let (ok, sums) = sha256sum_check(&s.path("out"));
+    assert!(ok, "{sums}");
+    let listed = fs::read_to_string(s.path("out/SHA256SUMS")).unwrap();
+    assert_eq!(listed.lines().count(), 4 * 4, "{listed}");
+    // The manifest records the new folder: the next build may replace the
+    // output (it holds nothing nodeimg did not write), and no staging is left.
+    let manifest = fs::read_to_string(s.path("out/.nodeimg-manifest")).unwrap();
+    assert!(
+        manifest.contains("worker-2/seed.iso\n") && manifest.contains("nfs/seed.iso\n"),
+        "{manifest}"
+    );
+    let r = s.build("out");
+    assert!(r.ok(), "{}", r.stderr());
+    assert!(staging_dirs(&s).is_empty(), "{:?}", staging_dirs(&s));
 }
 
 #[test]
@@ -223,18 +279,22 @@ fn adding_a_machine_keeps_existing_secrets() {
         assert!(after.contains(block.trim_end()), "worker-1's key changed");
     }
     assert!(after.contains("  worker-2:"));
-    // worker-1's /etc/hosts now lists worker-2, so its seed changes, but its host key does not.
-    let worker_after = fs::read_to_string(s.path("out/worker-1/user-data")).unwrap();
-    let key_line = |t: &str| {
-        t.lines()
-            .find(|l| l.contains("ed25519_public"))
-            .unwrap()
-            .to_string()
-    };
-    assert_eq!(
-        key_line(&String::from_utf8(worker_before).unwrap()),
-        key_line(&worker_after)
-    );
+    // A worker's /etc/hosts lists the masters, the NFS server and itself:
+    // worker-1's seed stays byte for byte the same; the master's lists
+    // worker-2 now.
+    let worker_after = fs::read(s.path("out/worker-1/user-data")).unwrap();
+    assert_eq!(worker_before, worker_after);
+    let master = fs::read_to_string(s.path("out/master/user-data")).unwrap();
+    assert!(master.contains("172.20.10.13 worker-2"), "{master}");
+    let worker_2 = fs::read_to_string(s.path("out/worker-2/user-data")).unwrap();
+    assert!(!worker_2.contains("worker-1"), "{worker_2}");
+    for peer in [
+        "172.20.10.10 nfs",
+        "172.20.10.11 master",
+        "172.20.10.13 worker-2",
+    ] {
+        assert!(worker_2.contains(peer), "{peer}: {worker_2}");
+    }
     assert!(s.path("out/worker-2/seed.iso").is_file());
 }
 

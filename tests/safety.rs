@@ -556,3 +556,66 @@ fn a_full_disk_names_the_path_and_leaves_nothing() {
     assert!(err.contains("small/"), "the error names no path: {err}");
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn a_rebuild_links_only_what_is_unchanged_and_still_ours() {
+    use std::os::unix::fs::MetadataExt;
+    let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
+    s.build("out");
+    let inode = |rel: &str| fs::symlink_metadata(s.path(rel)).unwrap().ino();
+    let before: Vec<u64> = ["out/nfs/seed.iso", "out/master/user-data"]
+        .iter()
+        .map(|r| inode(r))
+        .collect();
+    let right = |rel: &str| fs::read(s.path(rel)).unwrap();
+    let (iso, meta, network, user_data) = (
+        right("out/worker-1/seed.iso"),
+        right("out/worker-1/meta-data"),
+        right("out/worker-1/network-config"),
+        right("out/worker-1/user-data"),
+    );
+    // Changed in place (same size), made wider, replaced by a link to a
+    // file with the right bytes, and changed under another name that is
+    // hard-linked to it.
+    let mut bent = iso.clone();
+    bent[40000] ^= 1;
+    fs::write(s.path("out/worker-1/seed.iso"), &bent).unwrap();
+    fs::set_permissions(
+        s.path("out/worker-1/user-data"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    fs::write(s.path("elsewhere"), &meta).unwrap();
+    fs::remove_file(s.path("out/worker-1/meta-data")).unwrap();
+    symlink(s.path("elsewhere"), s.path("out/worker-1/meta-data")).unwrap();
+    fs::hard_link(s.path("out/worker-1/network-config"), s.path("twin")).unwrap();
+    let r = s.build("out");
+    assert!(r.ok(), "{}", r.stderr());
+
+    // What did not change is the same file (linked, not written again).
+    assert_eq!(inode("out/nfs/seed.iso"), before[0]);
+    assert_eq!(inode("out/master/user-data"), before[1]);
+    // What was bent is written again, right, with its mode, never a link.
+    assert!(
+        right("out/worker-1/seed.iso") == iso,
+        "seed.iso kept its bent byte"
+    );
+    assert!(right("out/worker-1/user-data") == user_data);
+    assert_eq!(mode(&s.path("out/worker-1/user-data")), 0o600);
+    let meta_now = fs::symlink_metadata(s.path("out/worker-1/meta-data")).unwrap();
+    assert!(meta_now.file_type().is_file());
+    assert!(right("out/worker-1/meta-data") == meta);
+    // A file shared with another name is linked too; nothing is ever
+    // written into a linked file, so the other name keeps what it holds.
+    fs::write(s.path("twin"), b"the user's own bytes").unwrap();
+    assert_eq!(
+        right("out/worker-1/network-config"),
+        b"the user's own bytes"
+    );
+    let r = s.build("out");
+    assert!(r.ok(), "{}", r.stderr());
+    assert!(right("out/worker-1/network-config") == network);
+    assert_eq!(fs::read(s.path("twin")).unwrap(), b"the user's own bytes");
+    let (ok, text) = sha256sum_check(&s.path("out"));
+    assert!(ok, "{text}");
+}

@@ -296,7 +296,8 @@ fn cloud_init_check(s: &Seen) -> Outcome {
     }
 }
 
-/// The hostname is the machine's name and /etc/hosts lists every machine.
+/// The hostname is the machine's name and /etc/hosts lists the machines
+/// it talks to ([`crate::validate::Spec::hosts_of`]).
 fn hostname_check(s: &Seen) -> Outcome {
     let hosts: Vec<Vec<&str>> = s
         .facts
@@ -306,8 +307,7 @@ fn hostname_check(s: &Seen) -> Outcome {
         .collect();
     let missing: Vec<&str> = s
         .spec
-        .machines
-        .iter()
+        .hosts_of(s.m)
         .filter(|x| {
             let ip = x.ip.to_string();
             !hosts
@@ -322,7 +322,7 @@ fn hostname_check(s: &Seen) -> Outcome {
         _ if !missing.is_empty() => {
             Outcome::Failed(format!("/etc/hosts lacks {}", missing.join(", ")))
         }
-        _ => Outcome::Ok(format!("{} and every machine in /etc/hosts", s.m.name)),
+        _ => Outcome::Ok(format!("{} and its peers in /etc/hosts", s.m.name)),
     }
 }
 

@@ -28,10 +28,17 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 fn sha256_sparse(f: &mut File) -> io::Result<String> {
     use std::io::{Seek, SeekFrom};
     use std::os::fd::AsRawFd;
+    const BUFFER: usize = 1 << 20;
     let len = f.metadata()?.len();
+    if len <= BUFFER as u64 {
+        // A seed's files: one read, no hole search, no large buffers.
+        let mut bytes = Vec::with_capacity(len as usize);
+        f.read_to_end(&mut bytes)?;
+        return Ok(sha256_hex(&bytes));
+    }
     let mut hasher = Sha256::new();
-    let zeros = vec![0u8; 1 << 20];
-    let mut buf = vec![0u8; 1 << 20];
+    let zeros = vec![0u8; BUFFER];
+    let mut buf = vec![0u8; BUFFER];
     let mut pos = 0u64;
     while pos < len {
         // SAFETY: lseek on an open descriptor; the result is checked.
