@@ -1,11 +1,15 @@
-//! Boot benchmark (run by scripts/bench-boot): in one run, the time from
-//! power-on to "cloud-init done" on every machine of the tutorial cluster
-//! (its real seeds, 3 VMs at once), and on one bare guest with an empty
-//! seed, so that the cost of nodeimg's first boot over a bare boot is a
-//! ratio. Prints a Markdown table.
+//! Boot benchmark (run by scripts/bench-boot): in one run, three bare
+//! guests at once (empty seeds with static addresses) and the tutorial
+//! cluster's three guests at once (its real seeds), so that both share the
+//! cores alike and the ratio is the cost of nodeimg's first boot. Per
+//! machine, the uptime at which cloud-init was done; and where the cluster's
+//! extra time goes: cloud-init's module times (`cloud-init analyze blame`)
+//! on the cluster's machines against the bare guests', and the local steps'
+//! times from the status file. Prints Markdown.
 //!
 //!   cargo run --release --example bench_boot -- GUEST_IMAGE [PROFILE]
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -19,13 +23,66 @@ fn done_at(f: &Facts) -> Option<f64> {
     f.one("begin")?.split("uptime=").nth(1)?.parse().ok()
 }
 
-/// Vendor-data that only reports when cloud-init is done.
-const MARK_DONE: &str = "#!/bin/sh\n\
-cat > /etc/systemd/system/bench-done.service <<'EOF'\n\
-[Unit]\nAfter=cloud-final.service\n[Service]\nType=oneshot\n\
-ExecStart=/bin/sh -c 'echo \"@@P@@ begin bare uptime=$(cut -d\" \" -f1 /proc/uptime)\" > /dev/ttyS0; echo \"@@P@@ end bare\" > /dev/ttyS0'\n\
-EOF\n\
-systemctl daemon-reload\nsystemctl start --no-block bench-done.service\n";
+/// cloud-init's module times, from `cloud-init analyze blame` lines
+/// (`     01.23400s (modules-final/config-scripts_user)`).
+fn module_times(f: &Facts) -> BTreeMap<String, f64> {
+    let mut times = BTreeMap::new();
+    for line in f.all("ci-blame") {
+        let line = line.trim();
+        let Some((secs, module)) = line.split_once("s (") else {
+            continue;
+        };
+        if let Ok(t) = secs.parse::<f64>() {
+            *times
+                .entry(module.trim_end_matches(')').to_string())
+                .or_default() += t;
+        }
+    }
+    times
+}
+
+/// The local steps' durations from the status file's lines (`STEP STATE
+/// ATTEMPTS EPOCH MESSAGE`): the steps `nodeimg-setup local` runs one after
+/// another, by end time; each one's end minus the previous one's (1 s
+/// resolution; the first has no start to measure from).
+fn step_times(f: &Facts, local: &[&str]) -> Vec<(String, i64)> {
+    let mut ends: Vec<(String, i64)> = f
+        .all("status")
+        .iter()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (step, state, _, epoch) = (w.next()?, w.next()?, w.next()?, w.next()?);
+            (local.contains(&step) && matches!(state, "done" | "skipped"))
+                .then(|| Some((step.to_string(), epoch.parse().ok()?)))?
+        })
+        .collect();
+    ends.sort_by_key(|(_, t)| *t);
+    ends.windows(2)
+        .map(|w| (w[1].0.clone(), w[1].1 - w[0].1))
+        .collect()
+}
+
+/// Vendor-data for a bare guest: when cloud-init is done, report the uptime
+/// and cloud-init's module times, as the probe does on the cluster.
+const MARK_DONE: &str = r#"#!/bin/sh
+cat > /usr/local/sbin/bench-done <<'EOF'
+#!/bin/sh
+tty=/dev/ttyS0
+echo "@@P@@ begin bare uptime=$(cut -d' ' -f1 /proc/uptime)" > $tty
+cloud-init analyze blame 2>&1 | while IFS= read -r l; do echo "@@P@@ ci-blame $l"; done > $tty
+echo "@@P@@ end bare" > $tty
+EOF
+chmod 755 /usr/local/sbin/bench-done
+cat > /etc/systemd/system/bench-done.service <<'EOF'
+[Unit]
+After=cloud-final.service
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/bench-done
+EOF
+systemctl daemon-reload
+systemctl start --no-block bench-done.service
+"#;
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -40,74 +97,134 @@ fn main() -> Result<()> {
     let work = tempfile::tempdir()?;
     let stop = AtomicBool::new(false);
     let timeout = Duration::from_secs(1800);
+    let (accel, why) = boottest::detect_accel();
 
-    // The cluster: every machine boots its real seed (plus the probe).
-    let secrets = work.path().join("bench.secrets.yaml");
+    // Three bare guests at once: an empty cloud-config each, with a static
+    // address (without one, the boot waits for DHCP).
+    let mut lab = Lab::new(&work.path().join("bare"), accel, 768)?;
+    let mut bare_names = Vec::new();
+    let t0 = Instant::now();
+    for i in 1..=3 {
+        let name = format!("bare-{i}");
+        let mac = format!("52:54:00:00:00:0{i}");
+        let seed = Seed {
+            user_data: "#cloud-config\n{}\n".into(),
+            meta_data: format!("instance-id: bench-{name}\nlocal-hostname: {name}\n"),
+            network_config: format!(
+                "version: 2\nethernets:\n  lan0:\n    match: {{macaddress: \"{mac}\"}}\n    addresses: [172.20.10.{}/20]\n",
+                90 + i
+            ),
+        };
+        let iso = work.path().join(format!("{name}.iso"));
+        std::fs::write(
+            &iso,
+            nodeimg::iso::seed_iso_with(&seed, &[("vendor-data", MARK_DONE)])?,
+        )?;
+        let disk = work.path().join(format!("{name}.qcow2"));
+        boottest::create_overlay(&image, &disk)?;
+        lab.start(&name, &disk, Some(&iso), &mac)?;
+        bare_names.push(name);
+    }
+    let bare_facts = lab.wait_reports(&bare_names, t0 + timeout, &stop);
+    let bare_wall = t0.elapsed().as_secs_f64();
+    lab.shutdown();
+
+    // The cluster: every machine boots its real seed (plus the probe, which
+    // reports the same module times).
     let opts = nodeimg::BuildOptions {
         out_dir: Some(work.path().join("out")),
-        secrets: Some(secrets.clone()),
+        secrets: Some(work.path().join("bench.secrets.yaml")),
         ..Default::default()
     };
     let summary = nodeimg::build(&profile, &opts)?;
-    let (accel, why) = boottest::detect_accel();
     let mut lab = Lab::new(&work.path().join("cluster"), accel, 768)?;
+    lab.probe.timings = true;
     let t0 = Instant::now();
     for name in &summary.machines {
         let seed = nodeimg::read_seed(&summary.out_dir.join(name))?;
         let m = summary.spec.machine(name).context("machine")?;
         lab.boot_seed(&summary.spec, m, &seed, &image)?;
     }
-    let facts = lab.wait_reports(&summary.machines, t0 + timeout, &stop);
+    let cluster_facts = lab.wait_reports(&summary.machines, t0 + timeout, &stop);
     let cluster_wall = t0.elapsed().as_secs_f64();
     lab.shutdown();
-    let mut cluster_done: Vec<(String, f64)> = Vec::new();
-    for (name, f) in &facts {
-        cluster_done.push((
-            name.clone(),
-            done_at(f).with_context(|| format!("{name} never reported"))?,
-        ));
-    }
-    let cluster_max = cluster_done.iter().map(|(_, t)| *t).fold(0.0, f64::max);
 
-    // One bare guest: an empty cloud-config. It gets a static address like
-    // the cluster's machines: without one, the boot waits for DHCP.
-    let bare = Seed {
-        user_data: "#cloud-config\n{}\n".into(),
-        meta_data: "instance-id: bench-bare\nlocal-hostname: bare\n".into(),
-        network_config: "version: 2\nethernets:\n  lan0:\n    match: {macaddress: \"52:54:00:00:00:01\"}\n    addresses: [172.20.10.99/20]\n".into(),
+    let done = |facts: &BTreeMap<String, Facts>| -> Result<Vec<(String, f64)>> {
+        facts
+            .iter()
+            .map(|(n, f)| {
+                Ok((
+                    n.clone(),
+                    done_at(f).with_context(|| format!("{n} never reported"))?,
+                ))
+            })
+            .collect()
     };
-    let mut lab = Lab::new(&work.path().join("bare"), accel, 768)?;
-    let iso = work.path().join("bare.iso");
-    std::fs::write(
-        &iso,
-        nodeimg::iso::seed_iso_with(&bare, &[("vendor-data", MARK_DONE)])?,
-    )?;
-    let disk = work.path().join("bare.qcow2");
-    boottest::create_overlay(&image, &disk)?;
-    let t1 = Instant::now();
-    lab.start("bare", &disk, Some(&iso), "52:54:00:00:00:01")?;
-    let facts = lab.wait_reports(&["bare".to_string()], t1 + timeout, &stop);
-    let bare_wall = t1.elapsed().as_secs_f64();
-    lab.shutdown();
-    let bare_done = done_at(&facts["bare"]).context("the bare guest never reported")?;
+    let (bare_done, cluster_done) = (done(&bare_facts)?, done(&cluster_facts)?);
+    let slowest = |d: &[(String, f64)]| d.iter().map(|(_, t)| *t).fold(0.0, f64::max);
+    let each = |d: &[(String, f64)]| {
+        d.iter()
+            .map(|(n, t)| format!("{n} {t:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (bare_max, cluster_max) = (slowest(&bare_done), slowest(&cluster_done));
 
     println!(
-        "accel: {accel:?} ({why}); {} cores; uptime at cloud-init done, in seconds",
+        "accel: {accel:?} ({why}); {} cores; guest uptime at cloud-init done, in seconds",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!();
-    println!("| boot | machines | cloud-init done (s, slowest) | ratio to bare |");
-    println!("|---|---:|---:|---:|");
-    println!("| bare guest, empty seed | 1 | {bare_done:.0} | 1.0x |");
+    println!("| boot (3 guests at once) | cloud-init done, each (s) | slowest (s) | ratio |");
+    println!("|---|---|---:|---:|");
+    println!(
+        "| bare guests, empty seeds | {} | {bare_max:.0} | 1.0x |",
+        each(&bare_done)
+    );
     println!(
         "| tutorial cluster, nodeimg seeds | {} | {cluster_max:.0} | {:.1}x |",
-        cluster_done.len(),
-        cluster_max / bare_done
+        each(&cluster_done),
+        cluster_max / bare_max
     );
     println!();
-    for (name, t) in &cluster_done {
-        println!("- {name}: cloud-init done at {t:.0} s");
+    println!(
+        "Wall time until every guest reported: bare {bare_wall:.0} s, cluster {cluster_wall:.0} s."
+    );
+
+    // Where the difference goes: each module's mean time on the cluster's
+    // machines minus its mean on the bare guests.
+    let mean = |facts: &BTreeMap<String, Facts>| {
+        let mut sum: BTreeMap<String, f64> = BTreeMap::new();
+        for f in facts.values() {
+            for (module, t) in module_times(f) {
+                *sum.entry(module).or_default() += t;
+            }
+        }
+        let n = facts.len().max(1) as f64;
+        sum.into_iter()
+            .map(|(m, t)| (m, t / n))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let (bare_mean, cluster_mean) = (mean(&bare_facts), mean(&cluster_facts));
+    let mut extra: Vec<(String, f64, f64)> = cluster_mean
+        .iter()
+        .map(|(m, t)| (m.clone(), *t, bare_mean.get(m).copied().unwrap_or(0.0)))
+        .collect();
+    extra.sort_by(|a, b| (b.1 - b.2).total_cmp(&(a.1 - a.2)));
+    println!();
+    println!("| cloud-init module (mean per machine) | cluster (s) | bare (s) | extra (s) |");
+    println!("|---|---:|---:|---:|");
+    for (module, c, b) in extra.iter().take(5) {
+        println!("| {module} | {c:.1} | {b:.1} | {:.1} |", c - b);
     }
-    println!("- wall time until every probe reported: cluster {cluster_wall:.0} s, bare {bare_wall:.0} s");
+    println!();
+    println!("Local steps (end minus the previous step's end, 1 s resolution), longest first:");
+    for (name, f) in &cluster_facts {
+        let m = summary.spec.machine(name).context("machine")?;
+        let mut steps = step_times(f, &nodeimg::firstboot::local(summary.spec.duty(m)));
+        steps.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
+        let steps: Vec<String> = steps.iter().map(|(s, t)| format!("{s} {t} s")).collect();
+        println!("- {name}: {}", steps.join(", "));
+    }
     Ok(())
 }

@@ -226,5 +226,7 @@ if [ -b "$seed" ]; then
 fi
 each status cat /var/lib/nodeimg/status
 out online-service "$(systemctl is-active nodeimg-online.service)"
+# For scripts/bench-boot: the time of each cloud-init module this boot.
+if [ "${PROBE_TIMINGS:-0}" = 1 ]; then each ci-blame cloud-init analyze blame; fi
 if [ "$boot" = first ]; then touch "$reported" && sync; fi
 out end "$PROBE_HOST"

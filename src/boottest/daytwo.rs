@@ -307,7 +307,9 @@ fn in_sync(d: &MachineDiff) -> Result<String, Outcome> {
 /// still at work (an offline step moves between running and retrying).
 fn same_state(probed: &str, asked: &str) -> bool {
     let at_work = |s: &str| !firstboot::SETTLED.contains(&s) && s != state::FAILED;
-    probed == asked || (at_work(probed) && at_work(asked))
+    // Status asks after the probe read: a step at work then may still be,
+    // or may have settled since (the release step found nothing to install).
+    probed == asked || (at_work(probed) && (at_work(asked) || firstboot::SETTLED.contains(&asked)))
 }
 
 /// What `status` said about a booted machine against what its probe read:
@@ -565,17 +567,19 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // The master's status lines with its release step in `release`, and
+        // what status says of them offline.
+        let with_release = |release: &'static str| {
+            let mut steps = states.clone();
+            steps.push(("release", release));
+            let lines = status_lines(&spec, "master", &steps);
+            let no_kubernetes = "no-kubernetes the microk8s command is not installed\n";
+            let st = asked(&spec, "master", &lines, no_kubernetes);
+            (lines, st)
+        };
         // A master with no release to install: the loop has not reached the
         // step yet while microk8s is at work (seen in the boot test).
-        let mut unreached = states.clone();
-        unreached.push(("release", state::PENDING));
-        let lines_unreached = status_lines(&spec, "master", &unreached);
-        let st_unreached = asked(
-            &spec,
-            "master",
-            &lines_unreached,
-            "no-kubernetes the microk8s command is not installed\n",
-        );
+        let (lines_unreached, st_unreached) = with_release(state::PENDING);
         assert!(matches!(
             status_outcome(&spec, &seed(), &probed(&lines_unreached), &st_unreached),
             Outcome::Ok(_)
@@ -586,6 +590,18 @@ mod tests {
         assert!(matches!(
             status_outcome(&spec, &seed(), &probed(&earlier), &st),
             Outcome::Ok(_)
+        ));
+        // The probe saw the release pending; status, later, finds it
+        // skipped (nothing to install): it settled since (seen in the boot test).
+        let (lines_settled, st_settled) = with_release(state::SKIPPED);
+        assert!(matches!(
+            status_outcome(&spec, &seed(), &probed(&lines_unreached), &st_settled),
+            Outcome::Ok(_)
+        ));
+        // Never backwards: settled when the probe looked, at work since.
+        assert!(matches!(
+            status_outcome(&spec, &seed(), &probed(&lines_settled), &st_unreached),
+            Outcome::Failed(_)
         ));
     }
 

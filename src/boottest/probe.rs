@@ -49,6 +49,9 @@ pub struct ProbeSettings {
     /// The signer database's password, for the first master's probe to log
     /// in to it on the NFS server as Web3Signer will.
     pub signer_db_password: Option<String>,
+    /// Also report where the first boot's time went (cloud-init's module
+    /// times), for scripts/bench-boot.
+    pub timings: bool,
 }
 
 impl ProbeSettings {
@@ -92,6 +95,7 @@ impl ProbeSettings {
             login_key,
             signer_db_password: secrets.signer_db_password.clone(),
             secret_markers,
+            timings: false,
         }
     }
 }
@@ -219,9 +223,10 @@ pub fn probe_vendor_data(
     seed: &Seed,
     probe: &ProbeSettings,
 ) -> Result<String> {
+    // The machines its /etc/hosts lists, by name (a worker's: the masters
+    // and the NFS server).
     let peers: Vec<&str> = spec
-        .machines
-        .iter()
+        .hosts_of(m)
         .filter(|x| x.name != m.name)
         .map(|x| x.name.as_str())
         .collect();
@@ -285,6 +290,7 @@ pub fn probe_vendor_data(
         ("PROBE_FILES", files.join(" ")),
         ("PROBE_ONLINE_WAIT", ONLINE_WAIT_SECS.to_string()),
         ("PROBE_MARKERS", markers.join(" ")),
+        ("PROBE_TIMINGS", u8::from(probe.timings).to_string()),
     ]
     .into_iter()
     .chain(signer_db_env(spec, m, probe))
@@ -303,6 +309,32 @@ pub fn probe_vendor_data(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_worker_pings_the_machines_its_hosts_file_lists() {
+        let text = include_str!("../../profiles/tutorial.yaml").replace(
+            "  - {name: worker-1, role: worker, ip: 172.20.10.12}\n",
+            "  - {name: worker-1, role: worker, ip: 172.20.10.12}\n  - {name: worker-2, role: worker, ip: 172.20.10.13}\n",
+        );
+        let spec = crate::checked_spec(&text);
+        let secrets = crate::secrets::Secrets::generate(&spec).unwrap();
+        let engine = crate::render::Engine::new(None).unwrap();
+        let seeds =
+            crate::render_seeds(&spec, &secrets, &engine, &[], &Default::default()).unwrap();
+        let peers_of = |name: &str| {
+            let m = spec.machine(name).unwrap();
+            let seed = &seeds.iter().find(|(n, _)| n == name).unwrap().1;
+            let vendor = probe_vendor_data(&spec, m, seed, &ProbeSettings::default()).unwrap();
+            let line = vendor
+                .lines()
+                .find(|l| l.starts_with("PROBE_PEERS="))
+                .unwrap()
+                .to_string();
+            line
+        };
+        assert_eq!(peers_of("worker-1"), "PROBE_PEERS='nfs master'");
+        assert_eq!(peers_of("master"), "PROBE_PEERS='nfs worker-1 worker-2'");
+    }
 
     #[test]
     fn a_host_key_marker_is_private_to_that_key() {
