@@ -239,31 +239,29 @@ fn entries(node: &Node) -> &[(yaml::Key, Node)] {
 /// Checks one machine's seed; returns every problem found.
 pub fn check_seed(machine: &str, seed: &Seed) -> Vec<Problem> {
     let mut out = Vec::new();
-    let problem = |name: &str, node: &Node, message: String| Problem {
+    let problem = |name: &str, pos: Pos, message: String| Problem {
         file: format!("{machine}/{name}"),
-        line: node.pos.line,
-        col: node.pos.col,
+        line: pos.line,
+        col: pos.col,
         message,
     };
 
     if !seed.user_data.starts_with("#cloud-config\n") {
-        out.push(Problem {
-            file: format!("{machine}/user-data"),
-            line: 1,
-            col: 1,
-            message: "user-data does not start with `#cloud-config`, so cloud-init would not read it as cloud-config".into(),
-        });
+        out.push(problem(
+            "user-data",
+            Pos { line: 1, col: 1 },
+            "user-data does not start with `#cloud-config`, so cloud-init would not read it as cloud-config".into(),
+        ));
     }
     let user_data = TopLevel::scan(&seed.user_data).or_else(|| {
         parse(machine, "user-data", &seed.user_data, &mut out).map(|ud| TopLevel::of(&ud))
     });
     match user_data {
-        Some(TopLevel::Other(pos)) => out.push(Problem {
-            file: format!("{machine}/user-data"),
-            line: pos.line,
-            col: pos.col,
-            message: "user-data is not a mapping".into(),
-        }),
+        Some(TopLevel::Other(pos)) => out.push(problem(
+            "user-data",
+            pos,
+            "user-data is not a mapping".into(),
+        )),
         Some(TopLevel::Map(keys)) => {
             for (key, pos) in keys {
                 if !CLOUD_CONFIG_KEYS.contains(&key.as_str()) {
@@ -272,12 +270,11 @@ pub fn check_seed(machine: &str, seed: &Seed) -> Vec<Problem> {
                         &key,
                         CLOUD_CONFIG_KEYS,
                     );
-                    out.push(Problem {
-                        file: format!("{machine}/user-data"),
-                        line: pos.line,
-                        col: pos.col,
-                        message: format!("{message} (cloud-init would ignore it): {hint}"),
-                    });
+                    out.push(problem(
+                        "user-data",
+                        pos,
+                        format!("{message} (cloud-init would ignore it): {hint}"),
+                    ));
                 }
             }
         }
@@ -288,7 +285,7 @@ pub fn check_seed(machine: &str, seed: &Seed) -> Vec<Problem> {
             if !entries(&md).iter().any(|(k, _)| k.name == required) {
                 out.push(problem(
                     "meta-data",
-                    &md,
+                    md.pos,
                     format!("meta-data has no `{required}`"),
                 ));
             }
@@ -308,7 +305,7 @@ pub fn check_seed(machine: &str, seed: &Seed) -> Vec<Problem> {
         ) {
             out.push(problem(
                 "network-config",
-                &nc,
+                nc.pos,
                 "network-config is not `version: 2`".into(),
             ));
         }

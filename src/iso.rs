@@ -77,8 +77,8 @@ const RUN_OUT_BLOCKS: usize = 150;
 /// Volume descriptors start at block 16 (ECMA-119 8.1).
 const FIRST_DESCRIPTOR: usize = 16;
 
-/// Cuts `image`'s run-out blocks and makes the volume size in its primary and
-/// supplementary (Joliet) descriptors made to match. An image that does
+/// Cuts `image`'s run-out blocks and sets the volume size in its primary
+/// and supplementary (Joliet) descriptors to match. An image that does
 /// not end as expected (a zero run-out counted in every descriptor) is left
 /// as it is.
 fn cut_run_out(image: &mut Vec<u8>) {
