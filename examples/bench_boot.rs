@@ -4,8 +4,8 @@
 //! cores alike and the ratio is the cost of nodeimg's first boot. Per
 //! machine, the uptime at which cloud-init was done; and where the cluster's
 //! extra time goes: cloud-init's module times (`cloud-init analyze blame`)
-//! on the cluster's machines against the bare guests', and the local steps'
-//! times from the status file. Prints Markdown.
+//! on the cluster's machines against the bare guests', and the parts of
+//! `nodeimg-setup local` from its journal lines. Prints Markdown.
 //!
 //!   cargo run --release --example bench_boot -- GUEST_IMAGE [PROFILE]
 
@@ -41,25 +41,47 @@ fn module_times(f: &Facts) -> BTreeMap<String, f64> {
     times
 }
 
-/// The local steps' durations from the status file's lines (`STEP STATE
-/// ATTEMPTS EPOCH MESSAGE`): the steps `nodeimg-setup local` runs one after
-/// another, by end time; each one's end minus the previous one's (1 s
-/// resolution; the first has no start to measure from).
-fn step_times(f: &Facts, local: &[&str]) -> Vec<(String, i64)> {
-    let mut ends: Vec<(String, i64)> = f
-        .all("status")
-        .iter()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            let (step, state, _, epoch) = (w.next()?, w.next()?, w.next()?, w.next()?);
-            (local.contains(&step) && matches!(state, "done" | "skipped"))
-                .then(|| Some((step.to_string(), epoch.parse().ok()?)))?
-        })
+/// The journal lines the probe reported (`[   51.234567] host
+/// nodeimg-setup[812]: firewall: done`): time since boot, sender, message.
+fn journal(f: &Facts) -> impl Iterator<Item = (f64, &str, &str)> {
+    f.all("setup-log").iter().filter_map(|l| {
+        let (time, rest) = l.trim_start().strip_prefix('[')?.split_once(']')?;
+        let (sender, message) = rest.trim_start().split_once(' ')?.1.split_once(": ")?;
+        let sender = sender.split('[').next()?;
+        Some((time.trim().parse().ok()?, sender, message))
+    })
+}
+
+/// The local run's parts from nodeimg-setup's journal lines
+/// (`[   51.234567] host nodeimg-setup[812]: firewall: done`): each step from
+/// the end of the one before (the first from the run's start line), and the
+/// run's end (enabling and starting the online service) as `(run end)`.
+fn step_times(f: &Facts) -> Vec<(String, f64)> {
+    let lines: Vec<(f64, &str)> = journal(f)
+        .filter(|(_, who, _)| *who == "nodeimg-setup")
+        .map(|(at, _, message)| (at, message))
         .collect();
-    ends.sort_by_key(|(_, t)| *t);
-    ends.windows(2)
-        .map(|w| (w[1].0.clone(), w[1].1 - w[0].1))
-        .collect()
+    let Some(start) = lines
+        .iter()
+        .position(|(_, m)| m.starts_with("local steps: "))
+    else {
+        return Vec::new();
+    };
+    let mut times = Vec::new();
+    for pair in lines[start..].windows(2) {
+        let ((before, _), (at, message)) = (pair[0], pair[1]);
+        let finished = message.starts_with("local steps finished");
+        let name = if finished {
+            "(run end)"
+        } else {
+            message.split(':').next().unwrap_or(message)
+        };
+        times.push((name.to_string(), at - before));
+        if finished {
+            break;
+        }
+    }
+    times
 }
 
 /// Vendor-data for a bare guest: when cloud-init is done, report the uptime
@@ -138,6 +160,7 @@ fn main() -> Result<()> {
     };
     let summary = nodeimg::build(&profile, &opts)?;
     let mut lab = Lab::new(&work.path().join("cluster"), accel, 768)?;
+    lab.probe = nodeimg::boottest::ProbeSettings::new(&summary.spec, &summary.secrets, None);
     lab.probe.timings = true;
     let t0 = Instant::now();
     for name in &summary.machines {
@@ -148,6 +171,26 @@ fn main() -> Result<()> {
     let cluster_facts = lab.wait_reports(&summary.machines, t0 + timeout, &stop);
     let cluster_wall = t0.elapsed().as_secs_f64();
     lab.shutdown();
+    // A fast first boot counts only if it did its work: boot-test's checks
+    // (the figures are printed either way; a failure ends the run in error).
+    let mut failed = Vec::new();
+    for (name, f) in &cluster_facts {
+        let m = summary.spec.machine(name).context("machine")?;
+        let seed = nodeimg::read_seed(&summary.out_dir.join(name))?;
+        let result = boottest::evaluate(
+            &summary.spec,
+            &summary.secrets,
+            &seed,
+            m,
+            f,
+            boottest::Boot::First,
+        );
+        for (check, outcome) in &result.checks {
+            if !outcome.passed() {
+                failed.push(format!("{name} {check}: {outcome:?}"));
+            }
+        }
+    }
 
     let done = |facts: &BTreeMap<String, Facts>| -> Result<Vec<(String, f64)>> {
         facts
@@ -218,13 +261,34 @@ fn main() -> Result<()> {
         println!("| {module} | {c:.1} | {b:.1} | {:.1} |", c - b);
     }
     println!();
-    println!("Local steps (end minus the previous step's end, 1 s resolution), longest first:");
+    println!("`nodeimg-setup local` (from its journal lines; each part from the end of the one before), longest first:");
     for (name, f) in &cluster_facts {
-        let m = summary.spec.machine(name).context("machine")?;
-        let mut steps = step_times(f, &nodeimg::firstboot::local(summary.spec.duty(m)));
-        steps.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
-        let steps: Vec<String> = steps.iter().map(|(s, t)| format!("{s} {t} s")).collect();
+        let mut steps = step_times(f);
+        steps.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let steps: Vec<String> = steps.iter().map(|(s, t)| format!("{s} {t:.1} s")).collect();
         println!("- {name}: {}", steps.join(", "));
     }
+    // Every journal line of the local runs, systemd's too, for a closer look.
+    if let Some(path) = std::env::var_os("BENCH_BOOT_JOURNAL") {
+        let mut text = String::new();
+        for (name, f) in &cluster_facts {
+            let mut inside = false;
+            for (at, sender, message) in journal(f) {
+                inside |= sender == "nodeimg-setup" && message.starts_with("local steps: ");
+                if inside {
+                    text.push_str(&format!("{name} {at:9.3} {sender}: {message}\n"));
+                }
+                if sender == "nodeimg-setup" && message.starts_with("local steps finished") {
+                    break;
+                }
+            }
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {path:?}"))?;
+    }
+    anyhow::ensure!(
+        failed.is_empty(),
+        "the cluster booted but failed boot-test checks:\n{}",
+        failed.join("\n")
+    );
     Ok(())
 }

@@ -226,7 +226,11 @@ if [ -b "$seed" ]; then
 fi
 each status cat /var/lib/nodeimg/status
 out online-service "$(systemctl is-active nodeimg-online.service)"
-# For scripts/bench-boot: the time of each cloud-init module this boot.
-if [ "${PROBE_TIMINGS:-0}" = 1 ]; then each ci-blame cloud-init analyze blame; fi
+# For scripts/bench-boot: the time of each cloud-init module this boot
+# and nodeimg-setup's and systemd's lines, with their times since boot.
+if [ "${PROBE_TIMINGS:-0}" = 1 ]; then
+  each ci-blame cloud-init analyze blame
+  each setup-log journalctl -b -o short-monotonic --no-pager -q -t nodeimg-setup -t systemd
+fi
 if [ "$boot" = first ]; then touch "$reported" && sync; fi
 out end "$PROBE_HOST"

@@ -292,7 +292,7 @@ pub fn build(profile_path: &Path, opts: &BuildOptions) -> Result<BuildSummary> {
     let writing = Writing::begin(&out_dir, &inputs)?;
     // Render and check with the secrets before persisting anything new, so
     // a template error leaves no new file behind.
-    let (secrets, changes) = secrets::load_or_generate(&writing.secrets, &v.spec)?;
+    let (secrets, changes) = secrets::load_or_generate(&writing.secrets, &v.spec, &opts.only)?;
     let payload = session.payload(&secrets, Some((opts.charts_dir.as_deref(), &opts.fetch)))?;
     let seeds = session.seeds(&secrets, &opts.only, &payload)?;
     let stage = output::Stage::new(writing.out, !opts.only.is_empty())?;
@@ -595,7 +595,7 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
         base_image: None,
     };
     let writing = Writing::begin(&out_dir, &inputs)?;
-    let (secrets, changes) = secrets::load_or_generate(&writing.secrets, &v.spec)?;
+    let (secrets, changes) = secrets::load_or_generate(&writing.secrets, &v.spec, &[])?;
     let stage = output::Stage::new(writing.out, false)?;
     for r in &releases {
         let file = r
@@ -816,7 +816,7 @@ pub fn validate_only(
 ) -> Result<String> {
     let session = Session::open(profile_path, templates, &[], "")?;
     let secrets_file = secrets_path(profile_path, secrets);
-    let (secrets, _) = secrets::load_or_generate(&secrets_file, session.spec())?;
+    let (secrets, _) = secrets::load_or_generate(&secrets_file, session.spec(), &[])?;
     let payload = session.payload(&secrets, None)?;
     pack_seeds(&session.seeds(&secrets, &[], &payload)?, |_, _, _| Ok(()))?;
     Ok(session.warnings())
@@ -852,7 +852,7 @@ pub fn show(
         .at(secrets_file.display())
         .hint("run `nodeimg build` first; it creates the secrets"));
     }
-    let (secrets, _) = secrets::load_or_generate(&secrets_file, session.spec())?;
+    let (secrets, _) = secrets::load_or_generate(&secrets_file, session.spec(), &only)?;
     let payload = session.payload(&secrets, None)?;
     let (_, seed) = session
         .seeds(&secrets, &only, &payload)?

@@ -202,9 +202,10 @@ impl Secrets {
         v
     }
 
-    /// Reads and checks a secrets file. Messages name the file and line but
-    /// never quote its content.
-    pub fn read(path: &Path) -> Result<Secrets> {
+    /// Reads and checks a secrets file, with the host keys of the machines
+    /// in `only` (empty: every machine; a build of a few machines decodes only
+    /// theirs). Messages name the file and line but never quote its content.
+    pub fn read(path: &Path, only: &[String]) -> Result<Secrets> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the secrets file {}", path.display()))?;
         let options = serde_saphyr::options! { with_snippet: false };
@@ -259,7 +260,11 @@ impl Secrets {
             }
         }
         // Decoding checks each key's public half: on every core.
-        let machines: Vec<_> = s.machines.iter().collect();
+        let machines: Vec<_> = s
+            .machines
+            .iter()
+            .filter(|(name, _)| only.is_empty() || only.contains(name))
+            .collect();
         let usable = crate::io::on_every_core(&machines, |(_, m)| {
             matches!(PrivateKey::from_openssh(&m.ssh_host_ed25519_key),
                 Ok(k) if k.algorithm() == Algorithm::Ed25519 && !k.is_encrypted()
@@ -401,20 +406,21 @@ pub fn load_existing(path: &Path) -> Result<Secrets> {
             .hint("give the secrets file the machines were built with (--secrets): it holds their host keys, which nodeimg pins"));
     }
     check_private(path)?;
-    let secrets = Secrets::read(path)?;
+    let secrets = Secrets::read(path, &[])?;
     crate::redact::register(&secrets.values());
     Ok(secrets)
 }
 
 /// Loads the secrets file, or makes new secrets if there is none, and adds
-/// host keys for machines that have none. Writes nothing: the caller saves
-/// the result (see [`Changes`]) once the build has succeeded.
-pub fn load_or_generate(path: &Path, spec: &Spec) -> Result<(Secrets, Changes)> {
+/// host keys for machines that have none; checks the host keys of the
+/// machines in `only` (empty: every machine). Writes nothing: the caller
+/// saves the result (see [`Changes`]) once the build has succeeded.
+pub fn load_or_generate(path: &Path, spec: &Spec, only: &[String]) -> Result<(Secrets, Changes)> {
     let mut changes = Changes::default();
     let path = &resolve_path(path)?;
     let secrets = if path.exists() {
         check_private(path)?;
-        let mut s = Secrets::read(path)?;
+        let mut s = Secrets::read(path, only)?;
         changes.new_machines = s.add_missing(spec)?;
         changes.new_jwt = s.add_jwt(spec);
         changes.new_signer_db_password = s.add_signer_db_password(spec);
@@ -503,14 +509,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.secrets.yaml");
         s.write(&path).unwrap();
-        assert_eq!(Secrets::read(&path).unwrap().signer_db_password, Some(pw));
+        assert_eq!(
+            Secrets::read(&path, &[]).unwrap().signer_db_password,
+            Some(pw)
+        );
         std::fs::write(
             &path,
             s.to_yaml()
                 .replace("signer_db_password: \"", "signer_db_password: \"zz"),
         )
         .unwrap();
-        let err = format!("{:#}", Secrets::read(&path).unwrap_err());
+        let err = format!("{:#}", Secrets::read(&path, &[]).unwrap_err());
         assert!(
             err.contains("signer_db_password must be 48 hex digits"),
             "{err}"
@@ -528,7 +537,7 @@ mod tests {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        let back = Secrets::read(&path).unwrap();
+        let back = Secrets::read(&path, &[]).unwrap();
         assert_eq!(back, s);
         assert_eq!(back.to_yaml(), std::fs::read_to_string(&path).unwrap());
     }
@@ -591,7 +600,7 @@ mod tests {
         let path = dir.path().join("s.secrets.yaml");
         for (text, expected) in cases {
             std::fs::write(&path, &text).unwrap();
-            let message = format!("{:#}", Secrets::read(&path).unwrap_err());
+            let message = format!("{:#}", Secrets::read(&path, &[]).unwrap_err());
             assert!(message.contains(expected), "{expected}: {message}");
             assert!(
                 message.starts_with(&path.display().to_string()),
@@ -599,6 +608,33 @@ mod tests {
             );
             assert!(!message.contains(&token[..16]), "{message}");
             assert!(!message.contains(&key_line[..16]), "{message}");
+        }
+    }
+
+    /// A build of some machines decodes only their host keys: a damaged key
+    /// of another machine stops the builds that use it, not this one.
+    #[test]
+    fn only_the_selected_machines_keys_are_decoded() {
+        let mut s = Secrets::generate(&tutorial()).unwrap();
+        s.machines.insert(
+            "master".into(),
+            MachineSecrets::new(
+                "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+                    .into(),
+            ),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.secrets.yaml");
+        s.write(&path).unwrap();
+        let worker = Secrets::read(&path, &["worker-1".into()]).unwrap();
+        assert_eq!(worker.machines, s.machines);
+        assert!(worker.machine("worker-1").unwrap().public_key().is_ok());
+        for only in [vec![], vec!["master".to_string()]] {
+            let message = format!("{:#}", Secrets::read(&path, &only).unwrap_err());
+            assert!(
+                message.contains("machine master is not an unencrypted ed25519"),
+                "{message}"
+            );
         }
     }
 

@@ -57,7 +57,7 @@ struct Cluster {
 }
 
 fn host_key(s: &Scratch, machine: &str) -> String {
-    nodeimg::secrets::Secrets::read(&s.secrets())
+    nodeimg::secrets::Secrets::read(&s.secrets(), &[])
         .unwrap()
         .machine(machine)
         .unwrap()
@@ -241,7 +241,7 @@ impl Cluster {
 
     /// No value of the secrets file in anything nodeimg printed.
     fn assert_no_secret(&self, out: &Output) {
-        let secrets = nodeimg::secrets::Secrets::read(&self.s.secrets()).unwrap();
+        let secrets = nodeimg::secrets::Secrets::read(&self.s.secrets(), &[]).unwrap();
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -653,7 +653,7 @@ fn the_masters_releases_are_judged_by_helms_status() {
     let sshd = Sshd::start(&Machine {
         hostname: "master",
         user: &spec.ssh.user,
-        host_key: &nodeimg::secrets::Secrets::read(&s.secrets())
+        host_key: &nodeimg::secrets::Secrets::read(&s.secrets(), &[])
             .unwrap()
             .machine("master")
             .unwrap()

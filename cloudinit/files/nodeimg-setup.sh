@@ -58,15 +58,21 @@ log() {
 MESSAGE=""
 say() { MESSAGE="$*"; }
 
-state_of() { cut -d' ' -f1 "$STATE_DIR/$1" 2>/dev/null || echo {{ st.pending | safe }}; }
-attempts_of() { cut -d' ' -f2 "$STATE_DIR/$1" 2>/dev/null || echo 0; }
+# Shell builtins only where the status is read and written: every step
+# records itself twice, and a process costs much on a slow first boot.
+state_of() {
+  if [ -f "$STATE_DIR/$1" ] && read -r state _ < "$STATE_DIR/$1"; then echo "$state"; else echo {{ st.pending | safe }}; fi
+}
+attempts_of() {
+  if [ -f "$STATE_DIR/$1" ] && read -r _ attempts _ < "$STATE_DIR/$1"; then echo "$attempts"; else echo 0; fi
+}
 is_settled() { case "$(state_of "$1")" in {{ firstboot.settled | join(sep="|") | safe }}) return 0 ;; *) return 1 ;; esac; }
 
 write_status() {
-  mkdir -p "$(dirname "$STATUS_FILE")"
+  [ -d "${STATUS_FILE%/*}" ] || mkdir -p "${STATUS_FILE%/*}"
   for s in $ALL_STEPS; do
-    if [ -f "$STATE_DIR/$s" ]; then
-      printf '%s %s\n' "$s" "$(cat "$STATE_DIR/$s")"
+    if [ -f "$STATE_DIR/$s" ] && IFS= read -r line < "$STATE_DIR/$s"; then
+      printf '%s %s\n' "$s" "$line"
     else
       printf '%s {{ st.pending | safe }} 0 0 {{ firstboot.no_message | safe }}\n' "$s"
     fi
@@ -102,6 +108,18 @@ run_step() {
 
 has_package() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
+# Enables UNIT, written by this boot's cloud-init, and starts it. systemd
+# loads a unit it never loaded from disk when asked to start it; a
+# daemon-reload, which reruns every generator (cloud-init's ds-identify among
+# them) and is slow on a first boot, only when that fails (a systemd whose
+# unit cache has not seen the new file).
+start_new_unit() { # UNIT [START-OPTIONS]
+  unit=$1; shift
+  systemctl enable --no-reload "$unit" || return 1
+  systemctl start "$@" "$unit" 2>/dev/null && return 0
+  systemctl daemon-reload && systemctl start "$@" "$unit"
+}
+
 # ---- steps that need no network -------------------------------------------
 
 step_ssh() {
@@ -111,22 +129,43 @@ step_ssh() {
   if ! sshd -t; then say "sshd rejects its configuration (sshd -t)"; return 1; fi
   if systemctl is-enabled ssh.socket >/dev/null 2>&1; then
     # The socket listens (ssh.socket.d/nodeimg.conf) and hands its connections
-    # to ssh.service. systemd refuses to start a socket whose service already
-    # runs, so the service stops first; open sessions survive (KillMode=process)
-    # and the next connection starts it again.
-    systemctl daemon-reload || { say "systemctl daemon-reload failed"; return 1; }
-    systemctl stop ssh.service || { say "cannot stop ssh.service"; return 1; }
-    systemctl restart ssh.socket || { say "cannot restart ssh.socket"; return 1; }
+    # to ssh.service, which reads the configuration when a connection starts
+    # it: a running one stops (open sessions survive, KillMode=process) and
+    # the next connection starts it again.
+    if ssh_socket_listens_as_configured; then
+      systemctl stop ssh.service || { say "cannot stop ssh.service"; return 1; }
+    else
+      # systemd reads the socket's new drop-in on a daemon-reload only, and
+      # refuses to start a socket whose service already runs.
+      systemctl daemon-reload || { say "systemctl daemon-reload failed"; return 1; }
+      systemctl stop ssh.service || { say "cannot stop ssh.service"; return 1; }
+      systemctl restart ssh.socket || { say "cannot restart ssh.socket"; return 1; }
+    fi
   else
     systemctl restart ssh || { say "cannot restart ssh"; return 1; }
   fi
   say "listening on port $SSH_PORT, keys only"
 }
 
+# Whether ssh.socket already listens where its drop-in says, as the
+# distribution's socket does on port 22: then it needs no daemon-reload (it
+# reruns every generator; about 10 s of a slow first boot).
+ssh_socket_listens_as_configured() {
+  dropin=/etc/systemd/system/ssh.socket.d/nodeimg.conf
+  want=$({
+    awk -F= '$1 == "ListenStream" && $2 != "" { print "Listen=" $2 " (Stream)" }
+      $1 == "BindIPv6Only" { print }' "$dropin" || echo unreadable
+  } | sort)
+  have=$(systemctl show -p Listen -p BindIPv6Only ssh.socket 2>/dev/null | sort)
+  [ "$have" = "$want" ]
+}
+
 # The firewall commands for this machine, one a line, arguments separated by
-# tabs (a rule's comment may hold spaces).
+# tabs (a rule's comment may hold spaces): from ufw's installed defaults, so
+# that a re-run gives exactly the profile's rules, to the enabled firewall.
 firewall_commands() {
   t=$(printf '\t')
+  printf -- '--force%sreset\n' "$t"
   printf 'default%sdeny%sincoming\n' "$t" "$t"
   printf 'default%sallow%soutgoing\n' "$t" "$t"
   # The SSH port first, so an enabled firewall never locks the operator out.
@@ -146,12 +185,17 @@ firewall_commands() {
       printf 'allow%sout%son%s%s\n' "$t" "$t" "$t" "$iface"
     done
   fi
+  printf -- '--force%senable\n' "$t"
 }
 
 # Runs the commands of FILE through ufw's own parser and frontend in one
-# Python process. Each `ufw` call starts Python and probes iptables: about 3 s
-# on a slow CPU, 14 calls for a Kubernetes node. The program is a root-owned
-# file because ufw refuses to run from a path it cannot check (stdin: "-").
+# Python process, as `ufw` runs each (same lock, same calls), but `enable` as
+# every later boot enables the firewall (ufw.service: ufw-init loads the
+# rules files): `ufw enable` also applies again, one iptables call each
+# (dozens), the logging rules those files hold. Each `ufw` call starts Python and
+# probes iptables: about 3 s on a slow CPU, 16 calls for a Kubernetes node.
+# The program is a root-owned file because ufw refuses to run from a path it
+# cannot check (stdin: "-").
 ufw_batch() {
   prog=/var/lib/nodeimg/ufw-batch.py
   cat > "$prog" <<'PY' || return 1
@@ -170,7 +214,17 @@ try:
         for line in commands:
             parsed = ufw.frontend.parse_command(["ufw"] + line.rstrip("\n").split("\t"))
             data = parsed.data
+            if parsed.action == "enable":
+                ui.backend.set_default(ui.backend.files["conf"], "ENABLED", "yes")
+                rc, out = ufw.util.cmd([ui.backend.files["init"], "start"])
+                print(out)
+                if rc != 0:
+                    sys.exit("ufw-init start failed")
+                continue
             print(ui.do_action(parsed.action, data.get("rule", ""), data.get("iptype", ""), parsed.force))
+            if parsed.action == "reset":
+                # reset puts back the files, not the rules ufw holds in memory.
+                ui = ufw.frontend.UFWFrontend(False)
 finally:
     ufw.util.release_lock(lock)
 PY
@@ -194,17 +248,14 @@ step_firewall() {
   if ! command -v ufw >/dev/null 2>&1; then say "package ufw not installed yet"; return 2; fi
   commands=/var/lib/nodeimg/firewall.commands
   firewall_commands > "$commands" || return 1
-  # From a known state, so that a re-run gives exactly the profile's rules.
-  ufw --force reset >/dev/null || return 1
   how="one batch"
   if ! ufw_batch "$commands"; then
-    # ufw's Python interface changed: the commands one by one instead.
+    # ufw's Python interface changed: the commands one by one instead (the
+    # first resets what the batch may have done).
     log "firewall: the ufw batch failed; one ufw call per rule"
-    ufw --force reset >/dev/null || return 1
     ufw_one_by_one "$commands" || return 1
     how="one ufw call per rule"
   fi
-  ufw --force enable || return 1
   say "active ($how)"
 }
 
@@ -497,8 +548,7 @@ step_release() {
 
 step_failover() {
   if [ "${FAILOVER:-manual}" != automatic ]; then say "manual: the signing pods of a dead node wait for you (README: Redundancy)"; return 3; fi
-  systemctl daemon-reload || { say "systemctl daemon-reload failed"; return 1; }
-  systemctl enable --now nodeimg-failover.timer || { say "cannot start nodeimg-failover.timer"; return 1; }
+  start_new_unit nodeimg-failover.timer || { say "cannot start nodeimg-failover.timer"; return 1; }
   say "signing pods of a node unreachable for $FAILOVER_AFTER s move"
 }
 
@@ -537,15 +587,18 @@ case "${1:-}" in
   local)
     FAIL_STATE={{ st.failed | safe }}
     failed=0
+    # The journal's times of this line and the steps' lines tell where a
+    # first boot spends its time (scripts/bench-boot).
+    log "local steps: $LOCAL_STEPS"
     for s in $LOCAL_STEPS; do
       run_step "$s"
       [ $? -eq 1 ] && failed=1
     done
     write_status
-    systemctl daemon-reload
-    systemctl enable nodeimg-online.service
-    # --no-block: it starts after cloud-final, so cloud-init finishes first.
-    systemctl start --no-block nodeimg-online.service
+    # Enabled for the boots to come, started for this one (--no-block: it
+    # starts after cloud-final, so cloud-init finishes first).
+    start_new_unit nodeimg-online.service --no-block
+    log "local steps finished; nodeimg-online.service started"
     exit $failed
     ;;
   online)

@@ -448,7 +448,12 @@ fn ufw_check(s: &Seen) -> Outcome {
             extra.join("; ")
         ))
     } else {
-        Outcome::Ok(format!("active, {} rules as the role needs", rules.len()))
+        // How the firewall step applied them (its status message).
+        let how = s.status.get("firewall").map_or("-", |(_, message)| message);
+        Outcome::Ok(format!(
+            "active, {} rules as the role needs; firewall step: {how}",
+            rules.len()
+        ))
     }
 }
 
