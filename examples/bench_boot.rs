@@ -268,7 +268,8 @@ fn main() -> Result<()> {
         let steps: Vec<String> = steps.iter().map(|(s, t)| format!("{s} {t:.1} s")).collect();
         println!("- {name}: {}", steps.join(", "));
     }
-    // Every journal line of the local runs, systemd's too, for a closer look.
+    // Every journal line from the local run's start, systemd's too, for a
+    // closer look.
     if let Some(path) = std::env::var_os("BENCH_BOOT_JOURNAL") {
         let mut text = String::new();
         for (name, f) in &cluster_facts {
@@ -277,9 +278,6 @@ fn main() -> Result<()> {
                 inside |= sender == "nodeimg-setup" && message.starts_with("local steps: ");
                 if inside {
                     text.push_str(&format!("{name} {at:9.3} {sender}: {message}\n"));
-                }
-                if sender == "nodeimg-setup" && message.starts_with("local steps finished") {
-                    break;
                 }
             }
         }

@@ -283,6 +283,7 @@ pub fn build(profile_path: &Path, opts: &BuildOptions) -> Result<BuildSummary> {
         .unwrap_or_else(|| PathBuf::from("out").join(&v.spec.cluster_name));
     let inputs = Inputs {
         profile: profile_path,
+        only: &opts.only,
         spec: &v.spec,
         secrets: &secrets_file,
         templates: opts.templates.as_deref(),
@@ -336,6 +337,8 @@ pub fn build(profile_path: &Path, opts: &BuildOptions) -> Result<BuildSummary> {
 /// output folder, which nodeimg replaces whole.
 struct Inputs<'a> {
     profile: &'a Path,
+    /// The machines a partial build replaces (empty: all).
+    only: &'a [String],
     spec: &'a Spec,
     secrets: &'a Path,
     templates: Option<&'a Path>,
@@ -381,7 +384,7 @@ impl Writing {
         dirs.extend(Some(secrets_dir).filter(|d| d.is_dir()));
         let locks = io::lock::lock_dirs(&dirs)?;
         // Under the locks: no other nodeimg run changes the output meanwhile.
-        let out = output::check_target(real_out, out_dir, &inputs.protected())?;
+        let out = output::check_target(real_out, out_dir, &inputs.protected(), inputs.only)?;
         if !secrets_dir.is_dir() {
             bail!(Diagnostic::new(
                 Kind::Secrets,
@@ -588,6 +591,7 @@ pub fn release(profile_path: &Path, opts: &ReleaseOptions) -> Result<ReleaseSumm
         .unwrap_or_else(|| PathBuf::from("out").join(format!("{}.release", v.spec.cluster_name)));
     let inputs = Inputs {
         profile: profile_path,
+        only: &[],
         spec: &v.spec,
         secrets: &secrets_file,
         templates: None,

@@ -233,8 +233,10 @@ fn recorded_files(out: &Path) -> Result<Option<BTreeSet<String>>> {
 }
 
 /// What in `out` nodeimg did not write (empty: the folder is nodeimg's to
-/// replace). A few names, for the message.
-fn foreign_entries(out: &Path) -> Result<Vec<String>> {
+/// replace). A few names, for the message. With `only` (a partial build,
+/// which replaces the manifest, SHA256SUMS and those machines' folders),
+/// the other machines' folders are not looked into: nothing in them moves.
+fn foreign_entries(out: &Path, only: &[String]) -> Result<Vec<String>> {
     let recorded = recorded_files(out)?.unwrap_or_default();
     // Every folder that holds a recorded file; any other folder is foreign
     // as a whole (its contents add nothing to the message).
@@ -242,8 +244,17 @@ fn foreign_entries(out: &Path) -> Result<Vec<String>> {
         .iter()
         .flat_map(|f| f.match_indices('/').map(move |(i, _)| &f[..i]))
         .collect();
+    let replaced = |d: &str| {
+        let machine = d.split('/').next().unwrap_or(d);
+        only.is_empty() || only.iter().any(|m| m == machine)
+    };
     let mut entries = Vec::new();
-    walk(out, "", &|d| recorded_dirs.contains(d), &mut entries)?;
+    walk(
+        out,
+        "",
+        &|d| recorded_dirs.contains(d) && replaced(d),
+        &mut entries,
+    )?;
     Ok(entries
         .into_iter()
         .filter_map(|(path, dir)| match dir {
@@ -375,7 +386,7 @@ fn check_not_mount(real: &Path, shown: &Path) -> Result<()> {
 
 /// Refuses an output that would hold one of `protected`, or that holds
 /// files nodeimg did not write.
-fn check_output(out: &Path, shown: &Path, protected: &[Protected]) -> Result<()> {
+fn check_output(out: &Path, shown: &Path, protected: &[Protected], only: &[String]) -> Result<()> {
     for p in protected {
         if resolved(&p.path).starts_with(out) {
             bail!(output_failure(
@@ -395,7 +406,12 @@ fn check_output(out: &Path, shown: &Path, protected: &[Protected]) -> Result<()>
     if !out.is_dir() {
         return Ok(());
     }
-    let foreign = foreign_entries(out)?;
+    refuse_foreign(out, shown, only)
+}
+
+/// Fails if `out` holds what nodeimg did not write (see [`foreign_entries`]).
+fn refuse_foreign(out: &Path, shown: &Path, only: &[String]) -> Result<()> {
+    let foreign = foreign_entries(out, only)?;
     if !foreign.is_empty() {
         let mut names: Vec<&str> = foreign.iter().take(3).map(String::as_str).collect();
         if foreign.len() > 3 {
@@ -428,11 +444,17 @@ impl Target {
 }
 
 /// Checks the output directory `real` (from [`resolve_output`]; `shown` as
-/// the user wrote it) before any work (see [`Target`]). Call it holding the
-/// lock of its parent, and keep that lock until the stage commits, so that
-/// the check still holds then.
-pub fn check_target(real: PathBuf, shown: &Path, protected: &[Protected]) -> Result<Target> {
-    check_output(&real, shown, protected)?;
+/// the user wrote it) before any work (see [`Target`]); `only`: the machines
+/// a partial build replaces (empty: all). Call it holding the lock of its
+/// parent, and keep that lock until the stage commits, so that the check
+/// still holds then.
+pub fn check_target(
+    real: PathBuf,
+    shown: &Path,
+    protected: &[Protected],
+    only: &[String],
+) -> Result<Target> {
+    check_output(&real, shown, protected, only)?;
     Ok(Target { real })
 }
 
@@ -684,7 +706,10 @@ impl Stage {
         }
         if self.partial {
             // The other machines' files come along as hard links: the swap
-            // below still replaces the whole folder in one step.
+            // below still replaces the whole folder in one step. Their
+            // folders were not looked into before (nothing in them was to
+            // move): now they must hold nodeimg's files only.
+            refuse_foreign(&self.out, &self.out, &[])?;
             let mut skip: Vec<&str> = vec![SUMS_FILE, MANIFEST_FILE];
             skip.extend(made.iter().map(String::as_str));
             link_tree(&self.out, &tree, &skip)?;

@@ -85,6 +85,35 @@ fn an_output_folder_holding_the_users_files_is_never_replaced() {
     assert_eq!(fs::read_to_string(s.path("out/notes.txt")).unwrap(), "mine");
 }
 
+/// `--only` replaces the manifest, SHA256SUMS and the rebuilt machines'
+/// folders: a user's file in one of those stops it, a user's file in another
+/// machine's folder stays where it is, untouched and never claimed; a full
+/// build refuses the folder again.
+#[test]
+fn only_looks_into_the_folders_it_replaces_and_keeps_the_others_files() {
+    let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));
+    s.build("out");
+    fs::write(s.path("out/master/notes.txt"), "mine").unwrap();
+    let r = s.run(&["build", "profile.yaml", "-o", "out", "--only", "worker-1"]);
+    assert!(r.ok(), "{}", r.stderr());
+    assert_eq!(
+        fs::read_to_string(s.path("out/master/notes.txt")).unwrap(),
+        "mine"
+    );
+    let manifest = fs::read_to_string(s.path("out/.nodeimg-manifest")).unwrap();
+    assert!(!manifest.contains("notes.txt"), "{manifest}");
+    let sums = fs::read_to_string(s.path("out/SHA256SUMS")).unwrap();
+    assert!(!sums.contains("notes.txt"), "{sums}");
+    let r = s.run(&["build", "profile.yaml", "-o", "out", "--only", "master"]);
+    refused(&r, "(master/notes.txt)");
+    let r = s.run(&["build", "profile.yaml", "-o", "out"]);
+    refused(&r, "(master/notes.txt)");
+    assert_eq!(
+        fs::read_to_string(s.path("out/master/notes.txt")).unwrap(),
+        "mine"
+    );
+}
+
 #[test]
 fn a_secrets_file_inside_the_output_is_refused() {
     let s = Scratch::with_profile(&shipped_profile("tutorial.yaml"));

@@ -129,28 +129,28 @@ step_ssh() {
   if ! sshd -t; then say "sshd rejects its configuration (sshd -t)"; return 1; fi
   if systemctl is-enabled ssh.socket >/dev/null 2>&1; then
     # The socket listens (ssh.socket.d/nodeimg.conf) and hands its connections
-    # to ssh.service, which reads the configuration when a connection starts
-    # it: a running one stops (open sessions survive, KillMode=process) and
-    # the next connection starts it again.
-    if ssh_socket_listens_as_configured; then
-      systemctl stop ssh.service || { say "cannot stop ssh.service"; return 1; }
-    else
-      # systemd reads the socket's new drop-in on a daemon-reload only, and
-      # refuses to start a socket whose service already runs.
+    # to ssh.service. systemd reads the new drop-in on a daemon-reload only
+    # (skipped when an earlier one did), binds its addresses when the socket
+    # starts, and refuses to start a socket whose service already runs: the
+    # service stops first (open sessions survive, KillMode=process) and the
+    # next connection starts it again.
+    if ! ssh_socket_configured; then
       systemctl daemon-reload || { say "systemctl daemon-reload failed"; return 1; }
-      systemctl stop ssh.service || { say "cannot stop ssh.service"; return 1; }
-      systemctl restart ssh.socket || { say "cannot restart ssh.socket"; return 1; }
     fi
+    systemctl stop ssh.service || { say "cannot stop ssh.service"; return 1; }
+    systemctl restart ssh.socket || { say "cannot restart ssh.socket"; return 1; }
   else
     systemctl restart ssh || { say "cannot restart ssh"; return 1; }
   fi
   say "listening on port $SSH_PORT, keys only"
 }
 
-# Whether ssh.socket already listens where its drop-in says, as the
-# distribution's socket does on port 22: then it needs no daemon-reload (it
-# reruns every generator; about 10 s of a slow first boot).
-ssh_socket_listens_as_configured() {
+# Whether systemd already holds the addresses of ssh.socket's drop-in as the
+# socket's configuration (the distribution's socket has them on port 22, and
+# a daemon-reload since cloud-init wrote the drop-in loaded them): then it
+# needs no daemon-reload, which reruns every generator (about 10 s of a slow
+# first boot). What the socket is bound to changes only when it restarts.
+ssh_socket_configured() {
   dropin=/etc/systemd/system/ssh.socket.d/nodeimg.conf
   want=$({
     awk -F= '$1 == "ListenStream" && $2 != "" { print "Listen=" $2 " (Stream)" }
