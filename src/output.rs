@@ -232,6 +232,12 @@ fn recorded_files(out: &Path) -> Result<Option<BTreeSet<String>>> {
     Ok(Some(set))
 }
 
+/// The machine whose folder holds the output-relative path `rel` (a file at
+/// the top, such as SHA256SUMS, is its own name).
+fn machine_of(rel: &str) -> &str {
+    rel.split('/').next().unwrap_or(rel)
+}
+
 /// What in `out` nodeimg did not write (empty: the folder is nodeimg's to
 /// replace). A few names, for the message. With `only` (a partial build,
 /// which replaces the manifest, SHA256SUMS and those machines' folders),
@@ -244,10 +250,7 @@ fn foreign_entries(out: &Path, only: &[String]) -> Result<Vec<String>> {
         .iter()
         .flat_map(|f| f.match_indices('/').map(move |(i, _)| &f[..i]))
         .collect();
-    let replaced = |d: &str| {
-        let machine = d.split('/').next().unwrap_or(d);
-        only.is_empty() || only.iter().any(|m| m == machine)
-    };
+    let replaced = |d: &str| only.is_empty() || only.iter().any(|m| m == machine_of(d));
     let mut entries = Vec::new();
     walk(
         out,
@@ -698,7 +701,7 @@ impl Stage {
         let mut all = BTreeMap::new();
         if self.partial {
             all = recorded_sums(&self.out);
-            all.retain(|rel, _| rel.split('/').next().is_some_and(|m| !made.contains(m)));
+            all.retain(|rel, _| !made.contains(machine_of(rel)));
         }
         all.extend(staged);
         if self.partial && self.commit_in_place(&made, &all)? {
@@ -746,9 +749,7 @@ impl Stage {
         sums: &BTreeMap<String, String>,
     ) -> Result<bool> {
         let mut files = recorded_files(&self.out)?.unwrap_or_default();
-        files.retain(|f| {
-            f != MANIFEST_FILE && f.split('/').next().is_some_and(|m| !made.contains(m))
-        });
+        files.retain(|f| f != MANIFEST_FILE && !made.contains(machine_of(f)));
         files.extend(files_in(&self.dir())?);
         files.insert(SUMS_FILE.to_string());
         let top = self.root.join("top");
